@@ -1,0 +1,160 @@
+"""`gpubt` command line: run a backtest, make or check market data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gpubt import __version__
+from gpubt.errors import GpubtError
+
+console = Console()
+err_console = Console(stderr=True)
+
+_METRIC_ROWS = (
+    ("startDate", "Start", "s"),
+    ("endDate", "End", "s"),
+    ("days", "Days", "d"),
+    ("totalReturn", "Total return", "%"),
+    ("cagr", "CAGR", "%"),
+    ("vol", "Volatility", "%"),
+    ("maxDrawdown", "Max drawdown", "%"),
+    ("sharpe", "Sharpe", "f"),
+    ("sortino", "Sortino", "f"),
+    ("calmar", "Calmar", "f"),
+    ("beta", "Beta", "f"),
+    ("treynor", "Treynor", "f"),
+    ("winRate", "Win rate", "%"),
+    ("bestDay", "Best day", "%"),
+    ("worstDay", "Worst day", "%"),
+    ("avgTurnover", "Avg turnover", "%"),
+    ("avgHoldings", "Avg holdings", "f"),
+)
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "—"
+    if kind == "%":
+        return f"{100 * value:,.2f}%"
+    if kind == "f":
+        return f"{value:,.3f}"
+    return str(value)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gpubt.engine import market_for, run_backtest
+    from gpubt.schema.parse import parse_strategy_file
+
+    text = Path(args.strategy).read_text()
+    body = json.loads(text) if text.strip() else text
+    if isinstance(body, dict) and "payload" not in body and "kind" in body:
+        body = {"payload": body}
+    if isinstance(body, dict):
+        for flag, field in (("mode", "mode"), ("cost_bps", "costBps"), ("start", "startDate"),
+                            ("end", "endDate"), ("benchmark", "benchmark")):
+            value = getattr(args, flag)
+            if value is not None:
+                body[field] = value
+        body.pop("cost_bps", None) if args.cost_bps is not None else None
+    strategy = parse_strategy_file(json.dumps(body))
+    t0 = time.perf_counter()
+    market = market_for(strategy, args.data)
+    t1 = time.perf_counter()
+    result = run_backtest(strategy, market, args.backend)
+    t2 = time.perf_counter()
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, allow_nan=False))
+    table = Table(title=f"{Path(args.strategy).name} · {strategy.request.mode} · {args.backend}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    metrics = result["metrics"]
+    for key, label, kind in _METRIC_ROWS:
+        table.add_row(label, _fmt(metrics.get(key), kind))
+    console.print(table)
+    for warning in result["warnings"]:
+        err_console.print(f"[yellow]warning[/]: {warning['message']}")
+    source = "built-in synthetic market" if args.data is None else str(args.data)
+    console.print(
+        f"data: {source} · load {1000 * (t1 - t0):.0f} ms · backtest {1000 * (t2 - t1):.0f} ms"
+        + (f" · wrote {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from gpubt.data.synthetic import write_synthetic
+
+    paths = write_synthetic(Path(args.out), seed=args.seed)
+    console.print(f"wrote {len(paths)} tickers to {args.out} (seed {args.seed})")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from gpubt.data.loaders import check_folder
+
+    rows = check_folder(Path(args.path))
+    table = Table(title=f"{args.path}: {len(rows)} tickers, all valid")
+    for column in ("ticker", "rows", "first", "last", "has_adj_close", "gaps"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("ticker", "rows", "first", "last", "has_adj_close", "gaps")))
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpubt.data.synthetic import DEFAULT_SEED
+    from gpubt.engine import BACKENDS, DEFAULT_BACKEND
+
+    parser = argparse.ArgumentParser(prog="gpubt", description="Backtest FlowNode strategy trees.")
+    parser.add_argument("--version", action="version", version=f"gpubt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="backtest one strategy file and print its metrics")
+    run.add_argument("strategy", help="a request JSON (with payload) or a bare FlowNode tree")
+    run.add_argument("--data", help="folder of <TICKER>.parquet|csv or one long-format file "
+                                    "(default: the built-in synthetic market)")
+    run.add_argument("--mode", choices=("CC", "OO", "OC", "CO"), help="trade timing (overrides the file)")
+    run.add_argument("--cost-bps", type=float, dest="cost_bps", help="cost per one-way turnover, bps")
+    run.add_argument("--start", help="first reported date, YYYY-MM-DD")
+    run.add_argument("--end", help="last reported date, YYYY-MM-DD")
+    run.add_argument("--benchmark", help="benchmark ticker (default SPY)")
+    run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    run.add_argument("--out", help="write the full JSON response here")
+    run.set_defaults(func=_cmd_run)
+
+    data = sub.add_parser("data", help="make or check market data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    synth = data_sub.add_parser("synth", help="write the built-in synthetic market as Parquet")
+    synth.add_argument("--out", required=True, help="folder to write <TICKER>.parquet into")
+    synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    synth.set_defaults(func=_cmd_data_synth)
+    check = data_sub.add_parser("check", help="validate a data folder and summarise it")
+    check.add_argument("path")
+    check.set_defaults(func=_cmd_data_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GpubtError as exc:
+        where = f" at {exc.path}" if exc.path else ""
+        err_console.print(f"[red]error[/]{where}: {exc.message}")
+        return 2
+    except (OSError, json.JSONDecodeError) as exc:
+        err_console.print(f"[red]error[/]: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

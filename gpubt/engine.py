@@ -1,0 +1,52 @@
+"""One backtest from request to response: parse, load the market, pick a backend, run.
+
+This is the single entry point the CLI and (later) the API call, so both answer the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gpubt.data.loaders import load_market
+from gpubt.data.market import Market
+from gpubt.data.synthetic import synthetic_market
+from gpubt.errors import GpubtError
+from gpubt.reference.backtest import run_reference
+from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
+
+BACKENDS = ("reference",)
+DEFAULT_BACKEND = "reference"
+
+
+def market_for(strategy: Strategy, data: str | Path | None) -> Market:
+    """The built-in synthetic market, or the strategy's tickers (and benchmark, when the source
+    has it) read from a folder or long-format file."""
+    if data is None:
+        return synthetic_market()
+    benchmark = strategy.request.benchmark
+    tickers = [*strategy.tickers, benchmark]
+    try:
+        return load_market(data, tickers=tickers)
+    except GpubtError as exc:
+        if benchmark in strategy.tickers or benchmark not in exc.message:
+            raise
+        return load_market(data, tickers=strategy.tickers)
+
+
+def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
+    """The spec §7 response for one strategy on one market."""
+    if backend not in BACKENDS:
+        raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}", "backend")
+    return run_reference(strategy, market)
+
+
+def backtest(
+    body: bytes | str | dict[str, Any],
+    data: str | Path | None = None,
+    backend: str = DEFAULT_BACKEND,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict[str, Any]:
+    """Parse a request body, load its data and run it: the whole pipeline in one call."""
+    strategy = parse_request(body, limits)
+    return run_backtest(strategy, market_for(strategy, data), backend)

@@ -1,0 +1,153 @@
+"""A whole backtest with the reference interpreter: start rule, per-day simulation loop, response.
+
+The loop here is the oracle's own simulation (spec §6); the compiled path has a vectorised one in
+`gpubt.sim`, and parity tests compare the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gpubt.data.market import Market
+from gpubt.errors import GpubtError
+from gpubt.reference.interpreter import MIN_HISTORY, Alloc, Interpreter
+from gpubt.schema.models import FlowNode
+from gpubt.schema.parse import Strategy, walk
+from gpubt.schema.response import build_response
+
+# How many days after the decision day a mode's return is credited, and which prices bound it.
+_PERIODS = {
+    "CC": (1, ("close", 0), ("close", 1)),
+    "CO": (1, ("close", 0), ("open", 1)),
+    "OC": (1, ("open", 1), ("close", 1)),
+    "OO": (2, ("open", 1), ("open", 2)),
+}
+
+
+def prepare_market(strategy: Strategy, market: Market) -> tuple[Market, list[tuple[int | None, str]]]:
+    """The strategy's tickers on their own calendar. Every ticker the tree reads must have data
+    (spec §8); a benchmark without data only loses beta/treynor, with a warning."""
+    request = strategy.request
+    market.require(strategy.tickers)
+    warnings: list[tuple[int | None, str]] = []
+    tickers = list(strategy.tickers)
+    if market.has(request.benchmark):
+        tickers.append(request.benchmark)
+    else:
+        warnings.append(
+            (None, f"benchmark {request.benchmark} has no data in {market.source}: "
+                   "no benchmark curve, beta and treynor are null")
+        )
+    return market.select(tickers), warnings
+
+
+def backtest_window(strategy: Strategy, market: Market, warmup: int) -> tuple[int, int, list[tuple[int | None, str]]]:
+    """(start decision day, last credited day, warnings) from the warm-up and start/end dates."""
+    request = strategy.request
+    lag = _PERIODS[request.mode][0]
+    dates = market.dates
+    warnings: list[tuple[int | None, str]] = []
+    start = max(MIN_HISTORY, warmup)
+    if request.start_date is not None:
+        wanted = int(np.searchsorted(dates, np.datetime64(request.start_date, "D")))
+        if wanted < start and start < len(dates):
+            warnings.append(
+                (start, f"startDate {request.start_date} is inside the warm-up; "
+                        f"the backtest starts {dates[start]}")
+            )
+        start = max(start, wanted)
+    end = len(dates) - 1
+    if request.end_date is not None:
+        end = int(np.searchsorted(dates, np.datetime64(request.end_date, "D"), side="right")) - 1
+    if start + lag > end:
+        needed = max(MIN_HISTORY, warmup) + lag + 1
+        raise GpubtError(
+            f"not enough data: the strategy needs at least {needed} days of history for its "
+            f"warm-up (indicator lookbacks, at least {MIN_HISTORY} days) and one {request.mode} "
+            f"period, but {len(dates)} days are available"
+            + (" in the requested date range" if request.start_date or request.end_date else ""),
+            path="payload",
+        )
+    return start, end, warnings
+
+
+def run_reference(strategy: Strategy, market: Market) -> dict:
+    """The full §7 response computed by the reference interpreter."""
+    request = strategy.request
+    market, warnings = prepare_market(strategy, market)
+    interp = Interpreter(strategy, market)
+    start, end, more = backtest_window(strategy, market, interp.warmup(strategy.root))
+    warnings += more
+    interp.start = start  # altExit states advance from the backtest start (spec §3)
+    lag, (f0, d0), (f1, d1) = _PERIODS[request.mode]
+    decisions = range(start, end - lag + 1)
+    col = {t: j for j, t in enumerate(market.tickers)}
+    n = len(market.tickers)
+    holdings = np.zeros((len(decisions), n))
+    gross, turnover = np.zeros(len(decisions)), np.zeros(len(decisions))
+    bench = np.full(len(decisions), np.nan)
+    missing: dict[str, list[int]] = {}
+    previous: Alloc = {}
+    for i, t in enumerate(decisions):
+        held = interp.allocation(strategy.root, t)
+        for ticker, w in held.items():
+            holdings[i, col[ticker]] = w
+            r = _period_return(market, f0, t + d0, f1, t + d1, col[ticker])
+            if math.isfinite(r):
+                gross[i] += w * r
+            else:
+                missing.setdefault(ticker, []).append(t + lag)
+        names = set(held) | set(previous)
+        turnover[i] = 0.5 * sum(abs(held.get(k, 0.0) - previous.get(k, 0.0)) for k in names)
+        previous = held
+        if request.benchmark in col:
+            bench[i] = _period_return(market, f0, t + d0, f1, t + d1, col[request.benchmark])
+    for ticker, days in missing.items():
+        warnings.append(
+            (days[0], f"{ticker} had no price for {len(days)} held period(s) from "
+                      f"{market.dates[days[0]]}; those periods earned 0")
+        )
+    cost = turnover * request.cost_bps / 10_000.0
+    credited = np.arange(start + lag, end + 1)
+    return build_response(
+        dates=market.dates,
+        start=start,
+        credited=credited,
+        tickers=market.tickers,
+        holdings=holdings,
+        gross=gross,
+        net=gross - cost,
+        turnover=turnover,
+        cost=cost,
+        benchmark=request.benchmark,
+        benchmark_net=bench if request.benchmark in col else None,
+        markers=_markers(interp, strategy, start, end),
+        warnings=warnings,
+    )
+
+
+def _period_return(market: Market, f0: str, t0: int, f1: str, t1: int, j: int) -> float:
+    begin = getattr(market, f0)[t0, j]
+    finish = getattr(market, f1)[t1, j]
+    if not (math.isfinite(begin) and math.isfinite(finish)) or begin == 0:
+        return math.nan
+    return finish / begin - 1.0
+
+
+def _markers(interp: Interpreter, strategy: Strategy, start: int, end: int) -> list[tuple[int, str]]:
+    """altExit entries and exits inside the reported period."""
+    roots: list[FlowNode] = [strategy.root, *strategy.request.call_chains.values()]
+    markers: list[tuple[int, str]] = []
+    for root in roots:
+        for _, node in walk(root, ""):
+            if node.kind != "altExit":
+                continue
+            state = interp.alt_exit_state(node)
+            for t in range(start, end + 1):
+                before = state[t - 1] if t > start else False
+                if state[t] != before:
+                    markers.append((t, f"{node.id}: {'enter' if state[t] else 'exit'}"))
+    markers.sort()
+    return markers
