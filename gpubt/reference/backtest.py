@@ -26,21 +26,15 @@ _PERIODS = {
 }
 
 
-def prepare_market(strategy: Strategy, market: Market) -> tuple[Market, list[tuple[int | None, str]]]:
+def prepare_market(strategy: Strategy, market: Market) -> Market:
     """The strategy's tickers on their own calendar. Every ticker the tree reads must have data
     (spec §8); a benchmark without data only loses beta/treynor, with a warning."""
     request = strategy.request
     market.require(strategy.tickers)
-    warnings: list[tuple[int | None, str]] = []
     tickers = list(strategy.tickers)
-    if market.has(request.benchmark):
+    if market.has(request.benchmark):  # without it, build_response warns and nulls beta
         tickers.append(request.benchmark)
-    else:
-        warnings.append(
-            (None, f"benchmark {request.benchmark} has no data in {market.source}: "
-                   "no benchmark curve, beta and treynor are null")
-        )
-    return market.select(tickers), warnings
+    return market.select(tickers)
 
 
 def backtest_window(strategy: Strategy, market: Market, warmup: int) -> tuple[int, int, list[tuple[int | None, str]]]:
@@ -76,10 +70,9 @@ def backtest_window(strategy: Strategy, market: Market, warmup: int) -> tuple[in
 def run_reference(strategy: Strategy, market: Market) -> dict:
     """The full §7 response computed by the reference interpreter."""
     request = strategy.request
-    market, warnings = prepare_market(strategy, market)
+    market = prepare_market(strategy, market)
     interp = Interpreter(strategy, market)
-    start, end, more = backtest_window(strategy, market, interp.warmup(strategy.root))
-    warnings += more
+    start, end, warnings = backtest_window(strategy, market, interp.warmup(strategy.root))
     interp.start = start  # altExit states advance from the backtest start (spec §3)
     lag, (f0, d0), (f1, d1) = _PERIODS[request.mode]
     decisions = range(start, end - lag + 1)

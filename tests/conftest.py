@@ -1,0 +1,56 @@
+"""Shared test helpers.
+
+`make_market` builds a small `Market` from per-ticker close (and optionally open) lists on
+consecutive business days. It is a plain function, importable as ``from conftest import
+make_market``, and also served by the ``make_market`` fixture for tests that prefer fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gpubt.data.market import Market
+
+
+def business_days(n: int, start: str = "2021-01-04") -> np.ndarray:
+    """n consecutive business days (Mon–Fri, no holidays) from `start` (rolled forward)."""
+    return np.busday_offset(np.datetime64(start, "D"), np.arange(n), roll="forward")
+
+
+def make_market(
+    closes: Mapping[str, Sequence[float | None]],
+    opens: Mapping[str, Sequence[float | None]] | None = None,
+    start: str = "2021-01-04",
+    source: str = "test",
+) -> Market:
+    """A `Market` via `Market.from_frames`: every list is one value per day on the same business-day
+    axis; a `None` (or NaN) close drops that ticker's row (a missing price: leading/trailing
+    gaps stay missing, interior ones are forward-filled by the market). Opens default to the close.
+    """
+    lengths = {len(v) for v in closes.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"close lists differ in length: {lengths}")
+    (n,) = lengths
+    days = business_days(n, start)
+    frames: dict[str, pl.DataFrame] = {}
+    for ticker, values in closes.items():
+        close = [np.nan if v is None else float(v) for v in values]
+        columns: dict[str, object] = {"date": days, "close": close}
+        if opens is not None and ticker in opens:
+            if len(opens[ticker]) != n:
+                raise ValueError(f"opens of {ticker} have {len(opens[ticker])} values, not {n}")
+            columns["open"] = [np.nan if v is None else float(v) for v in opens[ticker]]
+        frame = pl.DataFrame(columns).with_columns(pl.col("date").cast(pl.Date))
+        keep = np.isfinite(np.asarray(close))
+        frames[ticker] = frame.filter(pl.Series(keep))
+    return Market.from_frames(frames, source=source)
+
+
+@pytest.fixture(name="make_market")
+def _make_market_fixture():
+    """The `make_market` function itself."""
+    return make_market
