@@ -1,0 +1,157 @@
+"""Column-graph nodes: one immutable `Node` type, interned so that equal means identical.
+
+A node is an operation name, hashable parameters and input nodes. Nodes are only made through a
+`Builder`, which keeps one instance per (op, params, inputs): building RSI(14) of SPY twice, in
+one tree or across a thousand, returns the same object, so deduplication is free and equality is
+identity. Every node is one column over the date axis: float64 (missing = null) for series,
+nullable boolean (Kleene three-valued logic) for conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+# op name -> (kind of result, number of inputs or None for any, meaning)
+PRIMITIVES: dict[str, tuple[str, int | None, str]] = {
+    # leaves
+    "price": ("f", 0, "params (ticker, field): a market column; ratios are built with `ratio`"),
+    "const": ("f", 0, "params (value,)"),
+    "branch": ("f", 0, "params (key,): a branch equity series supplied by the allocation stage"),
+    "date_between": ("b", 0, "params (from_month, from_day, to_month, to_day): calendar range, wraps the year end"),
+    # element-wise arithmetic; a non-finite result is missing
+    "add": ("f", 2, ""), "sub": ("f", 2, ""), "mul": ("f", 2, ""),
+    "div": ("f", 2, "missing where the divisor is 0"),
+    "pow": ("f", 2, ""), "min2": ("f", 2, ""), "max2": ("f", 2, ""),
+    "neg": ("f", 1, ""), "abs": ("f", 1, ""), "log": ("f", 1, ""), "exp": ("f", 1, ""),
+    "sqrt": ("f", 1, ""), "sign": ("f", 1, "-1, 0, 1"),
+    "ratio": ("f", 2, "a/b, missing where b is 0 (spec §4.2)"),
+    "where": ("f", 3, "inputs (cond, a, b): a where cond is True, else b (null cond -> b)"),
+    "fill_null": ("f", 2, "inputs (x, y): y where x is missing"),
+    "valid_from": ("f", 2, "inputs (x, anchor), params (offset,): missing before anchor's first valid index + offset"),
+    # windows over the last n values (missing if any value in the window is missing)
+    "shift": ("f", 1, "params (n,): x[t-n]"),
+    "rolling_mean": ("f", 1, "params (n,)"),
+    "rolling_sum": ("f", 1, "params (n,)"),
+    "rolling_std": ("f", 1, "params (n,): population (ddof 0)"),
+    "rolling_min": ("f", 1, "params (n,)"),
+    "rolling_max": ("f", 1, "params (n,)"),
+    "rolling_dot": ("f", 1, "params (weights,): sum of weights[i] * x[t-n+1+i]"),
+    "rolling_argmax_age": ("f", 1, "params (n,): days since the highest of the last n values (latest on ties)"),
+    "rolling_argmin_age": ("f", 1, "params (n,): days since the lowest of the last n values (latest on ties)"),
+    "rolling_max_drawdown": ("f", 1, "params (n,): max over the window of (running peak - x)/running peak"),
+    "rolling_ulcer": ("f", 1, "params (n,): sqrt(mean((100 (x - running peak)/running peak)^2))"),
+    "cum_sum": ("f", 1, "running sum from the first valid value"),
+    # recursions (state carried over a missing input; output missing that day)
+    "ewm": ("f", 1, "params (alpha, seed): seeded with the mean of the first `seed` values, then e += alpha (x - e)"),
+    "ewm_var": ("f", 2, "inputs (x, alpha series), params (seed_offset,): seeded with x at the first valid alpha - 1"),
+    "laguerre_rsi": ("f", 1, "params (gamma,): Ehlers Laguerre RSI, state 0 at the first value"),
+    # conditions (nullable boolean, Kleene logic)
+    "gt": ("b", 2, "null if either side is missing"), "lt": ("b", 2, ""),
+    "ge": ("b", 2, ""), "le": ("b", 2, ""),
+    "and": ("b", None, "Kleene AND"), "or": ("b", None, "Kleene OR"), "not": ("b", 1, ""),
+    "null_if_any_missing": ("b", None, "inputs (cond, *values): null where any value is missing"),
+    "rolling_all": ("b", 1, "params (n,): Kleene AND of the last n days, null before n days exist"),
+}
+
+
+class Node:
+    """One column of the graph. Made by `Builder.node`; never constructed directly."""
+
+    __slots__ = ("op", "params", "inputs", "_hash", "__weakref__")
+
+    def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...]) -> None:
+        self.op = op
+        self.params = params
+        self.inputs = inputs
+        self._hash = hash((op, params, tuple(id(i) for i in inputs)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, "_hash"):
+            raise AttributeError("graph nodes are immutable")
+        object.__setattr__(self, name, value)
+
+    @property
+    def kind(self) -> str:
+        """'f' for a float series, 'b' for a three-valued condition."""
+        return PRIMITIVES[self.op][0]
+
+    def __repr__(self) -> str:
+        params = ", ".join(map(repr, self.params))
+        return f"{self.op}({params}{'; ' if params and self.inputs else ''}{len(self.inputs)} in)"
+
+
+class Builder:
+    """The intern table: `node()` returns the one existing node equal to what is asked for."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple[Any, ...], Node] = {}
+        self.requests = 0
+
+    def node(self, op: str, params: Iterable[Any] = (), inputs: Iterable[Node] = ()) -> Node:
+        spec = PRIMITIVES.get(op)
+        if spec is None:
+            raise ValueError(f"unknown primitive {op!r}")
+        params, inputs = tuple(params), tuple(inputs)
+        if spec[1] is not None and len(inputs) != spec[1]:
+            raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
+        key = (op, params, tuple(id(i) for i in inputs))
+        self.requests += 1
+        found = self._table.get(key)
+        if found is None:
+            found = Node(op, params, inputs)
+            self._table[key] = found
+        return found
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @property
+    def duplicates_removed(self) -> int:
+        return self.requests - len(self._table)
+
+    # short-hands used by the indicator expansions and the compiler
+    def const(self, value: float) -> Node:
+        return self.node("const", (float(value),))
+
+    def price(self, ticker: str, field: str = "close") -> Node:
+        if "/" in ticker:
+            a, _, b = ticker.partition("/")
+            return self.node("ratio", (), (self.price(a, field), self.price(b, field)))
+        return self.node("price", (ticker, field))
+
+    def __getattr__(self, op: str):  # b.add(x, y), b.shift(x, n=3) ...
+        if op.startswith("_") or op not in PRIMITIVES:
+            raise AttributeError(op)
+
+        def make(*inputs: Node, **params: Any) -> Node:
+            return self.node(op, tuple(params.values()), inputs)
+
+        return make
+
+
+def topological(outputs: Iterable[Node]) -> list[Node]:
+    """Every node the outputs depend on, inputs before users (iterative: deep graphs are fine)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in outputs:
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, iter(child.inputs)))
+    return order
