@@ -11,11 +11,11 @@ import math
 import numpy as np
 
 from gpubt.data.market import Market
-from gpubt.errors import GpubtError
-from gpubt.reference.interpreter import MIN_HISTORY, Alloc, Interpreter
+from gpubt.reference.interpreter import Alloc, Interpreter
 from gpubt.schema.models import FlowNode
 from gpubt.schema.parse import Strategy, walk
 from gpubt.schema.response import build_response
+from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_market
 
 # How many days after the decision day a mode's return is credited, and which prices bound it.
 _PERIODS = {
@@ -26,53 +26,12 @@ _PERIODS = {
 }
 
 
-def prepare_market(strategy: Strategy, market: Market) -> Market:
-    """The strategy's tickers on their own calendar. Every ticker the tree reads must have data
-    (spec §8); a benchmark without data only loses beta/treynor, with a warning."""
-    request = strategy.request
-    market.require(strategy.tickers)
-    tickers = list(strategy.tickers)
-    if market.has(request.benchmark):  # without it, build_response warns and nulls beta
-        tickers.append(request.benchmark)
-    return market.select(tickers)
-
-
-def backtest_window(strategy: Strategy, market: Market, warmup: int) -> tuple[int, int, list[tuple[int | None, str]]]:
-    """(start decision day, last credited day, warnings) from the warm-up and start/end dates."""
-    request = strategy.request
-    lag = _PERIODS[request.mode][0]
-    dates = market.dates
-    warnings: list[tuple[int | None, str]] = []
-    start = max(MIN_HISTORY, warmup)
-    if request.start_date is not None:
-        wanted = int(np.searchsorted(dates, np.datetime64(request.start_date, "D")))
-        if wanted < start and start < len(dates):
-            warnings.append(
-                (start, f"startDate {request.start_date} is inside the warm-up; "
-                        f"the backtest starts {dates[start]}")
-            )
-        start = max(start, wanted)
-    end = len(dates) - 1
-    if request.end_date is not None:
-        end = int(np.searchsorted(dates, np.datetime64(request.end_date, "D"), side="right")) - 1
-    if start + lag > end:
-        needed = max(MIN_HISTORY, warmup) + lag + 1
-        raise GpubtError(
-            f"not enough data: the strategy needs at least {needed} days of history for its "
-            f"warm-up (indicator lookbacks, at least {MIN_HISTORY} days) and one {request.mode} "
-            f"period, but {len(dates)} days are available"
-            + (" in the requested date range" if request.start_date or request.end_date else ""),
-            path="payload",
-        )
-    return start, end, warnings
-
-
 def run_reference(strategy: Strategy, market: Market) -> dict:
     """The full §7 response computed by the reference interpreter."""
     request = strategy.request
     market = prepare_market(strategy, market)
     interp = Interpreter(strategy, market)
-    start, end, warnings = backtest_window(strategy, market, interp.warmup(strategy.root))
+    start, end, warnings = backtest_window(strategy, market.dates, interp.warmup(strategy.root))
     interp.start = start  # altExit states advance from the backtest start (spec §3)
     lag, (f0, d0), (f1, d1) = _PERIODS[request.mode]
     decisions = range(start, end - lag + 1)
@@ -97,11 +56,7 @@ def run_reference(strategy: Strategy, market: Market) -> dict:
         previous = held
         if request.benchmark in col:
             bench[i] = _period_return(market, f0, t + d0, f1, t + d1, col[request.benchmark])
-    for ticker, days in missing.items():
-        warnings.append(
-            (days[0], f"{ticker} had no price for {len(days)} held period(s) from "
-                      f"{market.dates[days[0]]}; those periods earned 0")
-        )
+    warnings += missing_price_warnings(missing, market.dates)
     cost = turnover * request.cost_bps / 10_000.0
     credited = np.arange(start + lag, end + 1)
     return build_response(
@@ -130,11 +85,17 @@ def _period_return(market: Market, f0: str, t0: int, f1: str, t1: int, j: int) -
 
 
 def _markers(interp: Interpreter, strategy: Strategy, start: int, end: int) -> list[tuple[int, str]]:
-    """altExit entries and exits inside the reported period."""
-    roots: list[FlowNode] = [strategy.root, *strategy.request.call_chains.values()]
+    """altExit entries and exits inside the reported period, for every altExit node the tree
+    reaches (through calls too, each chain once)."""
+    chains = strategy.request.call_chains
+    roots: list[FlowNode] = [strategy.root]
+    visited: set[str] = set()
     markers: list[tuple[int, str]] = []
-    for root in roots:
-        for _, node in walk(root, ""):
+    while roots:
+        for _, node in walk(roots.pop(), ""):
+            if node.kind == "call" and node.call_ref_id not in visited:
+                visited.add(node.call_ref_id)
+                roots.append(chains[node.call_ref_id])
             if node.kind != "altExit":
                 continue
             state = interp.alt_exit_state(node)

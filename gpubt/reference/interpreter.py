@@ -29,8 +29,6 @@ from gpubt.schema.parse import Strategy, branch_slot, is_holdable
 Alloc = dict[str, float]
 Truth = bool | None
 
-MIN_HISTORY = 50  # spec §6: at least 50 days of history before the first decision
-
 
 @dataclass
 class Interpreter:
@@ -311,7 +309,7 @@ class Interpreter:
         cached = self._branch.get(key)
         if cached is None:
             children = node.slot(slot) if slot else (node,)
-            first = max((self.warmup(c) for c in children), default=self.n_days)
+            first = self._slot_warmup(node, slot) if slot else self.warmup(node)
             weighting, vol_window, fallback = node.slot_weighting(slot) if slot else ("equal", 20, None)
             close = self.market.close
             col = {t: j for j, t in enumerate(self.market.tickers)}
@@ -358,9 +356,10 @@ class Interpreter:
         if cached is not None:
             return cached
         first = 0
-        for ticker in node.positions:
-            if is_holdable(ticker):
-                first = max(first, self.market.first_index(ticker))
+        if node.kind == "position":
+            for ticker in node.positions:
+                if is_holdable(ticker):
+                    first = max(first, self.market.first_index(ticker))
         for cond in _node_conditions(node):
             first = max(first, self._condition_warmup(node, cond))
         if node.kind == "function":
@@ -375,16 +374,21 @@ class Interpreter:
             first = max(
                 first, self._series_warmup(node.scale_metric, node.scale_ticker, node.scale_window, node)
             )
-        for slot in node.children:
-            weighting, vol_window, _ = node.slot_weighting(slot)
-            for child in node.slot(slot):
-                child_first = self.warmup(child)
-                first = max(first, child_first)
-                if weighting in ("inverse", "pro") and len(node.slot(slot)) > 1:
-                    first = max(first, child_first + vol_window)
+        for slot in node.used_slots():
+            first = max(first, self._slot_warmup(node, slot))
         if node.kind == "call":
             first = max(first, self.warmup(self.strategy.request.call_chains[node.call_ref_id]))
         self._warmup[id(node)] = first
+        return first
+
+    def _slot_warmup(self, node: FlowNode, slot: str) -> int:
+        """Warm-up of a slot's children combined: each child's, plus the volatility window when
+        inverse/pro weighting compares two or more of them. An empty slot is decided at once."""
+        weighting, vol_window, _ = node.slot_weighting(slot)
+        children = node.slot(slot)
+        first = max((self.warmup(c) for c in children), default=0)
+        if weighting in ("inverse", "pro") and len(children) > 1:
+            first += vol_window
         return first
 
     def _condition_warmup(self, node: FlowNode, cond: Condition) -> int:
@@ -401,7 +405,7 @@ class Interpreter:
     def _series_warmup(self, metric: str, ticker: str, window: int, node: FlowNode) -> int:
         slot = branch_slot(ticker)
         if slot is not None:
-            base = max(self.warmup(c) for c in node.slot(slot))
+            base = self._slot_warmup(node, slot)
         elif "/" in ticker:
             a, _, b = ticker.partition("/")
             base = max(self.market.first_index(a), self.market.first_index(b))
@@ -417,11 +421,14 @@ class Interpreter:
 
 
 def _node_conditions(node: FlowNode) -> list[Condition]:
-    lines = list(node.conditions) + list(node.entry_conditions) + list(node.exit_conditions)
-    if node.numbered is not None:
-        for item in node.numbered.items:
-            lines.extend(item.conditions)
-    return lines
+    """The condition lines a node of its kind evaluates."""
+    if node.kind == "indicator":
+        return list(node.conditions)
+    if node.kind == "altExit":
+        return list(node.entry_conditions) + list(node.exit_conditions)
+    if node.kind == "numbered" and node.numbered is not None:
+        return [c for item in node.numbered.items for c in item.conditions]
+    return []
 
 
 def _and(values: Sequence[Truth]) -> Truth:

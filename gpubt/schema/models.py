@@ -147,6 +147,16 @@ class FlowNode(WireModel):
         """The children of a slot, nulls skipped."""
         return tuple(c for c in (self.children.get(name) or ()) if c is not None)
 
+    def used_slots(self) -> list[str]:
+        """The child slots a node of this kind ever evaluates (any other slot is unreachable)."""
+        if self.kind in ("basic", "function"):
+            return ["next"]
+        if self.kind in ("indicator", "scaling", "altExit"):
+            return ["then", "else"]
+        if self.kind == "numbered":
+            return ["then", "else", *(s for s in self.children if s.startswith("ladder-") and s[7:].isdigit())]
+        return []
+
     def slot_weighting(self, slot: str) -> tuple[Weighting, int, str | None]:
         """(weighting, volWindow, cappedFallback) for combining a slot's children."""
         if slot == "then":
