@@ -1,8 +1,9 @@
 """Shared test helpers.
 
 `make_market` builds a small `Market` from per-ticker close (and optionally open) lists on
-consecutive business days. It is a plain function, importable as ``from conftest import
-make_market``, and also served by the ``make_market`` fixture for tests that prefer fixtures.
+consecutive business days. It is a plain function, importable as ``from tests.conftest import
+make_market`` (pytest 9 registers this file as ``tests.conftest``; older pytest versions as
+``conftest``), and also served by the ``make_market`` fixture for tests that prefer fixtures.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 from gpubt.data.market import Market
 from gpubt.reference.interpreter import Alloc, Interpreter
 from gpubt.schema.models import FlowNode
-from gpubt.schema.parse import Strategy, walk
+from gpubt.schema.parse import Strategy
 from gpubt.schema.response import build_response
 from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_market
 
@@ -86,13 +86,16 @@ def _period_return(market: Market, f0: str, t0: int, f1: str, t1: int, j: int) -
 
 def _markers(interp: Interpreter, strategy: Strategy, start: int, end: int) -> list[tuple[int, str]]:
     """altExit entries and exits inside the reported period, for every altExit node the tree
-    reaches (through calls too, each chain once)."""
+    can reach (through the slots its nodes read and through calls, each chain once)."""
     chains = strategy.request.call_chains
     roots: list[FlowNode] = [strategy.root]
     visited: set[str] = set()
     markers: list[tuple[int, str]] = []
     while roots:
-        for _, node in walk(roots.pop(), ""):
+        stack = [roots.pop()]
+        while stack:
+            node = stack.pop()
+            stack.extend(c for slot in node.used_slots() for c in node.slot(slot))
             if node.kind == "call" and node.call_ref_id not in visited:
                 visited.add(node.call_ref_id)
                 roots.append(chains[node.call_ref_id])

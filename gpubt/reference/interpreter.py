@@ -137,9 +137,9 @@ class Interpreter:
         n_null = sum(1 for x in truths if x is None)
         q, n = numbered.quantifier, numbered.n  # type: ignore[union-attr]
         if q == "ladder":
-            ladder = self._combine_slot(node, f"ladder-{n_true}", t)
-            if ladder:
-                return ladder
+            rung = f"ladder-{n_true}"
+            if any(self.allocation(c, t) for c in node.slot(rung)):
+                return self._combine_slot(node, rung, t)
             return self._combine_slot(node, "then" if n_true > 0 else "else", t)
         passed = {
             "any": n_true >= 1,

@@ -158,20 +158,18 @@ class FlowNode(WireModel):
         return []
 
     def slot_weighting(self, slot: str) -> tuple[Weighting, int, str | None]:
-        """(weighting, volWindow, cappedFallback) for combining a slot's children."""
+        """(weighting, volWindow, cappedFallback) for combining a slot's children; a fallback
+        of "" or "Empty" means cash, as in positions."""
+        weighting, vol_window, fallback = self.weighting, self.vol_window, self.capped_fallback
         if slot == "then":
-            return (
-                self.weighting_then or self.weighting,
-                self.vol_window_then or self.vol_window,
-                self.capped_fallback_then or self.capped_fallback,
-            )
-        if slot == "else":
-            return (
-                self.weighting_else or self.weighting,
-                self.vol_window_else or self.vol_window,
-                self.capped_fallback_else or self.capped_fallback,
-            )
-        return self.weighting, self.vol_window, self.capped_fallback
+            weighting = self.weighting_then or weighting
+            vol_window = self.vol_window_then or vol_window
+            fallback = self.capped_fallback_then or fallback
+        elif slot == "else":
+            weighting = self.weighting_else or weighting
+            vol_window = self.vol_window_else or vol_window
+            fallback = self.capped_fallback_else or fallback
+        return weighting, vol_window, fallback if fallback not in ("", "Empty") else None
 
 
 class CustomIndicator(WireModel):

@@ -202,7 +202,7 @@ def _check_node(
             )
     for name in ("capped_fallback", "capped_fallback_then", "capped_fallback_else"):
         fallback = getattr(node, name)
-        if fallback:
+        if fallback and is_holdable(fallback):
             tickers[fallback] = None
     if node.kind == "function":
         _check_metric(node.metric, json_path(path, "metric"), formulas)
