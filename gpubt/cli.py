@@ -72,6 +72,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     if args.out:
         Path(args.out).write_text(json.dumps(result, allow_nan=False))
+    if args.report:
+        from gpubt.report import write_report
+
+        write_report(result, args.report, title=f"{Path(args.strategy).name} · {strategy.request.mode}",
+                     benchmark=strategy.request.benchmark)
     table = Table(title=f"{Path(args.strategy).name} · {strategy.request.mode} · {args.backend}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -85,7 +90,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"data: {source} · load {1000 * (t1 - t0):.0f} ms · backtest {1000 * (t2 - t1):.0f} ms"
         + (f" · wrote {args.out}" if args.out else "")
+        + (f" · report {args.report}" if args.report else "")
     )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from gpubt.api.app import SETTINGS_ENV, Settings, configure_logging, create_app
+
+    settings = Settings(
+        host=args.host, port=args.port, data=args.data, backend=args.backend,
+        request_timeout_s=args.timeout, max_days=args.max_days or None,
+        **({"max_concurrent": args.threads} if args.threads else {}),
+    )
+    configure_logging()
+    if args.workers > 1:
+        # Each worker process builds its own app (and loads the market) from the settings.
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        uvicorn.run("gpubt.api.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level)
+    else:
+        app = create_app(settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -129,7 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark", help="benchmark ticker (default SPY)")
     run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     run.add_argument("--out", help="write the full JSON response here")
+    run.add_argument("--report", help="write a self-contained HTML report here")
     run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API (needs the [api] extra)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3030)
+    serve.add_argument("--data", help="folder of <TICKER>.parquet|csv or one long-format file, "
+                                      "loaded whole at startup (default: the built-in synthetic market)")
+    serve.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the market)")
+    serve.add_argument("--threads", type=int, help="backtests computing at once per worker "
+                                                   "(default: the CPU count, 2 to 8)")
+    serve.add_argument("--timeout", type=float, default=120.0, help="seconds one request may compute (503 after)")
+    serve.add_argument("--max-days", type=int, default=20_000, dest="max_days",
+                       help="most days one backtest may span (0: no limit)")
+    serve.add_argument("--log-level", default="info", dest="log_level")
+    serve.set_defaults(func=_cmd_serve)
 
     data = sub.add_parser("data", help="make or check market data")
     data_sub = data.add_subparsers(dest="data_command", required=True)

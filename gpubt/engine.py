@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpubt.backends import REGISTRY, get_backend
+from gpubt.compiler.execute import run_compiled
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
@@ -15,8 +17,8 @@ from gpubt.errors import GpubtError
 from gpubt.reference.backtest import run_reference
 from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
 
-BACKENDS = ("reference",)
-DEFAULT_BACKEND = "reference"
+BACKENDS = ("reference", *REGISTRY)
+DEFAULT_BACKEND = "polars"
 
 
 def market_for(strategy: Strategy, data: str | Path | None) -> Market:
@@ -38,7 +40,9 @@ def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACK
     """The spec §7 response for one strategy on one market."""
     if backend not in BACKENDS:
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}", "backend")
-    return run_reference(strategy, market)
+    if backend == "reference":
+        return run_reference(strategy, market)
+    return run_compiled(strategy, market, get_backend(backend))
 
 
 def backtest(

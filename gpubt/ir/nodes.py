@@ -41,18 +41,34 @@ PRIMITIVES: dict[str, tuple[str, int | None, str]] = {
     "rolling_argmin_age": ("f", 1, "params (n,): days since the lowest of the last n values (latest on ties)"),
     "rolling_max_drawdown": ("f", 1, "params (n,): max over the window of (running peak - x)/running peak"),
     "rolling_ulcer": ("f", 1, "params (n,): sqrt(mean((100 (x - running peak)/running peak)^2))"),
-    "cum_sum": ("f", 1, "running sum from the first valid value"),
+    "rolling_mad": ("f", 1, "params (n,): mean absolute deviation of the last n values around their own mean. "
+                    "Added for CCI: each value is paired with its own window's mean, which rolling sums can "
+                    "only express with one shifted copy per lag (O(n) nodes)"),
+    "cum_sum": ("f", 1, "running sum from the first valid value (a missing day: missing, sum carried)"),
+    "forward_fill": ("f", 1, "x, else its last present value (missing before the first). Added for ADX, which keeps "
+                     "its value on a day whose DX is undefined: no window or recursion above can carry a value "
+                     "over an unbounded run of such days"),
     # recursions (state carried over a missing input; output missing that day)
-    "ewm": ("f", 1, "params (alpha, seed): seeded with the mean of the first `seed` values, then e += alpha (x - e)"),
-    "ewm_var": ("f", 2, "inputs (x, alpha series), params (seed_offset,): seeded with x at the first valid alpha - 1"),
-    "laguerre_rsi": ("f", 1, "params (gamma,): Ehlers Laguerre RSI, state 0 at the first value"),
+    "ewm": ("f", 1, "params (alpha, seed): missing until the `seed`-th present value, which gets the mean of "
+            "the first `seed` present values; then e += alpha (x - e)"),
+    "wilder_mean": ("f", 1, "params (n,): missing until the n-th present value, which gets the mean of the first n; "
+                    "then e = (e (n - 1) + x)/n. Added for RSI and ATR: it is ewm(1/n, n) up to rounding, but "
+                    "Stochastic RSI over a flat stretch is the stochastic of that rounding, so the catalogue's own "
+                    "(TA-Lib's) arithmetic has to be a primitive to be reproduced"),
+    "ewm_var": ("f", 2, "inputs (x, alpha series), params (seed_offset,): e = x on the day `seed_offset` days before "
+                "alpha's first present value (output there), then e += alpha_t (x_t - e)"),
+    "laguerre_rsi": ("f", 1, "params (gamma,): Ehlers Laguerre RSI on a 0-100 scale (50 when flat), filter state 0 "
+                     "before the first value"),
     # conditions (nullable boolean, Kleene logic)
     "gt": ("b", 2, "null if either side is missing"), "lt": ("b", 2, ""),
     "ge": ("b", 2, ""), "le": ("b", 2, ""),
     "and": ("b", None, "Kleene AND"), "or": ("b", None, "Kleene OR"), "not": ("b", 1, ""),
     "null_if_any_missing": ("b", None, "inputs (cond, *values): null where any value is missing"),
-    "rolling_all": ("b", 1, "params (n,): Kleene AND of the last n days, null before n days exist"),
+    "rolling_all": ("b", 1, "params (n,): Kleene AND of the last n days; days before the first count as null (so any False -> False)"),
 }
+
+
+_NAN = float("nan")  # one NaN object: NaN != NaN, but tuples compare identical objects as equal
 
 
 class Node:
@@ -98,7 +114,8 @@ class Builder:
         spec = PRIMITIVES.get(op)
         if spec is None:
             raise ValueError(f"unknown primitive {op!r}")
-        params, inputs = tuple(params), tuple(inputs)
+        params = tuple(_NAN if isinstance(p, float) and p != p else p for p in params)
+        inputs = tuple(inputs)
         if spec[1] is not None and len(inputs) != spec[1]:
             raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
         key = (op, params, tuple(id(i) for i in inputs))

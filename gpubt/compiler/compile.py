@@ -1,0 +1,286 @@
+"""FlowNode tree → column graph (layers 1–3) + allocation plan (layer 4).
+
+Conditions become three-valued graph nodes built through one `Builder`, so every indicator,
+comparison and condition list exists once however often the tree (or a sweep of trees) asks for
+it. The warm-up of each sub-tree is derived here from the catalogue's lookbacks and the market's
+first prices, independently of the reference interpreter, and must agree with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpubt.compiler.plan import (
+    Blend,
+    Choose,
+    Combine,
+    Count,
+    Hold,
+    Latch,
+    Program,
+    Rank,
+    Step,
+    step_children,
+    step_signals,
+)
+from gpubt.data.market import Market
+from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
+from gpubt.ir.nodes import Builder, Node, topological
+from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
+from gpubt.schema.formula import formula_lookback
+from gpubt.schema.models import Condition, FlowNode
+from gpubt.schema.parse import Strategy, branch_slot, is_holdable
+
+DEFAULT_FUNCTION_WINDOW = 14
+
+
+@dataclass
+class Compiler:
+    """Compiles one strategy for one market (first prices fix the warm-ups)."""
+
+    strategy: Strategy
+    market: Market
+    builder: Builder = field(default_factory=Builder)
+    _steps: dict[int, Step] = field(default_factory=dict)
+    _slots: dict[tuple[int, str], Combine] = field(default_factory=dict)
+    _branch_keys: dict[int, str] = field(default_factory=dict)
+    branches: dict[str, Step] = field(default_factory=dict)
+    latches: list[Latch] = field(default_factory=list)
+    indicators: dict[Node, None] = field(default_factory=dict)
+    conditions: dict[Node, None] = field(default_factory=dict)
+    _first: dict[str, int] = field(default_factory=dict)
+
+    def program(self) -> Program:
+        root = self.step(self.strategy.root)
+        return Program(root, root.warmup, self.branches, self.latches, self.market.tickers)
+
+    def explain(self, program: Program) -> str:
+        """The graph in numbers: what was built, and how much interning saved."""
+        steps, signals, stack, seen = 0, 0, [program.root], set()
+        while stack:
+            step = stack.pop()
+            if id(step) in seen:
+                continue
+            seen.add(id(step))
+            steps += 1
+            signals += len(step_signals(step))
+            stack.extend(step_children(step))
+        graph = topological([*self.indicators, *self.conditions])
+        series = sum(1 for n in graph if n.op in ("price", "ratio", "branch"))
+        lines = [
+            f"series        {series:>8}  (prices, ratios, branch equities)",
+            f"indicators    {len(self.indicators):>8}  distinct metric(ticker, window)",
+            f"conditions    {len(self.conditions):>8}  distinct condition lines",
+            f"node signals  {signals:>8}  truths, scores and levels read by the plan",
+            f"alloc steps   {steps:>8}  ({len(program.branches)} feeding branch series)",
+            f"graph nodes   {len(graph):>8}  primitives in topological order",
+            f"duplicates    {self.builder.duplicates_removed:>8}  requests answered by an existing node",
+            f"warm-up       {program.warmup:>8}  first decidable day index",
+        ]
+        return "\n".join(lines)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def step(self, node: FlowNode) -> Step:
+        step = self._steps.get(id(node))
+        if step is None:
+            step = self._build(node)
+            self._steps[id(node)] = step
+        return step
+
+    def _build(self, node: FlowNode) -> Step:
+        kind = node.kind
+        if kind == "call":
+            return self.step(self.strategy.request.call_chains[node.call_ref_id])
+        if kind == "position":
+            tickers = tuple(dict.fromkeys(p for p in node.positions if is_holdable(p)))
+            first = max((self._first_price(t) for t in tickers), default=0)
+            return Hold(tickers, warmup=first)
+        if kind == "basic":
+            return self.slot(node, "next")
+        if kind == "indicator":
+            truth, first = self.lines(node, node.conditions)
+            then, other = self.slot(node, "then"), self.slot(node, "else")
+            return Choose(truth, then, other, warmup=max(first, self._slots_warmup(node)))
+        if kind == "numbered":
+            return self._numbered(node)
+        if kind == "function":
+            return self._function(node)
+        if kind == "scaling":
+            value, first = self.series(node.scale_metric, node.scale_ticker, node.scale_window, node)
+            then, other = self.slot(node, "then"), self.slot(node, "else")
+            return Blend(value, node.scale_from, node.scale_to, then, other,
+                         warmup=max(first, self._slots_warmup(node)))
+        if kind == "altExit":
+            entry, f1 = self.lines(node, node.entry_conditions) if node.entry_conditions else (None, 0)
+            exit_, f2 = self.lines(node, node.exit_conditions) if node.exit_conditions else (None, 0)
+            then, other = self.slot(node, "then"), self.slot(node, "else")
+            latch = Latch(node.id, entry, exit_, then, other,
+                          warmup=max(f1, f2, self._slots_warmup(node)))
+            self.latches.append(latch)
+            return latch
+        raise ValueError(f"unknown node kind {kind!r}")
+
+    def slot(self, node: FlowNode, name: str) -> Combine:
+        key = (id(node), name)
+        combine = self._slots.get(key)
+        if combine is None:
+            weighting, vol_window, fallback = node.slot_weighting(name)
+            children = node.slot(name)
+            steps = tuple(self.step(c) for c in children)
+            first = max((s.warmup for s in steps), default=0)
+            if weighting in ("inverse", "pro") and len(steps) > 1:
+                first = max(first, max(s.warmup for s in steps) + vol_window)
+            combine = Combine(steps, weighting, vol_window, fallback,
+                              tuple(c.window for c in children), warmup=first)
+            self._slots[key] = combine
+        return combine
+
+    def _slots_warmup(self, node: FlowNode) -> int:
+        return max((self.slot(node, name).warmup for name in node.used_slots()), default=0)
+
+    def _numbered(self, node: FlowNode) -> Count:
+        numbered = node.numbered
+        items: list[Node | None] = []
+        first = 0
+        for item in numbered.items if numbered else ():
+            truth, f = self.lines(node, item.conditions, group=item.group_logic)
+            items.append(truth)
+            first = max(first, f)
+        ladder = {
+            int(name[7:]): self.slot(node, name) for name in node.used_slots() if name.startswith("ladder-")
+        }
+        return Count(
+            tuple(items),
+            numbered.quantifier if numbered else "any",
+            numbered.n if numbered else 0,
+            self.slot(node, "then"),
+            self.slot(node, "else"),
+            ladder,
+            warmup=max(first, self._slots_warmup(node)),
+        )
+
+    def _function(self, node: FlowNode) -> Rank:
+        window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
+        combine = self.slot(node, "next")
+        scores = []
+        first = combine.warmup
+        for child, step in zip(node.slot("next"), combine.children):
+            tickers = [p for p in child.positions if is_holdable(p)]
+            if child.kind == "position" and len(set(tickers)) == 1:
+                score, f = self.series(node.metric, tickers[0], window, node)
+            else:
+                src = branch_source(self.builder, self.branch_key(step))
+                score = self._metric(node.metric, src, window)
+                f = step.warmup + self._lookback(node.metric, window)
+            scores.append(score)
+            first = max(first, f)
+        return Rank(combine.children, tuple(scores), node.rank == "Top", node.bottom, combine,
+                    warmup=first)
+
+    def branch_key(self, step: Step) -> str:
+        """The `branch` leaf key standing for a step's equity series."""
+        key = self._branch_keys.get(id(step))
+        if key is None:
+            key = f"branch{len(self._branch_keys)}"
+            self._branch_keys[id(step)] = key
+            self.branches[key] = step
+        return key
+
+    # -- conditions (layer 3) -------------------------------------------------------------------
+
+    def lines(
+        self, node: FlowNode, lines: tuple[Condition, ...], group: str | None = None
+    ) -> tuple[Node | None, int]:
+        """(truth node or None for "always True", warm-up) of a condition list (spec §2.1)."""
+        if not lines:
+            return None, 0
+        b = self.builder
+        compiled = [self.condition(node, c) for c in lines]
+        truths = [t for t, _ in compiled]
+        first = max(f for _, f in compiled)
+        if group in ("and", "or"):
+            return self._join(group, truths), first
+        terms: list[list[Node]] = []
+        for i, (cond, truth) in enumerate(zip(lines, truths)):
+            if i == 0 or cond.type == "or":
+                terms.append([truth])
+            else:
+                terms[-1].append(truth)
+        return self._join("or", [self._join("and", t) for t in terms]), first
+
+    def _join(self, op: str, inputs: list[Node]) -> Node:
+        return inputs[0] if len(inputs) == 1 else self.builder.node(op, (), inputs)
+
+    def condition(self, node: FlowNode, cond: Condition) -> tuple[Node, int]:
+        """One line with its forDays, and the first day it can be decided."""
+        b = self.builder
+        if cond.metric == DATE_METRIC:
+            to = (cond.date_to.month, cond.date_to.day) if cond.expanded and cond.date_to else (
+                cond.date_month, cond.date_day)
+            truth = b.node("date_between", (cond.date_month, cond.date_day, *to))
+            first = 0
+        else:
+            left, first = self.series(cond.metric, cond.ticker, cond.window, node)
+            if cond.expanded:
+                metric, ticker, window = cond.right
+                right, f2 = self.series(metric, ticker, window, node)
+                first = max(first, f2)
+            else:
+                right = b.const(cond.threshold)
+            if cond.comparator == "gt":
+                truth = b.node("gt", (), (left, right))
+            elif cond.comparator == "lt":
+                truth = b.node("lt", (), (left, right))
+            else:
+                l0, r0 = b.node("shift", (1,), (left,)), b.node("shift", (1,), (right,))
+                if cond.comparator == "crossAbove":
+                    parts = (b.node("lt", (), (l0, r0)), b.node("ge", (), (left, right)))
+                else:
+                    parts = (b.node("gt", (), (l0, r0)), b.node("le", (), (left, right)))
+                truth = b.node("null_if_any_missing", (), (b.node("and", (), parts), l0, r0, left, right))
+                first += 1
+        if cond.for_days > 1:
+            truth = b.node("rolling_all", (cond.for_days,), (truth,))
+            first += cond.for_days - 1
+        self.conditions[truth] = None
+        return truth, first
+
+    def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
+        """metric(window) of a ticker, ratio or branch slot, and its first valid day."""
+        slot = branch_slot(ticker)
+        if slot is not None:
+            combine = self.slot(node, slot)
+            src = branch_source(self.builder, self.branch_key(combine))
+            base = combine.warmup
+        else:
+            src = ticker_source(self.builder, ticker)
+            base = max(self._first_price(t) for t in ticker.split("/"))
+        return self._metric(metric, src, window), base + self._lookback(metric, window)
+
+    def _metric(self, metric: str, src: Source, window: int) -> Node:
+        formula = self.strategy.custom(metric)
+        if formula is not None:
+            node = expand_formula(self.builder, formula, src, window)
+        else:
+            node = expand(self.builder, metric, src, window)
+        self.indicators[node] = None
+        return node
+
+    def _lookback(self, metric: str, window: int) -> int:
+        formula = self.strategy.custom(metric)
+        if formula is not None:
+            return formula_lookback(formula, window)
+        return resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
+
+    def _first_price(self, ticker: str) -> int:
+        first = self._first.get(ticker)
+        if first is None:
+            first = self.market.first_index(ticker)
+            self._first[ticker] = first
+        return first
+
+
+def compile_strategy(strategy: Strategy, market: Market, builder: Builder | None = None) -> Program:
+    """Compile a validated strategy against the market it will run on."""
+    return Compiler(strategy, market, Builder() if builder is None else builder).program()

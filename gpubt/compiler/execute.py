@@ -1,0 +1,135 @@
+"""Run a compiled strategy: signals on a backend, allocations as arrays, vectorised simulation.
+
+Signals are evaluated in as few backend calls as the branch references allow: everything that
+reads no branch series goes in the first call; a branch series is built as soon as the signals
+of its sub-tree are known, and the signals reading it go in the next call. A tree without
+branch references is one call, one query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpubt.alloc.allocate import Allocator
+from gpubt.backends.base import Backend
+from gpubt.compiler.compile import compile_strategy
+from gpubt.compiler.plan import Program, Step, step_children, step_signals
+from gpubt.data.market import Market
+from gpubt.errors import GpubtError
+from gpubt.ir.nodes import Node, topological
+from gpubt.schema.parse import Strategy
+from gpubt.schema.response import build_response
+from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_market
+from gpubt.sim.simulate import period_returns, simulate
+
+
+def run_compiled(strategy: Strategy, market: Market, backend: Backend) -> dict[str, Any]:
+    """The spec §7 response computed through the column graph on `backend`."""
+    request = strategy.request
+    market = prepare_market(strategy, market)
+    program = compile_strategy(strategy, market)
+    start, end, warnings = backtest_window(strategy, market.dates, program.warmup)
+    allocator = Allocator(market, {}, start, keep=_shared_steps(program))
+    evaluate_signals(program, market, backend, allocator)
+    alloc = allocator.allocation(program.root)
+
+    sim = simulate(alloc, market.open, market.close, request.mode, request.cost_bps, start, end)
+    missing: dict[str, list[int]] = {}
+    for day, column in sim.missing:
+        missing.setdefault(market.tickers[column], []).append(int(day))
+    warnings += missing_price_warnings(missing, market.dates)
+    benchmark_net = None
+    if request.benchmark in market.tickers:
+        j = market.tickers.index(request.benchmark)
+        _, credited, returns = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], request.mode)
+        chosen = np.isin(credited, sim.credited)
+        benchmark_net = returns[chosen, 0]
+    markers = []
+    for latch in program.latches:
+        state = allocator.latch_state(latch)
+        for t in range(start, end + 1):
+            if state[t] != (state[t - 1] if t > start else False):
+                markers.append((t, f"{latch.node_id}: {'enter' if state[t] else 'exit'}"))
+    return build_response(
+        dates=market.dates,
+        start=start,
+        credited=sim.credited,
+        tickers=market.tickers,
+        holdings=sim.holdings[0],
+        gross=sim.gross[0],
+        net=sim.net[0],
+        turnover=sim.turnover[0],
+        cost=sim.cost[0],
+        benchmark=request.benchmark,
+        benchmark_net=benchmark_net,
+        markers=sorted(markers),
+        warnings=warnings,
+    )
+
+
+def evaluate_signals(
+    program: Program, market: Market, backend: Backend, allocator: Allocator
+) -> dict[Node, np.ndarray]:
+    """Every signal the plan reads, computed in dependency stages (see module doc) into the
+    allocator's value table (branch series need allocations of earlier stages)."""
+    signals = _signals(program.root)
+    reads = _branch_reads(signals)
+    values: dict[Node, np.ndarray] = {}
+    allocator.values = values
+    branches: dict[tuple, np.ndarray] = {}
+    needs = {key: _signals(step) for key, step in program.branches.items()}
+    pending = set(signals)  # a branch's step lies inside the tree, so its signals are here too
+    while pending:
+        ready = [n for n in pending if reads[n] <= branches.keys()]
+        if ready:
+            values.update(backend.evaluate(ready, market, branches))
+            pending.difference_update(ready)
+            continue
+        built = False
+        for key, step in program.branches.items():
+            if key not in branches and all(n in values for n in needs[key]):
+                branches[key] = allocator.branch_series(step)[0]
+                built = True
+        if not built:
+            raise GpubtError("a branch series depends on itself", path="payload")
+    return values
+
+
+def _shared_steps(program: Program) -> set[int]:
+    """Steps read more than once (a call chain used twice, a branch series): worth keeping."""
+    parents: dict[int, int] = {}
+    stack = [program.root]
+    while stack:
+        step = stack.pop()
+        parents[id(step)] = parents.get(id(step), 0) + 1
+        if parents[id(step)] == 1:
+            stack.extend(step_children(step))
+    return {k for k, n in parents.items() if n > 1} | {id(s) for s in program.branches.values()}
+
+
+def _signals(root: Step) -> list[Node]:
+    """The signal nodes a step and its descendants read."""
+    seen: set[int] = set()
+    out: dict[Node, None] = {}
+    stack = [root]
+    while stack:
+        step = stack.pop()
+        if id(step) in seen:
+            continue
+        seen.add(id(step))
+        out.update(dict.fromkeys(step_signals(step)))
+        stack.extend(step_children(step))
+    return list(out)
+
+
+def _branch_reads(signals: list[Node]) -> dict[Node, set[str]]:
+    """For each signal, the branch keys its sub-graph reads."""
+    reads: dict[Node, set[str]] = {}
+    for node in topological(signals):
+        keys = {node.params[0]} if node.op == "branch" else set()
+        for child in node.inputs:
+            keys |= reads[child]
+        reads[node] = keys
+    return reads

@@ -1,0 +1,281 @@
+"""Parity: every compiled backend answers exactly what the reference interpreter answers.
+
+* random requests (`tests.strategies.requests`) on a short slice of the synthetic market, the
+  reference against each compiled backend in `gpubt.engine.BACKENDS`;
+* every example (and its stored golden result) on the full synthetic market;
+* a sanity property of the reference alone: JSON-safe, weights ≥ 0 summing to ≤ 1, equity > 0,
+  one `days` row per counted day.
+
+Compared: allocations within 1e-12 per (date, ticker); equityCurve, drawdownPoints, metrics (and
+every other number of the response) within 1e-9 relative, 1e-12 absolute; markers and warnings
+equal; the same error (status and message) when the reference refuses a request. While no
+compiled backend exists yet, the random and example tests run the reference twice and require
+identical, JSON-safe answers (determinism), so the suite never skips.
+
+A failure prints the request as JSON; `reproduce(path_or_body, backend)` reruns one on the same
+market and prints the differences, e.g.
+``python -c "from tests.test_parity import reproduce; reproduce('repro.json', 'polars')"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+
+from gpubt.data.market import FIELDS, Market
+from gpubt.data.synthetic import synthetic_market
+from gpubt.engine import BACKENDS, run_backtest
+from gpubt.errors import GpubtError
+from gpubt.schema.parse import parse_request
+from tests.golden import EXAMPLES, KEPT, golden_path, load
+from tests.strategies import requests
+
+COMPILED = [b for b in BACKENDS if b != "reference"]
+# Without a compiled backend the parity tests compare the reference with a second reference run.
+UNDER_TEST = COMPILED or ["reference"]
+
+REL, ABS = 1e-9, 1e-12  # curves and metrics
+WEIGHT_TOL = 1e-12  # allocations
+
+SHORT_START = "2012-01-03"  # every ticker of tests.strategies.UNIVERSE trades from 2005
+SHORT_DAYS = 400
+
+CI = bool(os.environ.get("CI"))
+# Examples per backend under test and for the sanity property (about 0.1 s each on 2 cores);
+# PARITY_EXAMPLES=1000 for a long soak.
+RANDOM_EXAMPLES = int(os.environ.get("PARITY_EXAMPLES", 60))
+SANITY_EXAMPLES = int(os.environ.get("PARITY_EXAMPLES", 60))
+
+
+def _settings(n: int):
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=CI,
+        database=None if CI else settings.default.database,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+# -- market -----------------------------------------------------------------------------------
+
+
+def short_market() -> Market:
+    """The synthetic market cut to SHORT_DAYS days from SHORT_START (all fields sliced alike)."""
+    full = synthetic_market()
+    a = int(np.searchsorted(full.dates, np.datetime64(SHORT_START, "D")))
+    b = a + SHORT_DAYS
+    return Market(
+        full.dates[a:b],
+        full.tickers,
+        **{name: getattr(full, name)[a:b] for name in FIELDS},
+        observed=full.observed[a:b],
+        source=f"{full.source}, {SHORT_DAYS} days from {SHORT_START}",
+    )
+
+
+@functools.cache
+def _short() -> Market:
+    """Built once; not a fixture, so a falsifying example prints only the request."""
+    return short_market()
+
+
+# -- running and comparing ---------------------------------------------------------------------
+
+
+def run(body: dict[str, Any] | str, market: Market, backend: str) -> dict[str, Any]:
+    """The response, or {"error": {status, message}} when the request is refused (spec §8)."""
+    try:
+        strategy = parse_request(body)
+        return run_backtest(strategy, market, backend)
+    except GpubtError as exc:
+        return {"error": {"status": exc.status, "message": exc.message}}
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _close(a: Any, b: Any, where: str, out: list[str]) -> None:
+    """Append a line to `out` for every difference beyond REL/ABS between two JSON values."""
+    if len(out) >= 20:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            out.append(f"{where}: keys {sorted(a)} != {sorted(b)}")
+            return
+        for key in a:
+            _close(a[key], b[key], f"{where}.{key}", out)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f"{where}: {len(a)} != {len(b)} items")
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]", out)
+    elif _num(a) and _num(b):
+        if not math.isclose(a, b, rel_tol=REL, abs_tol=ABS):
+            out.append(f"{where}: {a!r} != {b!r}")
+    elif a != b or type(a) is not type(b):
+        out.append(f"{where}: {a!r} != {b!r}")
+
+
+def _weights_equal(a: list[dict], b: list[dict], where: str, out: list[str]) -> None:
+    """Holdings entries as {ticker: weight}; a ticker missing on one side weighs 0."""
+    wa = {e["ticker"]: e["weight"] for e in a}
+    wb = {e["ticker"]: e["weight"] for e in b}
+    for ticker in sorted(wa.keys() | wb.keys()):
+        x, y = wa.get(ticker, 0.0), wb.get(ticker, 0.0)
+        if x is None or y is None or abs(x - y) > WEIGHT_TOL:
+            out.append(f"{where}.{ticker}: weight {x!r} != {y!r}")
+
+
+def differences(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Where `other` differs from `ref` (at most about 20 lines; empty when in parity)."""
+    out: list[str] = []
+    if "error" in ref or "error" in other:
+        if ref.get("error") != other.get("error"):
+            out.append(f"outcome: {ref.get('error', 'a response')} != {other.get('error', 'a response')}")
+        return out
+    if ref.keys() != other.keys():
+        return [f"response keys {sorted(ref)} != {sorted(other)}"]
+    for key in ("markers", "warnings"):
+        if ref[key] != other[key]:
+            out.append(f"{key}: {ref[key]!r} != {other[key]!r}")
+    a, b = ref["allocations"], other["allocations"]
+    if [x["date"] for x in a] != [y["date"] for y in b]:
+        out.append(f"allocations: dates differ ({len(a)} vs {len(b)} days)")
+    else:
+        for x, y in zip(a, b):
+            _weights_equal(x["entries"], y["entries"], f"allocations[{x['date']}]", out)
+    a, b = ref.get("days", []), other.get("days", [])  # golden files keep no days
+    if len(a) != len(b):
+        out.append(f"days: {len(a)} != {len(b)} rows")
+    else:
+        for x, y in zip(a, b):
+            where = f"days[{x['date']}]"
+            _weights_equal(x["holdings"], y["holdings"], f"{where}.holdings", out)
+            _close({k: v for k, v in x.items() if k != "holdings"},
+                   {k: v for k, v in y.items() if k != "holdings"}, where, out)
+    for key in ref:
+        if key not in ("markers", "warnings", "allocations", "days"):
+            _close(ref[key], other[key], key, out)
+    return out
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _fail(body: dict[str, Any], backend: str, diffs: list[str], market: str = "short") -> None:
+    pytest.fail(
+        f"{backend} differs from the reference on the {market} market:\n  "
+        + "\n  ".join(diffs[:20])
+        + f"\nrequest:\n{_json(body)}",
+        pytrace=False,
+    )
+
+
+def reproduce(request: str | Path | dict[str, Any], backend: str, market: Market | None = None) -> list[str]:
+    """Rerun one request (a dict, JSON text or a file) on the short market; print and return the
+    differences between the reference and `backend`."""
+    if isinstance(request, Path) or (isinstance(request, str) and not request.lstrip().startswith("{")):
+        request = Path(request).read_text()
+    body = json.loads(request) if isinstance(request, str) else request
+    market = market or _short()
+    diffs = differences(run(body, market, "reference"), run(body, market, backend))
+    print("\n".join(diffs) or "in parity")
+    return diffs
+
+
+# -- random requests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", UNDER_TEST)
+@_settings(RANDOM_EXAMPLES)
+@given(body=requests())
+def test_random_request_parity(backend, body):
+    note(f"request: {_json(body)}")
+    short = _short()
+    ref = run(body, short, "reference")
+    other = run(body, short, backend)
+    if backend == "reference":  # no compiled backend yet: the reference must be deterministic
+        text = json.dumps(ref, allow_nan=False, sort_keys=True)
+        if text != json.dumps(other, allow_nan=False, sort_keys=True):
+            _fail(body, "a second reference run", differences(ref, other) or ["exact text differs"])
+        return
+    diffs = differences(ref, other)
+    if diffs:
+        _fail(body, backend, diffs)
+
+
+@_settings(SANITY_EXAMPLES)
+@given(body=requests())
+def test_reference_sanity(body):
+    """Spec §3 and §7 invariants of every reference answer."""
+    note(f"request: {_json(body)}")
+    short = _short()
+    result = run(body, short, "reference")
+    if "error" in result:
+        # A valid request is refused only when the short market is shorter than its warm-up.
+        assert result["error"]["message"].startswith("not enough data"), (result, _json(body))
+        return
+    json.dumps(result, allow_nan=False)
+    days = result["days"]
+    assert len(days) == result["metrics"]["days"]
+    assert len(result["equityCurve"]) == len(result["drawdownPoints"]) == len(days) + 1
+    assert [a["date"] for a in result["allocations"]] == [d["date"] for d in days]
+    dates = [d["date"] for d in days]
+    assert dates == sorted(set(dates)) and all(d > result["metrics"]["startDate"] for d in dates)
+    for day in days:
+        weights = [h["weight"] for h in day["holdings"]]
+        assert all(w is not None and w >= 0 for w in weights), day
+        assert sum(weights) <= 1 + 1e-12, day
+        assert day["equity"] is not None and day["equity"] > 0, day
+        assert day["drawdown"] is not None and day["drawdown"] <= 0, day
+        assert 0 <= day["turnover"] <= 1 + 1e-12, day
+        held = {h["ticker"] for h in day["holdings"]}
+        assert len(held) == len(day["holdings"]), day
+    if days:
+        assert result["metrics"]["endDate"] == days[-1]["date"]
+
+
+# -- examples and golden results on the full market ---------------------------------------------
+
+_REFERENCE: dict[Path, dict[str, Any]] = {}
+
+
+def _reference_full(example: Path) -> dict[str, Any]:
+    if example not in _REFERENCE:
+        _REFERENCE[example] = run(example.read_text(), synthetic_market(), "reference")
+    return _REFERENCE[example]
+
+
+@pytest.mark.parametrize("backend", UNDER_TEST)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_example_parity(example, backend):
+    ref = _reference_full(example)
+    assert "error" not in ref, ref
+    body = json.loads(example.read_text())
+    if backend == "reference":
+        # No compiled backend yet: the reference is checked against its golden result (the
+        # comparison a compiled backend gets, via this suite's comparator) and is JSON-safe.
+        json.dumps(ref, allow_nan=False)
+        other = {key: ref[key] for key in KEPT}
+    else:
+        other = run(body, synthetic_market(), backend)
+        diffs = differences(ref, other)
+        if diffs:
+            _fail(body, backend, diffs, market="full synthetic")
+    if golden_path(example).exists():
+        golden = load(example)
+        diffs = differences(golden, {key: other[key] for key in KEPT})
+        if diffs:
+            _fail(body, f"{backend} (against the golden file)", diffs, market="full synthetic")
