@@ -49,6 +49,7 @@ class Compiler:
     indicators: dict[Node, None] = field(default_factory=dict)
     conditions: dict[Node, None] = field(default_factory=dict)
     _first: dict[str, int] = field(default_factory=dict)
+    _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -247,16 +248,21 @@ class Compiler:
         return truth, first
 
     def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
-        """metric(window) of a ticker, ratio or branch slot, and its first valid day."""
+        """metric(window) of a ticker, ratio or branch slot, and its first valid day. Market
+        series are memoised: a thousand conditions on RSI(14) of SPY expand it once."""
         slot = branch_slot(ticker)
         if slot is not None:
             combine = self.slot(node, slot)
             src = branch_source(self.builder, self.branch_key(combine))
-            base = combine.warmup
-        else:
+            return self._metric(metric, src, window), combine.warmup + self._lookback(metric, window)
+        key = (metric, ticker, window)
+        found = self._series.get(key)
+        if found is None:
             src = ticker_source(self.builder, ticker)
             base = max(self._first_price(t) for t in ticker.split("/"))
-        return self._metric(metric, src, window), base + self._lookback(metric, window)
+            found = (self._metric(metric, src, window), base + self._lookback(metric, window))
+            self._series[key] = found
+        return found
 
     def _metric(self, metric: str, src: Source, window: int) -> Node:
         formula = self.strategy.custom(metric)

@@ -21,6 +21,14 @@ def json_safe(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def json_list(values: np.ndarray) -> list[float | None]:
+    """A float array as a JSON-safe list (one conversion, not one call per value)."""
+    out = np.asarray(values, dtype=np.float64).tolist()
+    if not np.isfinite(values).all():
+        out = [v if math.isfinite(v) else None for v in out]
+    return out
+
+
 def _held(weights: np.ndarray) -> np.ndarray:
     """Positions worth reporting (and counting in avgHoldings)."""
     return np.abs(weights) >= _MIN_WEIGHT
@@ -84,24 +92,22 @@ def build_response(
         bench_net = np.where(np.isfinite(benchmark_net), benchmark_net, 0.0)
         bench_equity = np.cumprod(1.0 + bench_net)
         benchmark_curve = [{"date": start_date, "equity": 1.0}] + [
-            {"date": str(d), "equity": json_safe(e)}
-            for d, e in zip(when, bench_equity, strict=True)
+            {"date": d, "equity": e}
+            for d, e in zip(when.tolist(), json_list(bench_equity), strict=True)
         ]
 
-    entries = [_entries(row, tickers) for row in holdings]
+    # Allocations repeat from day to day: build each distinct row's entries once.
+    distinct, which = np.unique(holdings, axis=0, return_inverse=True)
+    distinct_entries = [_entries(row, tickers) for row in distinct]
+    entries = [distinct_entries[i] for i in which.ravel().tolist()]
+    columns = zip(
+        seconds[credited].tolist(), when.tolist(), json_list(equity), json_list(drawdown),
+        json_list(gross), json_list(net), json_list(turnover), json_list(cost), entries,
+    )
     days = [
-        {
-            "time": int(seconds[t]),
-            "date": str(day_str[t]),
-            "equity": json_safe(equity[k]),
-            "drawdown": json_safe(drawdown[k]),
-            "grossReturn": json_safe(gross[k]),
-            "netReturn": json_safe(net[k]),
-            "turnover": json_safe(turnover[k]),
-            "cost": json_safe(cost[k]),
-            "holdings": entries[k],
-        }
-        for k, t in enumerate(credited)
+        {"time": t, "date": d, "equity": e, "drawdown": dd, "grossReturn": g, "netReturn": n,
+         "turnover": tu, "cost": c, "holdings": h}
+        for t, d, e, dd, g, n, tu, c, h in columns
     ]
     metric_values: dict[str, Any] = {"startDate": start_date}
     metric_values["endDate"] = str(when[-1]) if credited.size else None
