@@ -1,5 +1,5 @@
 """The oracle's indicators (gpubt.reference.indicators) against TA-Lib, hand-computed series, the
-catalogue's warm-up and the missing-value rules (spec §4, docs/decisions/indicators.md)."""
+catalogue's warm-up and the missing-value rules (spec §4, docs/decisions.md (Indicators))."""
 
 from __future__ import annotations
 

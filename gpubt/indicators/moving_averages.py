@@ -2,7 +2,7 @@
 
 Each expansion gets the builder, the source and p = max(1, window) and returns the metric's
 series; `expand` adds the catalogue warm-up. Choices where the spec is silent:
-docs/decisions/indicators.md.
+docs/decisions.md (Indicators).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 This is the slow, obvious implementation the compiled engines are proven equal to. It shares
 nothing with them but the catalogue (names, aliases, first valid index). Choices the spec leaves
-open are listed in docs/decisions/indicators.md.
+open are listed in docs/decisions.md (Indicators).
 
 Missing values. A ticker's series is NaN before its first price and after its last; inside, a
 field can be NaN only for a ratio whose denominator was 0 (and a ratio's volume is all NaN).
