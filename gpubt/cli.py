@@ -49,22 +49,40 @@ def _fmt(value: Any, kind: str) -> str:
     return str(value)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from gpubt.engine import market_for, run_backtest
+def _read_strategy(args: argparse.Namespace):
+    """The strategy file (a request or a bare tree) with the command-line overrides applied."""
     from gpubt.schema.parse import parse_strategy_file
 
-    text = Path(args.strategy).read_text()
-    body = json.loads(text) if text.strip() else text
+    body = json.loads(Path(args.strategy).read_text())
     if isinstance(body, dict) and "payload" not in body and "kind" in body:
         body = {"payload": body}
     if isinstance(body, dict):
         for flag, field in (("mode", "mode"), ("cost_bps", "costBps"), ("start", "startDate"),
                             ("end", "endDate"), ("benchmark", "benchmark")):
-            value = getattr(args, flag)
+            value = getattr(args, flag, None)
             if value is not None:
                 body[field] = value
-        body.pop("cost_bps", None) if args.cost_bps is not None else None
-    strategy = parse_strategy_file(json.dumps(body))
+                if field == "costBps":
+                    body.pop("cost_bps", None)
+    return parse_strategy_file(json.dumps(body))
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from gpubt.compiler.compile import Compiler
+    from gpubt.engine import market_for
+    from gpubt.sim.period import prepare_market
+
+    strategy = _read_strategy(args)
+    market = prepare_market(strategy, market_for(strategy, args.data))
+    compiler = Compiler(strategy, market)
+    console.print(compiler.explain(compiler.program()))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gpubt.engine import market_for, run_backtest
+
+    strategy = _read_strategy(args)
     t0 = time.perf_counter()
     market = market_for(strategy, args.data)
     t1 = time.perf_counter()
@@ -161,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="write the full JSON response here")
     run.add_argument("--report", help="write a self-contained HTML report here")
     run.set_defaults(func=_cmd_run)
+
+    explain = sub.add_parser("explain", help="compile a strategy and print its column graph in numbers")
+    explain.add_argument("strategy")
+    explain.add_argument("--data", help="data folder or file (default: the built-in market)")
+    explain.set_defaults(func=_cmd_explain)
 
     serve = sub.add_parser("serve", help="serve the HTTP API (needs the [api] extra)")
     serve.add_argument("--host", default="127.0.0.1")
