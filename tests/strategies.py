@@ -18,7 +18,7 @@ compiled backend; the generators are plain functions of `draw` so they shrink we
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -112,7 +112,8 @@ CUSTOM_INDICATORS: tuple[dict[str, Any], ...] = (
     {"id": "ci-range", "name": "Range Pct",
      "formula": "100 * (highest(high, window) - lowest(low, window)) / close"},
     {"id": "ci-rsi", "name": "RSI Spread", "formula": "RSI(window) - RSI(14)"},
-    {"id": "ci-vol", "name": "Log Vol", "formula": "sqrt(252) * 100 * std(log(close / shift(close, 1)), window)"},
+    {"id": "ci-vol", "name": "Log Vol",
+     "formula": "sqrt(252) * 100 * std(log(close / shift(close, 1)), window)"},
 )
 CUSTOM_THRESHOLDS = {
     "ci-trend": (-0.05, 0.05),
@@ -140,7 +141,6 @@ class _Ctx:
     chains: tuple[str, ...] = ()  # call chain keys a call node may name
     budget: int = NODE_BUDGET
     next_id: int = 0
-    used: set[str] = field(default_factory=set)
 
     def new_id(self, prefix: str) -> str:
         self.next_id += 1

@@ -9,8 +9,9 @@
 Compared: allocations within 1e-12 per (date, ticker); equityCurve, drawdownPoints, metrics (and
 every other number of the response) within 1e-9 relative, 1e-12 absolute; markers and warnings
 equal; the same error (status and message) when the reference refuses a request. While no
-compiled backend exists yet, the random and example tests run the reference twice and require
-identical, JSON-safe answers (determinism), so the suite never skips.
+compiled backend exists, nothing skips: the random test runs the reference twice and requires
+identical, JSON-safe answers (determinism), and the example test checks the reference against
+its golden results with this suite's comparator.
 
 A failure prints the request as JSON; `reproduce(path_or_body, backend)` reruns one on the same
 market and prints the differences, e.g.

@@ -898,3 +898,34 @@ def test_damage_is_parsed_or_refused(body: Any) -> None:
         assert strategy.root.id
         for ticker in strategy.tickers:
             assert ticker and "/" not in ticker and not ticker.startswith("branch:")
+
+
+def test_custom_named_like_catalogue_metric_keeps_the_catalogue_meaning():
+    from gpubt.schema.parse import parse_request
+
+    tree = {"id": "r", "kind": "indicator",
+            "conditions": [{"id": "c", "metric": "RSI", "ticker": "SPY", "window": 14,
+                            "comparator": "gt", "threshold": 50}],
+            "children": {"then": [{"id": "a", "kind": "position", "positions": ["SPY"]}],
+                         "else": [{"id": "b", "kind": "position", "positions": ["TLT"]}]}}
+    strategy = parse_request({"payload": tree,
+                              "customIndicators": [{"id": "x", "name": "RSI", "formula": "close"}]})
+    assert strategy.custom("RSI") is None
+    assert strategy.custom("x") is not None
+
+
+def test_formula_window_zero_means_one_and_bad_windows_get_a_path():
+    from gpubt.errors import GpubtError
+    from gpubt.schema.parse import parse_request
+
+    def request(formula, window):
+        return {"customIndicators": [{"id": "z", "name": "Z", "formula": formula}],
+                "payload": {"id": "r", "kind": "indicator",
+                            "conditions": [{"id": "c", "metric": "Z", "ticker": "SPY",
+                                            "window": window, "comparator": "gt", "threshold": 0}],
+                            "children": {"then": [{"id": "a", "kind": "position", "positions": ["SPY"]}]}}}
+
+    parse_request(request("(close - mean(close, window)) / std(close, window)", 0))
+    with pytest.raises(GpubtError) as err:
+        parse_request(request("mean(close, window - 20)", 14))
+    assert err.value.path == "payload.conditions[0].metric"

@@ -27,7 +27,7 @@ from gpubt.data.market import Market
 from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
 from gpubt.ir.nodes import Builder, Node, topological
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
-from gpubt.schema.formula import formula_lookback
+from gpubt.schema.formula import formula_lookback, formula_window
 from gpubt.schema.models import Condition, FlowNode
 from gpubt.schema.parse import Strategy, branch_slot, is_holdable
 
@@ -267,7 +267,7 @@ class Compiler:
     def _metric(self, metric: str, src: Source, window: int) -> Node:
         formula = self.strategy.custom(metric)
         if formula is not None:
-            node = expand_formula(self.builder, formula, src, window)
+            node = expand_formula(self.builder, formula, src, formula_window(window))
         else:
             node = expand(self.builder, metric, src, window)
         self.indicators[node] = None
@@ -276,7 +276,7 @@ class Compiler:
     def _lookback(self, metric: str, window: int) -> int:
         formula = self.strategy.custom(metric)
         if formula is not None:
-            return formula_lookback(formula, window)
+            return formula_lookback(formula, formula_window(window))
         return resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
 
     def _first_price(self, ticker: str) -> int:

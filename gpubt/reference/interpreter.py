@@ -22,7 +22,7 @@ from gpubt.errors import GpubtError
 from gpubt.reference.formula_eval import evaluate_formula
 from gpubt.reference.indicators import indicator
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
-from gpubt.schema.formula import formula_lookback
+from gpubt.schema.formula import formula_lookback, formula_window
 from gpubt.schema.models import Condition, FlowNode
 from gpubt.schema.parse import Strategy, branch_slot, is_holdable
 
@@ -299,7 +299,7 @@ class Interpreter:
     def _compute(self, metric: str, bars: Bars, window: int) -> np.ndarray:
         formula = self.strategy.custom(metric)
         if formula is not None:
-            return evaluate_formula(formula, bars, window, indicator)
+            return evaluate_formula(formula, bars, formula_window(window), indicator)
         return indicator(resolve_metric(metric).name, bars, window)  # type: ignore[union-attr]
 
     def branch_series(self, node: FlowNode, slot: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -416,7 +416,7 @@ class Interpreter:
     def _lookback(self, metric: str, window: int) -> int:
         formula = self.strategy.custom(metric)
         if formula is not None:
-            return formula_lookback(formula, window)
+            return formula_lookback(formula, formula_window(window))
         return resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
 
 

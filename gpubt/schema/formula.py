@@ -206,6 +206,11 @@ def window_arg(node: Func | MetricCall, window: int, name: str = "") -> int:
     return resolve_int(node.args[1], window, minimum=SERIES_MIN_N[node.name], name=name)
 
 
+def formula_window(window: int) -> int:
+    """The value of `window` inside a formula: a condition's window 0 means 1 (spec §2)."""
+    return max(1, window)
+
+
 def formula_lookback(formula: Formula, window: int) -> int:
     """Days after the ticker's first price before the formula's first value can exist (the
     warm-up start rule, spec §6)."""

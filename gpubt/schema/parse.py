@@ -16,7 +16,7 @@ import pydantic
 
 from gpubt.errors import GpubtError, json_path
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
-from gpubt.schema.formula import Formula, parse_formula
+from gpubt.schema.formula import Formula, formula_lookback, formula_window, parse_formula
 from gpubt.schema.models import BacktestRequest, Condition, CustomIndicator, FlowNode
 
 
@@ -64,6 +64,10 @@ class Strategy:
         return self.request.payload
 
     def custom(self, metric: str) -> Formula | None:
+        """The custom formula a metric name stands for; a catalogue name always means the
+        catalogue metric, even when a custom indicator has the same name."""
+        if resolve_metric(metric) is not None:
+            return None
         return self.formulas.get(metric)
 
 
@@ -205,35 +209,47 @@ def _check_node(
         if fallback and is_holdable(fallback):
             tickers[fallback] = None
     if node.kind == "function":
-        _check_metric(node.metric, json_path(path, "metric"), formulas)
+        _check_metric(node.metric, json_path(path, "metric"), formulas,
+                      14 if node.window is None else node.window)
         _check_window(node.window or 0, json_path(path, "window"), limits)
     if node.kind == "scaling":
-        _check_metric(node.scale_metric, json_path(path, "scaleMetric"), formulas)
+        _check_metric(node.scale_metric, json_path(path, "scaleMetric"), formulas, node.scale_window)
         _check_window(node.scale_window, json_path(path, "scaleWindow"), limits)
         _check_ticker(node, node.scale_ticker, json_path(path, "scaleTicker"), tickers)
     for cpath, cond in node_conditions(node, path):
         if cond.metric == DATE_METRIC:
             continue
-        _check_metric(cond.metric, json_path(cpath, "metric"), formulas)
+        _check_metric(cond.metric, json_path(cpath, "metric"), formulas, cond.window)
         _check_window(cond.window, json_path(cpath, "window"), limits)
         _check_window(cond.for_days, json_path(cpath, "forDays"), limits)
         _check_ticker(node, cond.ticker, json_path(cpath, "ticker"), tickers)
         if cond.expanded:
             metric, ticker, window = cond.right
-            _check_metric(metric, json_path(cpath, "rightMetric"), formulas)
+            _check_metric(metric, json_path(cpath, "rightMetric"), formulas, window)
             _check_window(window, json_path(cpath, "rightWindow"), limits)
             _check_ticker(node, ticker, json_path(cpath, "rightTicker"), tickers)
 
 
-def _check_metric(metric: str, path: str, formulas: dict[str, Formula]) -> None:
+def _check_metric(
+    metric: str, path: str, formulas: dict[str, Formula], window: int | None = None
+) -> None:
+    """A known metric; a custom formula must also accept the window it is used with."""
     if not metric:
         raise GpubtError("metric is required", path)
-    if resolve_metric(metric) is None and metric not in formulas:
+    if resolve_metric(metric) is not None:
+        return
+    formula = formulas.get(metric)
+    if formula is None:
         raise GpubtError(
             f"unknown metric {metric!r}: use a catalogue metric (GET /api/metrics), "
             "a custom indicator's name or id, or 'Date'",
             path,
         )
+    if window is not None:
+        try:
+            formula_lookback(formula, formula_window(window))
+        except GpubtError as exc:
+            raise GpubtError(exc.message, path, status=exc.status) from None
 
 
 def _check_window(window: int, path: str, limits: Limits) -> None:
