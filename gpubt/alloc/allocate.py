@@ -42,6 +42,7 @@ class Allocator:
         self.returns = np.vstack([np.zeros((1, len(market.tickers))), np.where(np.isfinite(returns), returns, 0.0)])
         self._alloc: dict[int, np.ndarray] = {}
         self._holds: dict[tuple[str, ...], np.ndarray] = {}
+        self._active: dict[int, np.ndarray] = {}
         self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._state: dict[int, np.ndarray] = {}
 
@@ -56,6 +57,15 @@ class Allocator:
             if self.keep is None or id(step) in self.keep:
                 self._alloc[id(step)] = out
         return out
+
+    def active(self, step: Step) -> np.ndarray:
+        """Days on which the step holds anything (spec §3.1), without rescanning its matrix
+        when it is read again."""
+        found = self._active.get(id(step))
+        if found is None:
+            found = self.allocation(step).any(axis=1)
+            self._active[id(step)] = found
+        return found
 
     def _allocate(self, step: Step) -> np.ndarray:
         if isinstance(step, Hold):
@@ -94,7 +104,7 @@ class Allocator:
             return self.allocation(step.children[0])  # weight 1 when active, nothing otherwise
         out = self.empty()
         allocs = [self.allocation(c) for c in step.children]
-        active = np.stack([a.any(axis=1) for a in allocs], axis=1)
+        active = np.stack([self.active(c) for c in step.children], axis=1)
         if select is not None:
             active &= select
         count = active.sum(axis=1)
@@ -119,8 +129,9 @@ class Allocator:
             caps = np.array([np.inf if w is None else w / 100.0 for w in step.child_windows])
             weights = np.where(active, np.minimum(equal, caps), 0.0)
             excess = _ordered_sum(equal - weights)
+        scratch = np.empty_like(out)
         for i, alloc in enumerate(allocs):
-            out += weights[:, i : i + 1] * alloc
+            out += np.multiply(weights[:, i : i + 1], alloc, out=scratch)
         if excess is not None and step.fallback:
             out[:, self.column[step.fallback]] += excess
         return out
@@ -139,7 +150,7 @@ class Allocator:
             for rung, combine in step.ladder.items():
                 active = np.zeros(self.n_days, dtype=bool)
                 for child in combine.children:
-                    active |= self.allocation(child).any(axis=1)
+                    active |= self.active(child)
                 out = np.where(((n_true == rung) & active)[:, None], self.allocation(combine), out)
             return out
         k, n = len(step.items), step.n
@@ -158,7 +169,7 @@ class Allocator:
         if not allocs:
             return self.empty()
         scores = np.stack([self.values[s] for s in step.scores], axis=1)
-        active = np.stack([a.any(axis=1) for a in allocs], axis=1)
+        active = np.stack([self.active(c) for c in step.children], axis=1)
         valid = active & np.isfinite(scores)
         key = np.where(valid, -scores if step.top else scores, np.nan)
         order = np.argsort(key, axis=1, kind="stable")  # NaN (not ranked) sorts last
