@@ -12,6 +12,8 @@ and `{"E": 1}` "the else side".
 
 from __future__ import annotations
 
+import inspect
+
 import datetime as dt
 import itertools
 import math
@@ -21,6 +23,10 @@ import numpy as np
 import pytest
 
 from gpubt.errors import GpubtError
+from gpubt.alloc.allocate import Allocator
+from gpubt.backends import REGISTRY, get_backend
+from gpubt.compiler.compile import compile_strategy
+from gpubt.compiler.execute import evaluate_signals
 from gpubt.reference.backtest import run_reference
 from gpubt.reference.interpreter import Interpreter
 from gpubt.schema.parse import Strategy, parse_request
@@ -95,11 +101,39 @@ def interpreter(tree: dict, market, start: int = 0, **request: Any) -> Interpret
     return Interpreter(strategy(tree, **request), market, start=start)
 
 
+# Every test that reads allocations runs on the reference and on each compiled backend: the
+# expectations below are hand-worked, so they hold for every engine (spec parity, issue 4).
+ENGINES = ["reference", *REGISTRY]
+_engine = {"name": "reference"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "allocations(" in inspect.getsource(metafunc.function):
+        metafunc.fixturenames.append("engine")
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest):
+    _engine["name"] = request.param
+    yield request.param
+    _engine["name"] = "reference"
+
+
 def allocations(tree: dict, market, days=None, start: int = 0, **request: Any) -> list[dict]:
-    """The root's allocation on each day (all days by default)."""
-    it = interpreter(tree, market, start=start, **request)
+    """The root's allocation on each day (all days by default), by the engine under test."""
     days = range(market.n_days) if days is None else days
-    return [it.allocation(it.strategy.root, t) for t in days]
+    if _engine["name"] == "reference":
+        it = interpreter(tree, market, start=start, **request)
+        return [it.allocation(it.strategy.root, t) for t in days]
+    program = compile_strategy(strategy(tree, **request), market)
+    allocator = Allocator(market, {}, start)
+    evaluate_signals(program, market, get_backend(_engine["name"]), allocator)
+    matrix = allocator.allocation(program.root)
+    return [
+        {ticker: float(matrix[t, j]) for j, ticker in enumerate(market.tickers) if abs(matrix[t, j]) > 1e-15}
+        for t in days
+    ]
 
 
 def assert_alloc(actual: dict, expected: dict) -> None:
