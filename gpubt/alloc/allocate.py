@@ -63,7 +63,17 @@ class Allocator:
         when it is read again."""
         found = self._active.get(id(step))
         if found is None:
-            found = self.allocation(step).any(axis=1)
+            if isinstance(step, Hold):
+                found = np.full(self.n_days, bool(step.tickers))
+            elif isinstance(step, Choose) and step.truth is not None:
+                chosen = self.values[step.truth] == TRUE
+                found = np.where(chosen, self.active(step.then), self.active(step.other))
+            elif isinstance(step, Combine) and step.weighting != "capped":
+                found = np.zeros(self.n_days, dtype=bool)
+                for child in step.children:
+                    found |= self.active(child)
+            else:
+                found = self.allocation(step).any(axis=1)
             self._active[id(step)] = found
         return found
 

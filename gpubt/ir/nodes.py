@@ -76,11 +76,12 @@ class Node:
 
     __slots__ = ("op", "params", "inputs", "_hash", "__weakref__")
 
-    def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...]) -> None:
-        self.op = op
-        self.params = params
-        self.inputs = inputs
-        self._hash = hash((op, params, tuple(id(i) for i in inputs)))
+    def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...], key_hash: int) -> None:
+        setattr_ = object.__setattr__  # bypass the immutability guard while constructing
+        setattr_(self, "op", op)
+        setattr_(self, "params", params)
+        setattr_(self, "inputs", inputs)
+        setattr_(self, "_hash", key_hash)
 
     def __hash__(self) -> int:
         return self._hash
@@ -114,15 +115,15 @@ class Builder:
         spec = PRIMITIVES.get(op)
         if spec is None:
             raise ValueError(f"unknown primitive {op!r}")
-        params = tuple(_NAN if isinstance(p, float) and p != p else p for p in params)
+        params = tuple(_NAN if p != p else p for p in params)  # only NaN differs from itself
         inputs = tuple(inputs)
         if spec[1] is not None and len(inputs) != spec[1]:
             raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
-        key = (op, params, tuple(id(i) for i in inputs))
+        key = (op, params, *map(id, inputs))
         self.requests += 1
         found = self._table.get(key)
         if found is None:
-            found = Node(op, params, inputs)
+            found = Node(op, params, inputs, hash(key))
             self._table[key] = found
         return found
 
