@@ -8,6 +8,7 @@ branch references is one call, one query.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -25,15 +26,23 @@ from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_ma
 from gpubt.sim.simulate import period_returns, simulate
 
 
-def run_compiled(strategy: Strategy, market: Market, backend: Backend) -> dict[str, Any]:
-    """The spec §7 response computed through the column graph on `backend`."""
+def run_compiled(
+    strategy: Strategy, market: Market, backend: Backend, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """The spec §7 response computed through the column graph on `backend`. `timings`, when
+    given, receives the seconds spent in each stage (compile, signals, allocation, simulation,
+    response) for benchmarks."""
+    clock = _Stages(timings)
     request = strategy.request
     market = prepare_market(strategy, market)
     program = compile_strategy(strategy, market)
     start, end, warnings = backtest_window(strategy, market.dates, program.warmup)
+    clock.lap("compile")
     allocator = Allocator(market, {}, start, keep=_shared_steps(program))
     evaluate_signals(program, market, backend, allocator)
+    clock.lap("signals")
     alloc = allocator.allocation(program.root)
+    clock.lap("allocation")
 
     sim = simulate(alloc, market.open, market.close, request.mode, request.cost_bps, start, end)
     missing: dict[str, list[int]] = {}
@@ -52,7 +61,8 @@ def run_compiled(strategy: Strategy, market: Market, backend: Backend) -> dict[s
         for t in range(start, end + 1):
             if state[t] != (state[t - 1] if t > start else False):
                 markers.append((t, f"{latch.node_id}: {'enter' if state[t] else 'exit'}"))
-    return build_response(
+    clock.lap("simulation")
+    response = build_response(
         dates=market.dates,
         start=start,
         credited=sim.credited,
@@ -67,6 +77,22 @@ def run_compiled(strategy: Strategy, market: Market, backend: Backend) -> dict[s
         markers=sorted(markers),
         warnings=warnings,
     )
+    clock.lap("response")
+    return response
+
+
+class _Stages:
+    """Accumulates wall time per stage into a dict (a no-op without one)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 def evaluate_signals(
