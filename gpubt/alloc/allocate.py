@@ -228,7 +228,11 @@ class Allocator:
             returns = np.full(self.n_days, np.nan)
             equity = np.full(self.n_days, np.nan)
             if first < self.n_days:
-                daily = np.einsum("tj,tj->t", alloc[first:-1], self.returns[first + 1 :])
+                # summed ticker by ticker in market order, as the reference does, so equal
+                # branches give bit-equal equities (ties in rankings must break the same way)
+                daily = np.zeros(self.n_days - first - 1)
+                for j in range(alloc.shape[1]):
+                    daily = daily + alloc[first:-1, j] * self.returns[first + 1 :, j]
                 returns[first + 1 :] = daily
                 equity[first] = 1.0
                 equity[first + 1 :] = np.cumprod(1.0 + daily)

@@ -12,6 +12,7 @@ from gpubt.backends.base import Backend
 
 REGISTRY: dict[str, tuple[str, str]] = {
     "polars": ("gpubt.backends.polars_cpu", "PolarsBackend"),
+    "numba": ("gpubt.backends.numba_cpu", "NumbaBackend"),
 }
 
 

@@ -299,3 +299,164 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
             last = x[t]
         out[t] = last
     return out
+
+
+# --------------------------------------------------------------- windows with a columnar form
+# Polars computes these natively; the Numba backend needs them as kernels. Sums have the
+# arithmetic of Polars' weighted rolling sum and of the reference's `sum(window)`: each window
+# summed afresh, oldest first, from 0.0 (a running sum drifts on a series spanning many orders
+# of magnitude). The days are done in blocks, one pass per lag over a block of accumulators, which
+# the compiler vectorises; each day's sum still adds its window's values one by one, oldest first,
+# so the result is the plain loop's to the bit. A missing value (NaN) in a window makes its sum NaN.
+
+_BLOCK = 512
+
+
+@numba.njit(**_JIT)
+def _unit_sums(x: np.ndarray, n: int, divisor: float) -> np.ndarray:
+    """out[t] = (x[t−n+1] + … + x[t], added oldest first from 0.0) / divisor (none when the divisor
+    is 1); missing for t < n − 1."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    acc = np.empty(_BLOCK)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        acc[:m] = 0.0
+        for i in range(n):
+            xs = x[t0 - n + 1 + i : t0 - n + 1 + i + m]
+            for j in range(m):
+                acc[j] += xs[j]
+        if divisor != 1.0:
+            for j in range(m):
+                out[t0 + j] = acc[j] / divisor
+        else:
+            for j in range(m):
+                out[t0 + j] = acc[j]
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
+    """Sum of each window of n values (missing if one is), summed afresh oldest first."""
+    return _unit_sums(x, n, 1.0)
+
+
+@numba.njit(**_JIT)
+def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """`rolling_sum(x, n) / n`, the division exact (not a multiplication by 1/n)."""
+    return _unit_sums(x, n, float(n))
+
+
+@numba.njit(**_JIT)
+def rolling_dot(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ weights[i]·x[t−n+1+i] over each window of n = weights.size values (missing if one is),
+    added in the order i = 0 … n − 1 from 0.0."""
+    n = weights.size
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    acc = np.empty(_BLOCK)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        acc[:m] = 0.0
+        for i in range(n):
+            w = weights[i]
+            xs = x[t0 - n + 1 + i : t0 - n + 1 + i + m]
+            for j in range(m):
+                acc[j] += w * xs[j]
+        out[t0 : t0 + m] = acc[:m]
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
+    """Lowest of each window of n present values."""
+    out = np.full(x.size, np.nan)
+    run = _runs(x)
+    for t in range(n - 1, x.size):
+        if run[t] < n:
+            continue
+        m = x[t - n + 1]
+        for i in range(t - n + 2, t + 1):
+            if x[i] < m:
+                m = x[i]
+        out[t] = m
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
+    """Highest of each window of n present values."""
+    out = np.full(x.size, np.nan)
+    run = _runs(x)
+    for t in range(n - 1, x.size):
+        if run[t] < n:
+            continue
+        m = x[t - n + 1]
+        for i in range(t - n + 2, t + 1):
+            if x[i] > m:
+                m = x[i]
+        out[t] = m
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
+    """Kleene AND of the last n days of a three-valued int8 series (1 true, 0 false, −1 null);
+    days before the first count as null, so a False decides even before n days exist."""
+    out = np.empty(c.size, dtype=np.int8)
+    last_false = -(1 << 62)
+    last_null = -(1 << 62)
+    for t in range(c.size):
+        v = c[t]
+        if v == 0:
+            last_false = t
+        elif v != 1:
+            last_null = t
+        if t - last_false < n:
+            out[t] = 0
+        elif t - last_null < n or t < n - 1:
+            out[t] = -1
+        else:
+            out[t] = 1
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_std_blocked(x: np.ndarray, n: int) -> np.ndarray:
+    """`rolling_std` to the bit (the same two passes per window: sum oldest first, mean, sum of
+    squared deviations oldest first; exactly 0 for a window of equal values), the days done in
+    blocks so the compiler vectorises across days. A window holding a missing value is missing."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    s = np.empty(_BLOCK)
+    q = np.empty(_BLOCK)
+    flat = np.empty(_BLOCK, dtype=np.bool_)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        lo = t0 - n + 1
+        first = x[lo : lo + m]
+        s[:m] = 0.0
+        flat[:m] = True
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                v = xs[j]
+                s[j] += v
+                flat[j] &= v == first[j]
+        for j in range(m):
+            s[j] = s[j] / n  # the window's mean
+        q[:m] = 0.0
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                d = xs[j] - s[j]
+                q[j] += d * d
+        for j in range(m):
+            out[t0 + j] = 0.0 if flat[j] else np.sqrt(q[j] / n)
+    return out

@@ -324,11 +324,11 @@ class Interpreter:
                     else self.allocation(node, t - 1)
                 )
                 b = 0.0
-                for ticker, w in held.items():
+                for ticker in sorted(held, key=col.__getitem__):  # market order: a fixed sum order
                     j = col[ticker]
                     r = close[t, j] / close[t - 1, j] - 1.0
                     if math.isfinite(r):
-                        b += w * r
+                        b += held[ticker] * r
                 returns[t] = b
                 equity[t] = equity[t - 1] * (1.0 + b)
             cached = (equity, returns)
