@@ -1,4 +1,4 @@
-"""`gpubt` command line: run a backtest, make or check market data."""
+"""`gpubt` command line: run a backtest or a parameter sweep, serve the API, make or check market data."""
 
 from __future__ import annotations
 
@@ -67,6 +67,44 @@ def _read_strategy(args: argparse.Namespace):
     return parse_strategy_file(json.dumps(body))
 
 
+def _cuda_device() -> str:
+    """The CUDA device CuPy sees, or why there is none (CuPy is only in the [gpu] extra)."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        return f"{name} ({count} device(s))"
+    except Exception as exc:  # no CuPy, no driver, no device: all mean "no GPU here"
+        return f"none ({type(exc).__name__}: {exc})"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import importlib.metadata as md
+    import platform
+
+    from gpubt.backends import REGISTRY, pick, usable
+
+    table = Table(title=f"gpubt {__version__}")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("python", platform.python_version())
+    for package in ("polars", "numpy", "numba", "pyarrow", "pydantic", "cupy-cuda12x", "cudf-polars-cu12"):
+        try:
+            table.add_row(package, md.version(package))
+        except md.PackageNotFoundError:
+            table.add_row(package, "not installed")
+    table.add_row("CUDA device", _cuda_device())
+    table.add_row("backend reference", "usable (always)")
+    for name in REGISTRY:
+        ok, why = usable(name)
+        table.add_row(f"backend {name}", "usable" if ok else f"unusable: {why}")
+    chosen, reason = pick("auto")
+    table.add_row("backend auto", f"{chosen} ({reason})")
+    console.print(table)
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from gpubt.compiler.compile import Compiler
     from gpubt.engine import market_for
@@ -111,6 +149,81 @@ def _cmd_run(args: argparse.Namespace) -> int:
         + (f" · report {args.report}" if args.report else "")
     )
     return 0
+
+
+_SWEEP_COLUMNS = (
+    ("sharpe", "Sharpe", "f"),
+    ("cagr", "CAGR", "%"),
+    ("maxDrawdown", "Max DD", "%"),
+    ("sortino", "Sortino", "f"),
+    ("totalReturn", "Total", "%"),
+)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gpubt.engine import DEFAULT_BACKEND
+    from gpubt.sweep.run import DEFAULT_MEMORY, _RichProgress, run_sweep
+    from gpubt.sweep.spec import load_spec
+
+    spec = load_spec(args.spec)
+    settings = spec.settings
+    data = args.data if args.data is not None else settings.get("data")
+    backend = args.backend or settings.get("backend") or DEFAULT_BACKEND
+    memory = args.memory or settings.get("memory") or DEFAULT_MEMORY
+    out = args.out or settings.get("out")
+    top = args.top if args.top is not None else int(settings.get("top", 10))
+    console.print(f"[bold]{Path(args.spec).name}[/]: {spec.describe()} · backend {backend}"
+                  + (f" · data {data}" if data else " · built-in market"))
+    reporter = _RichProgress(console=err_console)
+
+    def on_start(total: int, done: int, chunk_size: int) -> None:
+        if done:
+            console.print(f"resuming: {done:,} of {total:,} variants already done")
+        reporter.start(total, done, chunk_size)
+
+    try:
+        result = run_sweep(
+            spec, data=data, backend=backend, memory=memory,
+            chunk_size=args.chunk_size or settings.get("chunkSize"), out=out, resume=args.resume,
+            local_workers=args.local_workers, scheduler=args.scheduler,
+            progress=reporter.advance, on_start=on_start,
+        )
+    except KeyboardInterrupt:
+        reporter.stop()  # before the message, so the bar does not redraw over it
+        err_console.print("[yellow]interrupted[/]"
+                          + (": finished chunks are kept; run again with --resume to continue" if out else ""))
+        return 130
+    finally:
+        reporter.stop()
+    best = result.top(top, by="sharpe") if top > 0 else None
+    if best is not None and best.height:
+        table = Table(title=f"best {best.height} of {result.table.height:,} variants by Sharpe")
+        table.add_column("variant", justify="right")
+        for name in result.parameters:
+            table.add_column(name, justify="right")
+        for _, label, _ in _SWEEP_COLUMNS:
+            table.add_column(label, justify="right")
+        for row in best.iter_rows(named=True):
+            cells = [str(row["variant"])] + [_param(row[name]) for name in result.parameters]
+            cells += [_fmt(row[key], kind) for key, _, kind in _SWEEP_COLUMNS]
+            table.add_row(*cells)
+        console.print(table)
+    rate = result.table.height / result.elapsed_s if result.elapsed_s > 0 else float("nan")
+    console.print(
+        f"{result.table.height:,} variants · {result.elapsed_s:.1f} s this run"
+        + (f" ({rate:,.0f} strategies/s)" if result.elapsed_s > 0 else "")
+        + f" · chunks of {result.chunk_size:,} · {result.workers}"
+        + (f" · wrote {out}" if out else "")
+    )
+    return 0
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -160,7 +273,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from gpubt.data.synthetic import DEFAULT_SEED
-    from gpubt.engine import BACKENDS, DEFAULT_BACKEND
+    from gpubt.engine import CHOICES, DEFAULT_BACKEND
 
     parser = argparse.ArgumentParser(prog="gpubt", description="Backtest FlowNode strategy trees.")
     parser.add_argument("--version", action="version", version=f"gpubt {__version__}")
@@ -175,22 +288,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--start", help="first reported date, YYYY-MM-DD")
     run.add_argument("--end", help="last reported date, YYYY-MM-DD")
     run.add_argument("--benchmark", help="benchmark ticker (default SPY)")
-    run.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    run.add_argument("--backend", choices=CHOICES, default=DEFAULT_BACKEND)
     run.add_argument("--out", help="write the full JSON response here")
     run.add_argument("--report", help="write a self-contained HTML report here")
     run.set_defaults(func=_cmd_run)
+
+    info = sub.add_parser("info", help="versions, CUDA device, and which backends are usable")
+    info.set_defaults(func=_cmd_info)
 
     explain = sub.add_parser("explain", help="compile a strategy and print its column graph in numbers")
     explain.add_argument("strategy")
     explain.add_argument("--data", help="data folder or file (default: the built-in market)")
     explain.set_defaults(func=_cmd_explain)
 
+    sweep = sub.add_parser("sweep", help="backtest every variant of a parameter sweep spec")
+    sweep.add_argument("spec", help="sweep spec (JSON or YAML): strategy, parameters, combine")
+    sweep.add_argument("--data", help="folder of <TICKER>.parquet|csv or one long-format file "
+                                      "(default: the spec's, else the built-in synthetic market)")
+    sweep.add_argument("--backend", choices=CHOICES, help=f"default: the spec's, else {DEFAULT_BACKEND}")
+    sweep.add_argument("--out", help="write the results table here (Parquet); finished chunks are kept "
+                                     "in <out>.chunks/ until the merge")
+    sweep.add_argument("--top", type=int, help="show the best K variants by Sharpe (default 10)")
+    sweep.add_argument("--memory", help="memory budget per process for one chunk, e.g. 2GB (default 2GB)")
+    sweep.add_argument("--chunk-size", type=int, dest="chunk_size",
+                       help="variants per chunk (default: from --memory)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue an interrupted sweep with the same --out: finished chunks are skipped")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--local-workers", type=int, dest="local_workers", metavar="N",
+                       help="run chunks on a Dask LocalCluster of N worker processes (127.0.0.1)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run chunks on a Dask cluster, e.g. tcp://host:8786")
+    sweep.set_defaults(func=_cmd_sweep)
+
     serve = sub.add_parser("serve", help="serve the HTTP API (needs the [api] extra)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3030)
     serve.add_argument("--data", help="folder of <TICKER>.parquet|csv or one long-format file, "
                                       "loaded whole at startup (default: the built-in synthetic market)")
-    serve.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    serve.add_argument("--backend", choices=CHOICES, default=DEFAULT_BACKEND)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the market)")
     serve.add_argument("--threads", type=int, help="backtests computing at once per worker "
                                                    "(default: the CPU count, 2 to 8)")

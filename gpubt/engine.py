@@ -17,8 +17,9 @@ from gpubt.errors import GpubtError
 from gpubt.reference.backtest import run_reference
 from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
 
-BACKENDS = ("reference", *REGISTRY)
-DEFAULT_BACKEND = "polars"
+BACKENDS = ("reference", *REGISTRY)  # concrete engines (parity tests run each)
+CHOICES = ("auto", *BACKENDS)  # what a user may ask for
+DEFAULT_BACKEND = "auto"
 
 
 def market_for(strategy: Strategy, data: str | Path | None) -> Market:
@@ -38,8 +39,8 @@ def market_for(strategy: Strategy, data: str | Path | None) -> Market:
 
 def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
     """The spec §7 response for one strategy on one market."""
-    if backend not in BACKENDS:
-        raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}", "backend")
+    if backend not in CHOICES:
+        raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
     if backend == "reference":
         return run_reference(strategy, market)
     return run_compiled(strategy, market, get_backend(backend))

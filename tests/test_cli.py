@@ -64,3 +64,17 @@ def test_explain_counts_the_graph():
     done = gpubt("explain", "examples/momentum_rotation.json")
     assert done.returncode == 0, done.stderr
     assert "indicators" in done.stdout and "duplicates" in done.stdout
+
+
+def test_info_lists_backends_and_the_auto_pick():
+    done = gpubt("info")
+    assert done.returncode == 0, done.stderr
+    assert "backend numba" in done.stdout and "backend auto" in done.stdout
+    assert "CUDA device" in done.stdout
+
+
+def test_auto_picks_a_usable_backend():
+    from gpubt.backends import pick
+
+    chosen, reason = pick("auto")
+    assert chosen in ("numba", "polars") and reason

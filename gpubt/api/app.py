@@ -137,9 +137,9 @@ def _ticker_summary(market: Market) -> list[dict[str, Any]]:
 def create_app(settings: Settings | None = None, market: Market | None = None) -> FastAPI:
     """The API over `market` (default: the settings' data, loaded now, once)."""
     settings = settings or Settings()
-    if settings.backend not in engine.BACKENDS:
+    if settings.backend not in engine.CHOICES:
         raise ValueError(
-            f"unknown backend {settings.backend!r}; available: {', '.join(engine.BACKENDS)}"
+            f"unknown backend {settings.backend!r}; available: {', '.join(engine.CHOICES)}"
         )
     state = _State(settings, market if market is not None else load_settings_market(settings))
 
