@@ -48,8 +48,16 @@ def versions(*modules: str) -> str:
     return ", ".join(out)
 
 
-def record(title: str, header: list[str], rows: list[list[str]], notes: str, modules: tuple[str, ...]) -> str:
-    """Print a markdown table and append it, with machine, versions and date, to RESULTS.md."""
+def record(
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    notes: str,
+    modules: tuple[str, ...],
+    after: str = "",
+) -> str:
+    """Print a markdown table and append it, with machine, versions and date, to RESULTS.md;
+    `after`, when given, is a paragraph (markdown) placed under the table."""
     lines = [
         f"## {title}",
         "",
@@ -62,6 +70,7 @@ def record(title: str, header: list[str], rows: list[list[str]], notes: str, mod
         "| " + " | ".join("---" for _ in header) + " |",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
+        *([after, ""] if after else []),
     ]
     text = "\n".join(lines)
     print(text)
