@@ -1,0 +1,451 @@
+"""Parameter sweeps: specs and variants, batched execution equal to single runs, resume, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import gpubt
+from gpubt.data.market import FIELDS, Market
+from gpubt.data.synthetic import synthetic_market
+from gpubt.engine import BACKENDS, run_backtest
+from gpubt.errors import GpubtError
+from gpubt.metrics.core import KEYS
+from gpubt.sweep import load_spec, make_spec, parse_memory, run_chunk, run_sweep
+from gpubt.sweep.run import MAX_CHUNK, METRIC_COLUMNS, chunk_size_for, chunks_of, merge_frames
+from tests.conftest import make_market
+
+ROOT = Path(__file__).resolve().parents[1]
+TQQQ = ROOT / "examples" / "tqqq_rsi.json"
+REL = 1e-9
+
+
+def market_slice(market: Market, first: str, last: str) -> Market:
+    """The market on the days first..last (a short market keeps single-run comparisons fast)."""
+    rows = (market.dates >= np.datetime64(first)) & (market.dates <= np.datetime64(last))
+    return Market(market.dates[rows], market.tickers, observed=market.observed[rows],
+                  source=f"{market.source}[{first}..{last}]", **{f: getattr(market, f)[rows] for f in FIELDS})
+
+
+@pytest.fixture(scope="module")
+def short_market() -> Market:
+    return market_slice(synthetic_market(), "2010-01-04", "2014-12-31")
+
+
+def same(expected: Any, got: Any) -> bool:
+    if expected is None or got is None:
+        return expected is None and got is None
+    if isinstance(expected, str):
+        return expected == got
+    return expected == got or abs(expected - got) <= REL * abs(expected)
+
+
+def assert_metrics_equal(row: dict[str, Any], metrics: dict[str, Any], label: str) -> None:
+    bad = {k: (v, row[k]) for k, v in metrics.items() if not same(v, row[k])}
+    assert not bad, f"{label}: {bad}"
+
+
+# -- execution equals single runs ------------------------------------------------------------------
+
+
+def test_every_variant_equals_its_single_compiled_run(short_market: Market) -> None:
+    spec = make_spec(TQQQ, {
+        "c1.window": [6, 10, 14],
+        "c1.threshold": {"start": 75, "stop": 84, "step": 4},  # 75, 79, 83
+        "c3.rightWindow": [20, 50],
+        "costBps": [0, 10],
+    })
+    assert spec.n_variants == 36
+    result = run_sweep(spec, market=short_market, chunk_size=10)  # 4 chunks, one a remainder
+    table = result.table
+    assert table["variant"].to_list() == list(range(36))
+    assert table.columns == ["variant", "c1.window", "c1.threshold", "c3.rightWindow", "costBps", *METRIC_COLUMNS]
+    for i, row in enumerate(table.iter_rows(named=True)):
+        assert (row["c1.window"], row["c1.threshold"], row["c3.rightWindow"], row["costBps"]) == spec.values(i)
+        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        assert_metrics_equal(row, single, spec.label(i))
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+def test_every_backend_sweeps_like_its_single_runs(short_market: Market, backend: str) -> None:
+    spec = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
+    table = run_sweep(spec, market=short_market, backend=backend).table
+    for i in range(spec.n_variants):
+        single = run_backtest(spec.strategy(i), short_market, backend)["metrics"]
+        assert_metrics_equal(table.row(i, named=True), single, f"{backend}: {spec.label(i)}")
+
+
+def test_sample_equals_the_reference_interpreter(short_market: Market) -> None:
+    spec = make_spec(TQQQ, {"c1.window": [5, 9, 13, 17], "c2.threshold": [25, 35], "hedge.positions": [["UVXY"], ["TLT", "GLD"]]})
+    table = run_sweep(spec, market=short_market).table
+    for i in (0, 7, 14):
+        reference = run_backtest(spec.strategy(i), short_market, "reference")["metrics"]
+        assert_metrics_equal(table.row(i, named=True), reference, spec.label(i))
+
+
+def test_branch_references_function_nodes_and_modes_across_variants(short_market: Market) -> None:
+    """Variants with branch series (whose keys must not collide in the shared graph), ranking,
+    inverse volatility and different modes and windows (several simulation batches per chunk)."""
+    tree = {"id": "root", "kind": "indicator",
+            "conditions": [{"id": "bc", "metric": "RSI", "ticker": "branch:then", "window": 14,
+                            "comparator": "gt", "threshold": 50}],
+            "children": {
+                "then": [{"id": "f", "kind": "function", "metric": "Standard Deviation", "window": 20,
+                          "rank": "Top", "bottom": 1, "children": {"next": [
+                              {"id": "b1", "kind": "basic", "children": {"next": [
+                                  {"id": "x1", "kind": "position", "positions": ["SPY"]},
+                                  {"id": "x2", "kind": "position", "positions": ["TLT"]}]}},
+                              {"id": "x3", "kind": "position", "positions": ["QQQ"]}]}}],
+                "else": [{"id": "inv", "kind": "basic", "weighting": "inverse", "volWindow": 30,
+                          "children": {"next": [{"id": "y1", "kind": "position", "positions": ["GLD"]},
+                                                {"id": "y2", "kind": "position", "positions": ["IEF"]}]}}]}}
+    spec = make_spec({"payload": tree}, {"bc.window": [7, 21], "f.window": [10, 40], "x2.positions": [["TLT"], ["TQQQ"]],
+                                         "mode": ["CC", "OO"]})
+    table = run_sweep(spec, market=short_market).table
+    for i in range(spec.n_variants):
+        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
+
+
+def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:
+    """Chunks (and sweeps) on one market reuse each other's graph and signal values; a custom
+    indicator's name must still mean the formula of its own request."""
+    base = json.loads((ROOT / "examples" / "regime_ladder.json").read_text())
+    for formula in ("SMA(50) / SMA(200) - 1", "SMA(10) / SMA(40) - 1"):
+        base["customIndicators"][0]["formula"] = formula
+        spec = make_spec(base, {"n1.threshold": [0, 0.02], "n2.window": [21, 63]})
+        table = run_sweep(spec, market=short_market, chunk_size=2).table
+        for i in range(spec.n_variants):
+            single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+            assert_metrics_equal(table.row(i, named=True), single, f"{formula}: {spec.label(i)}")
+
+
+def test_variants_on_different_calendars_are_grouped() -> None:
+    """Two variants whose tickers trade on different days see different date axes, as their own
+    backtests do (`prepare_market`); one chunk holds both."""
+    rng = np.random.default_rng(7)
+    n = 320
+
+    def walk(gaps: range | None = None) -> list[float | None]:
+        prices = list(100 * np.cumprod(1 + rng.normal(0.0004, 0.01, n)))
+        return [None if gaps is not None and t in gaps else p for t, p in enumerate(prices)]
+
+    market = make_market({"AAA": walk(range(120, 131)), "BBB": walk(), "CCC": walk(range(120, 131))})
+    tree = {"id": "root", "kind": "indicator",
+            "conditions": [{"id": "c", "metric": "RSI", "ticker": "AAA", "window": 10, "comparator": "gt", "threshold": 55}],
+            "children": {"then": [{"id": "p", "kind": "position", "positions": ["BBB"]}],
+                         "else": [{"id": "q", "kind": "position", "positions": ["AAA"]}]}}
+    spec = make_spec({"payload": tree, "benchmark": "AAA"},
+                     {"p.positions": [["BBB"], ["CCC"]], "c.threshold": [45, 55]})
+    table = run_sweep(spec, market=market).table
+    days = set()
+    for i in range(spec.n_variants):
+        single = run_backtest(spec.strategy(i), market, "polars")["metrics"]
+        assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
+        days.add(single["days"])
+    assert len(days) == 2  # the two calendars differ
+
+
+def test_python_api_top_and_table(short_market: Market) -> None:
+    result = gpubt.sweep(str(TQQQ), {"c1.window": range(8, 12), "c1.threshold": range(76, 80)}, market=short_market)
+    assert result.table.height == 16
+    assert set(KEYS) <= set(result.table.columns) and {"startDate", "endDate"} <= set(result.table.columns)
+    best = result.top(5, by="sharpe")
+    assert best.height == 5
+    assert best["sharpe"].to_list() == sorted(result.table["sharpe"].to_list(), reverse=True)[:5]
+    assert result.top(3, by="maxDrawdown", descending=False)["maxDrawdown"].to_list() == sorted(
+        result.table["maxDrawdown"].to_list())[:3]
+    with pytest.raises(GpubtError, match="unknown column"):
+        result.top(3, by="nope")
+
+
+def test_chunking_never_changes_the_results(short_market: Market) -> None:
+    spec = make_spec(TQQQ, {"c1.window": [6, 9, 12], "c2.window": [8, 12], "c2.threshold": [28, 34]})
+    whole = run_sweep(spec, market=short_market, chunk_size=64).table
+    # equal up to the last bits: BLAS sums a matrix-vector product (beta) in an order that
+    # depends on the batch size, so only equal chunks give bit-equal tables
+    for size in (1, 5):
+        assert_frame_equal(run_sweep(spec, market=short_market, chunk_size=size).table, whole,
+                           check_exact=False, rel_tol=1e-12, abs_tol=0.0)
+    part = run_chunk(spec, 3, 7, short_market)
+    assert_frame_equal(part, whole.slice(3, 4), check_exact=False, rel_tol=1e-12, abs_tol=0.0)
+    same_chunks = run_sweep(spec, market=short_market, chunk_size=4).table
+    assert run_chunk(spec, 4, 8, short_market).equals(same_chunks.slice(4, 4))  # same boundaries: bit-equal
+
+
+def test_memory_budget_sets_the_chunk_size() -> None:
+    assert parse_memory("2GB") == 2_000_000_000
+    assert parse_memory("512MiB") == 512 * 2**20
+    assert parse_memory("1.5G") == 1_500_000_000
+    assert parse_memory(1000) == 1000
+    for bad in ("lots", "-1GB", "0", True):
+        with pytest.raises(GpubtError, match="memory"):
+            parse_memory(bad)  # type: ignore[arg-type]
+    small = chunk_size_for("600MB", 6783, 40)
+    large = chunk_size_for("4GB", 6783, 40)
+    assert 1 <= small < large
+    assert chunk_size_for("100KB", 6783, 40) == 1  # never 0
+    assert chunk_size_for("64GB", 100, 2) == MAX_CHUNK  # capped (fastest measured, finer resume)
+    assert chunks_of(10, 4) == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+
+
+# -- specs -------------------------------------------------------------------------------------
+
+
+def test_grid_zip_random_and_ranges() -> None:
+    grid = make_spec(TQQQ, {"c1.window": [5, 6], "c1.threshold": {"values": [70, 80, 90]}})
+    assert grid.n_variants == 6
+    assert [grid.values(i) for i in range(6)] == [(5, 70), (5, 80), (5, 90), (6, 70), (6, 80), (6, 90)]
+    body = grid.body(4)
+    cond = body["payload"]["children"]["then"][0]["conditions"][0]
+    assert (cond["window"], cond["threshold"]) == (6, 80)
+    assert grid.strategy(4).root.slot("then")[0].conditions[0].window == 6
+    base = json.loads(TQQQ.read_text())
+    assert base["payload"]["children"]["then"][0]["conditions"][0]["window"] == 10  # base untouched
+
+    zipped = make_spec(TQQQ, {"c1.window": [5, 6, 7], "c2.window": range(20, 23)}, combine="zip")
+    assert [zipped.values(i) for i in range(3)] == [(5, 20), (6, 21), (7, 22)]
+
+    params = {"c1.window": range(2, 40), "c1.threshold": range(50, 100), "c2.threshold": range(10, 50)}
+    combine = {"mode": "random", "samples": 20, "seed": 11}
+    a, b = make_spec(TQQQ, params, combine), make_spec(TQQQ, params, combine)
+    assert a.n_variants == 20 and a.grid_size == 38 * 50 * 40
+    assert [a.values(i) for i in range(20)] == [b.values(i) for i in range(20)]
+    assert len({a.values(i) for i in range(20)}) == 20
+    other = make_spec(TQQQ, params, {"mode": "random", "samples": 20, "seed": 12})
+    assert [a.values(i) for i in range(20)] != [other.values(i) for i in range(20)]
+    everything = make_spec(TQQQ, {"c1.window": [5, 6]}, {"mode": "random", "samples": 9})
+    assert everything.n_variants == 2  # more samples than combinations: each combination once
+
+    ranges = make_spec(TQQQ, {
+        "c1.window": {"start": 5, "stop": 11, "step": 2},  # stop excluded
+        "c1.threshold": {"start": 80.0, "stop": 79.0, "step": -0.25},
+        "c2.window": {"start": 3, "stop": 5},
+    })
+    values = {p.name: p.values for p in ranges.parameters}
+    assert values == {"c1.window": (5, 7, 9), "c1.threshold": (80.0, 79.75, 79.5, 79.25), "c2.window": (3, 4)}
+
+    request_level = make_spec(TQQQ, {"mode": ["OO"], "cost_bps": [1.5], "root.weightingThen": ["equal"],
+                                     "c1.for_days": [2]})
+    strategy = request_level.strategy(0)
+    assert (strategy.request.mode, strategy.request.cost_bps) == ("OO", 1.5)
+    assert strategy.root.slot("then")[0].conditions[0].for_days == 2
+
+
+def test_spec_files_json_and_yaml(tmp_path: Path) -> None:
+    example = load_spec(ROOT / "examples" / "sweeps" / "sweep_tqqq_rsi.json")
+    assert example.n_variants == 40 and example.settings["backend"] == "polars"
+    (tmp_path / "base.json").write_text(TQQQ.read_text())
+    (tmp_path / "s.yaml").write_text(
+        "strategy: base.json\n"
+        "parameters:\n"
+        "  c1.window: {start: 5, stop: 8}\n"
+        "  c1.threshold: [70, 80]\n"
+        "mode: random\nsamples: 4\nseed: 3\nmemory: 1GB\n"
+    )
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.combine == "random" and spec.n_variants == 4 and spec.settings["memory"] == "1GB"
+    (tmp_path / "s.json").write_text(json.dumps({
+        "strategy": "base.json", "parameters": {"c1.window": {"start": 5, "stop": 8}, "c1.threshold": [70, 80]},
+        "combine": {"mode": "random", "samples": 4, "seed": 3}}))
+    assert load_spec(tmp_path / "s.json").fingerprint() == spec.fingerprint()
+    (tmp_path / "bad.json").write_text(json.dumps({"strategy": "base.json", "parameters": {}, "colour": 1}))
+    with pytest.raises(GpubtError, match="colour"):
+        load_spec(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "combine", "pattern"),
+    [
+        ({"nope.window": [5]}, "grid", r"'nope.window'.*no node or condition has id 'nope'"),
+        ({"c1.colour": [5]}, "grid", r"'c1.colour'.*condition, which has no field 'colour'"),
+        ({"hedge.sharpness": [5]}, "grid", r"'hedge.sharpness'.*node 'hedge' has no settable field"),
+        ({"hedge.children": [[]]}, "grid", r"'hedge.children'.*no settable field"),
+        ({"c1.window": ["ten"]}, "grid", r"'c1.window'.*'ten' is invalid for condition 'c1' field 'window'"),
+        ({"c1.window": [14.5]}, "grid", r"'c1.window'.*14.5"),
+        ({"c1.window": [-3]}, "grid", r"'c1.window'.*-3"),
+        ({"c1.threshold": [True]}, "grid", r"'c1.threshold'.*True"),
+        ({"c1.comparator": ["gt", "above"]}, "grid", r"'c1.comparator'.*'above'"),
+        ({"c1.metric": ["RSI", "Astrology"]}, "grid", r"'c1.metric'.*unknown metric 'Astrology'"),
+        ({"hedge.positions": [["SPY/TLT"]]}, "grid", r"'hedge.positions'.*cannot be held"),
+        ({"c1.window": []}, "grid", r"'c1.window' has no values"),
+        ({"c1.window": {"start": 1, "stop": 5, "step": 0}}, "grid", r"'c1.window'.*step must not be 0"),
+        ({"c1.window": {"start": 5, "stop": 1}}, "grid", r"'c1.window'.*empty"),
+        ({"c1.window": {"start": "a", "stop": 9}}, "grid", r"'c1.window'.*start must be a number"),
+        ({"c1.window": {"from": 1}}, "grid", r"'c1.window'.*range"),
+        ({"c1.window": [5, 5]}, "grid", r"'c1.window'.*given twice"),
+        ({"c1.window": [5, 6], "c2.window": [5, 6, 7]}, "zip", r"'c2.window' has 3, 'c1.window' has 2"),
+        ({"c1.window": [5]}, {"mode": "random"}, r"samples"),
+        ({"c1.window": [5]}, "shuffle", r"unknown combination 'shuffle'"),
+        ({"leverage": [2]}, "grid", r"'leverage'.*<id>.<field>"),
+        ({"costBps": [-1]}, "grid", r"'costBps'.*-1"),
+        ({"c1.window": [5], "c1.Window": [6]}, "grid", r"no field 'Window'"),
+    ],
+)
+def test_invalid_specs_are_refused_naming_the_parameter(parameters: dict, combine: Any, pattern: str) -> None:
+    with pytest.raises(GpubtError, match=pattern):
+        make_spec(TQQQ, parameters, combine)
+
+
+def test_ambiguous_ids_and_duplicate_fields_are_refused() -> None:
+    body = json.loads(TQQQ.read_text())
+    body["payload"]["children"]["else"][0]["conditions"][0]["id"] = "c1"  # two conditions c1
+    with pytest.raises(GpubtError, match="'c1.window'.*ambiguous"):
+        make_spec(body, {"c1.window": [5]})
+    with pytest.raises(GpubtError, match="same field"):
+        make_spec(TQQQ, {"costBps": [1], "cost_bps": [2]})
+
+
+def test_unknown_tickers_are_refused_before_running(short_market: Market) -> None:
+    spec = make_spec(TQQQ, {"hedge.positions": [["UVXY"], ["NOPE"]]})
+    with pytest.raises(GpubtError, match="NOPE"):
+        run_sweep(spec, market=short_market)
+
+
+# -- resume ------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, **kwargs: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gpubt.cli", "sweep", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_killed_sweep_resumes_without_losing_or_repeating_variants(tmp_path: Path) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({
+        "strategy": str(TQQQ),
+        "parameters": {"c1.window": [6, 8, 10, 12, 14, 16], "c1.threshold": [72, 76, 80, 84]},
+    }))
+    out = tmp_path / "results.parquet"
+    chunks = tmp_path / "results.chunks"
+    first = _cli(str(spec_file), "--out", str(out), "--chunk-size", "1")
+    try:
+        deadline = time.monotonic() + 60
+        while not list(chunks.glob("chunk-*.parquet")):
+            assert first.poll() is None, first.communicate()[0]
+            assert time.monotonic() < deadline, "no chunk was written in 60 s"
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)  # a crash: no cleanup of any kind
+    finally:
+        first.wait(30)
+        first.stdout.close()  # type: ignore[union-attr]
+    done = len(list(chunks.glob("chunk-*.parquet")))
+    assert 1 <= done < 24, "the sweep finished before it could be interrupted"
+    assert not out.exists()
+
+    refused = _cli(str(spec_file), "--out", str(out))
+    assert refused.wait(60) == 2 and "--resume" in refused.communicate()[0]
+
+    resumed = _cli(str(spec_file), "--out", str(out), "--resume", "--chunk-size", "1")
+    text = resumed.communicate(timeout=120)[0]
+    assert resumed.returncode == 0, text
+    assert f"resuming: {done} of 24 variants already done" in text
+    assert "best 10 of 24 variants by Sharpe" in text
+    assert out.exists() and not chunks.exists()
+
+    table = pl.read_parquet(out)
+    assert table["variant"].to_list() == list(range(24))  # each variant exactly once
+    whole = run_sweep(load_spec(spec_file), chunk_size=1).table  # an uninterrupted run, same chunks
+    assert table.equals(whole)
+
+
+def test_resume_refuses_a_different_sweep(tmp_path: Path, short_market: Market) -> None:
+    out = tmp_path / "r.parquet"
+    spec = make_spec(TQQQ, {"c1.window": [5, 6]})
+    folder = tmp_path / "r.chunks"
+    folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps({"fingerprint": "0" * 16, "variants": 2, "chunkSize": 1,
+                                                   "backend": "polars", "data": "builtin"}))
+    with pytest.raises(GpubtError, match="differs in fingerprint"):
+        run_sweep(spec, out=out, resume=True)
+    with pytest.raises(GpubtError, match="--resume"):
+        run_sweep(spec, out=out)
+    with pytest.raises(GpubtError, match="needs --out"):
+        run_sweep(spec, resume=True)
+
+
+def test_merge_keeps_each_variant_once() -> None:
+    spec = make_spec(TQQQ, {"c1.window": [5, 6, 7]})
+    frame = pl.DataFrame({"variant": [0, 1, 2]})
+    merged = merge_frames([frame, frame.slice(1, 1), frame.slice(0, 1)], spec)
+    assert merged["variant"].to_list() == [0, 1, 2]
+    with pytest.raises(GpubtError, match="incomplete"):
+        merge_frames([frame.slice(0, 2)], spec)
+
+
+# -- Dask --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tickers of the TQQQ example as Parquet files: workers load them themselves."""
+    from gpubt.data.loaders import write_market_frames
+    from gpubt.data.synthetic import synthetic_frames
+
+    folder = tmp_path_factory.mktemp("market")
+    frames = synthetic_frames()
+    write_market_frames({t: frames[t] for t in ("SPY", "QQQ", "TQQQ", "SQQQ", "UVXY", "BIL")}, folder)
+    return folder
+
+
+def test_dask_gives_the_local_table(dask_client: Any, data_folder: Path) -> None:
+    spec = make_spec(TQQQ, {"c1.window": [6, 10, 14], "c2.threshold": [25, 31, 37]})
+    local = run_sweep(spec, chunk_size=2)
+    distributed = run_sweep(spec, chunk_size=2, client=dask_client)
+    assert distributed.workers.startswith("dask")
+    assert distributed.table.equals(local.table)
+    from_files = run_sweep(spec, chunk_size=2, client=dask_client, data=data_folder)
+    assert from_files.table.equals(run_sweep(spec, chunk_size=2, data=data_folder).table)
+    assert from_files.table.equals(local.table)  # the files hold the built-in market's prices
+    by_address = run_sweep(spec, chunk_size=2, scheduler=dask_client.scheduler.address)  # --scheduler
+    assert by_address.workers.startswith("dask scheduler") and by_address.table.equals(local.table)
+
+
+def test_local_workers_start_and_stop_their_own_cluster(data_folder: Path) -> None:
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    spec = make_spec(TQQQ, {"c1.window": [6, 10], "c2.threshold": [25, 31]})
+    result = run_sweep(spec, chunk_size=3, local_workers=1, data=str(data_folder))
+    assert result.workers.startswith("dask LocalCluster tcp://127.0.0.1:")
+    assert result.table.equals(run_sweep(spec, chunk_size=3, data=str(data_folder)).table)
+
+
+def test_dask_survives_a_worker_dying_mid_sweep(dask_client: Any) -> None:
+    from gpubt.sweep.distributed import run_chunks
+
+    spec = make_spec(TQQQ, {"c1.window": [6, 8, 10, 12], "c1.threshold": [72, 76, 80, 84], "c2.window": [8, 12]})
+    frames = []
+    results = run_chunks(dask_client, spec, chunks_of(spec.n_variants, 1), None, "polars")
+    frames.append(next(results)[1])
+    busy = dask_client.processing()
+    assert sum(len(keys) for keys in busy.values()) > 0, "nothing left to interrupt"
+    victim = max(busy, key=lambda address: len(busy[address]))
+    dask_client.run(os._exit, 1, workers=[victim], on_error="ignore")  # the worker process dies
+    frames.extend(frame for _, frame in results)
+    table = merge_frames(frames, spec)
+    assert table["variant"].to_list() == list(range(32))
+    assert sum(frame.height for frame in frames) == 32  # every variant exactly once
+    assert table.equals(run_sweep(spec, chunk_size=1).table)
