@@ -14,40 +14,10 @@ from rich.table import Table
 
 from gpubt import __version__
 from gpubt.errors import GpubtError
+from gpubt.metrics.labels import METRIC_ROWS, format_metric
 
 console = Console()
 err_console = Console(stderr=True)
-
-_METRIC_ROWS = (
-    ("startDate", "Start", "s"),
-    ("endDate", "End", "s"),
-    ("days", "Days", "d"),
-    ("totalReturn", "Total return", "%"),
-    ("cagr", "CAGR", "%"),
-    ("vol", "Volatility", "%"),
-    ("maxDrawdown", "Max drawdown", "%"),
-    ("sharpe", "Sharpe", "f"),
-    ("sortino", "Sortino", "f"),
-    ("calmar", "Calmar", "f"),
-    ("beta", "Beta", "f"),
-    ("treynor", "Treynor", "f"),
-    ("winRate", "Win rate", "%"),
-    ("bestDay", "Best day", "%"),
-    ("worstDay", "Worst day", "%"),
-    ("avgTurnover", "Avg turnover", "%"),
-    ("avgHoldings", "Avg holdings", "f"),
-)
-
-
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "—"
-    if kind == "%":
-        return f"{100 * value:,.2f}%"
-    if kind == "f":
-        return f"{value:,.3f}"
-    return str(value)
-
 
 def _read_strategy(args: argparse.Namespace):
     """The strategy file (a request or a bare tree) with the command-line overrides applied."""
@@ -137,8 +107,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     table.add_column("metric")
     table.add_column("value", justify="right")
     metrics = result["metrics"]
-    for key, label, kind in _METRIC_ROWS:
-        table.add_row(label, _fmt(metrics.get(key), kind))
+    for key, label, kind in METRIC_ROWS:
+        table.add_row(label, format_metric(metrics.get(key), kind))
     console.print(table)
     for warning in result["warnings"]:
         err_console.print(f"[yellow]warning[/]: {warning['message']}")
@@ -205,7 +175,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             table.add_column(label, justify="right")
         for row in best.iter_rows(named=True):
             cells = [str(row["variant"])] + [_param(row[name]) for name in result.parameters]
-            cells += [_fmt(row[key], kind) for key, _, kind in _SWEEP_COLUMNS]
+            cells += [format_metric(row[key], kind) for key, _, kind in _SWEEP_COLUMNS]
             table.add_row(*cells)
         console.print(table)
     rate = result.table.height / result.elapsed_s if result.elapsed_s > 0 else float("nan")

@@ -16,32 +16,12 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from gpubt.metrics.labels import METRIC_ROWS, format_metric
+
 ROLLING_DAYS = 126  # 6 months of trading days
 PERIODS = 252
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-METRIC_ROWS = (
-    ("startDate", "Start", "s"),
-    ("endDate", "End", "s"),
-    ("days", "Days", "d"),
-    ("years", "Years", "f"),
-    ("totalReturn", "Total return", "%"),
-    ("cagr", "CAGR", "%"),
-    ("vol", "Volatility", "%"),
-    ("maxDrawdown", "Max drawdown", "%"),
-    ("sharpe", "Sharpe", "f"),
-    ("sortino", "Sortino", "f"),
-    ("calmar", "Calmar", "f"),
-    ("beta", "Beta", "f"),
-    ("treynor", "Treynor", "f"),
-    ("winRate", "Win rate", "%"),
-    ("bestDay", "Best day", "%"),
-    ("worstDay", "Worst day", "%"),
-    ("avgTurnover", "Avg turnover", "%"),
-    ("avgHoldings", "Avg holdings", "f"),
-)
-
 
 def _num(values: list[Any]) -> np.ndarray:
     """JSON numbers (nulls included) as float64 with NaN for null."""
@@ -181,21 +161,11 @@ def figures(response: dict[str, Any], benchmark: str = "benchmark") -> dict[str,
     }
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "—"
-    if kind == "%":
-        return f"{100 * value:,.2f}%"
-    if kind == "f":
-        return f"{value:,.3f}"
-    return str(value)
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
     rows = []
     for key, label, kind in METRIC_ROWS:
         if key in metrics:
-            rows.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(metrics[key], kind))}</td></tr>")
+            rows.append(f"<tr><th>{html.escape(label)}</th><td>{html.escape(format_metric(metrics[key], kind))}</td></tr>")
     return '<table class="metrics">' + "".join(rows) + "</table>"
 
 

@@ -1,0 +1,37 @@
+"""How metrics are shown to people (CLI tables, HTML report): label and format per key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("startDate", "Start", "s"),
+    ("endDate", "End", "s"),
+    ("days", "Days", "d"),
+    ("years", "Years", "f"),
+    ("totalReturn", "Total return", "%"),
+    ("cagr", "CAGR", "%"),
+    ("vol", "Volatility", "%"),
+    ("maxDrawdown", "Max drawdown", "%"),
+    ("sharpe", "Sharpe", "f"),
+    ("sortino", "Sortino", "f"),
+    ("calmar", "Calmar", "f"),
+    ("beta", "Beta", "f"),
+    ("treynor", "Treynor", "f"),
+    ("winRate", "Win rate", "%"),
+    ("bestDay", "Best day", "%"),
+    ("worstDay", "Worst day", "%"),
+    ("avgTurnover", "Avg turnover", "%"),
+    ("avgHoldings", "Avg holdings", "f"),
+)
+
+
+def format_metric(value: Any, kind: str) -> str:
+    """'%' as a percentage, 'f' with three decimals, anything else as text; null as a dash."""
+    if value is None:
+        return "—"
+    if kind == "%":
+        return f"{100 * value:,.2f}%"
+    if kind == "f":
+        return f"{value:,.3f}"
+    return str(value)
