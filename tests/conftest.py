@@ -4,17 +4,35 @@
 consecutive business days. It is a plain function, importable as ``from tests.conftest import
 make_market`` (pytest 9 registers this file as ``tests.conftest``; older pytest versions as
 ``conftest``), and also served by the ``make_market`` fixture for tests that prefer fixtures.
+
+Hypothesis profiles (used by tests that do not fix `max_examples` themselves, e.g. the random
+parity suite): "default" (and "ci", its derandomized twin) run 300 examples without a deadline,
+derandomized when the environment sets ``CI``; "thorough" runs 3,000 — select it with
+``pytest --hypothesis-profile=thorough``. Registering "default" changes the active profile in
+place, so an explicit ``--hypothesis-profile`` still wins whichever is loaded first.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gpubt.data.market import Market
+
+_CI = bool(os.environ.get("CI"))
+_PROFILE = {
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("default", max_examples=300, derandomize=_CI, **_PROFILE)
+settings.register_profile("ci", max_examples=300, derandomize=True, **_PROFILE)
+settings.register_profile("thorough", max_examples=3000, derandomize=_CI, **_PROFILE)
 
 
 def business_days(n: int, start: str = "2021-01-04") -> np.ndarray:

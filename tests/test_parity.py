@@ -1,7 +1,11 @@
 """Parity: every compiled backend answers exactly what the reference interpreter answers.
 
-* random requests (`tests.strategies.requests`) on a short slice of the synthetic market, the
-  reference against each compiled backend in `gpubt.engine.BACKENDS`;
+* random requests on random small markets (`tests.strategies.market_requests`: 6–8 tickers,
+  150–300 days, late starts, gaps, early ends), and now and then (1 in 8) a random request
+  (`tests.strategies.requests`) on a short slice of the synthetic market, whose long histories
+  let the 252-day metrics run — the reference against each compiled backend in
+  `gpubt.engine.BACKENDS`. Examples per backend come from the hypothesis profile (tests/conftest.py:
+  300 by default, 3,000 with ``--hypothesis-profile=thorough``; PARITY_EXAMPLES=n overrides);
 * every example (and its stored golden result) on the full synthetic market;
 * a sanity property of the reference alone: JSON-safe, weights ≥ 0 summing to ≤ 1, equity > 0,
   one `days` row per counted day.
@@ -13,9 +17,11 @@ compiled backend exists, nothing skips: the random test runs the reference twice
 identical, JSON-safe answers (determinism), and the example test checks the reference against
 its golden results with this suite's comparator.
 
-A failure prints the request as JSON; `reproduce(path_or_body, backend)` reruns one on the same
-market and prints the differences, e.g.
-``python -c "from tests.test_parity import reproduce; reproduce('repro.json', 'polars')"``.
+A failure prints the market (a `MarketSpec` repr, or "short") and the request as JSON;
+`reproduce(path_or_body, backend, market)` reruns one and prints the differences, e.g.
+``python -c "from tests.test_parity import reproduce; reproduce('repro.json', 'polars')"`` (short
+market) or ``reproduce(body, 'numba', MarketSpec(seed=…, …))`` (a random market).
+``--hypothesis-show-statistics`` shows how many examples ran a backtest and how many were refused.
 """
 
 from __future__ import annotations
@@ -29,15 +35,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
 
 from gpubt.data.market import FIELDS, Market
 from gpubt.data.synthetic import synthetic_market
 from gpubt.engine import BACKENDS, run_backtest
 from gpubt.errors import GpubtError
 from gpubt.schema.parse import parse_request
+from tests.conftest import make_market
 from tests.golden import EXAMPLES, KEPT, golden_path, load
-from tests.strategies import requests
+from tests.strategies import MarketSpec, market_requests, markets, requests
 
 COMPILED = [b for b in BACKENDS if b != "reference"]
 # Without a compiled backend the parity tests compare the reference with a second reference run.
@@ -49,19 +57,21 @@ WEIGHT_TOL = 1e-12  # allocations
 SHORT_START = "2012-01-03"  # every ticker of tests.strategies.UNIVERSE trades from 2005
 SHORT_DAYS = 400
 
-CI = bool(os.environ.get("CI"))
-# Examples per backend under test and for the sanity property (about 0.1 s each on 2 cores);
-# PARITY_EXAMPLES=1000 for a long soak.
-RANDOM_EXAMPLES = int(os.environ.get("PARITY_EXAMPLES", 60))
-SANITY_EXAMPLES = int(os.environ.get("PARITY_EXAMPLES", 60))
+# Examples per backend under test and for the sanity property: the hypothesis profile's
+# max_examples (tests/conftest.py: 300, "thorough" 3,000; derandomized when CI is set), unless
+# PARITY_EXAMPLES=n says otherwise (a long soak: PARITY_EXAMPLES=5000).
+_OVERRIDE = os.environ.get("PARITY_EXAMPLES")
+SHORT = "short"  # the market of a case drawn on the synthetic market's short slice
+# The sanity property (reference only) runs a third of the profile's examples.
+SANITY_EXAMPLES = max(1, settings.default.max_examples // 3)
 
 
-def _settings(n: int):
+def _settings(n: int | None = None):
+    """The loaded profile's settings, with `n` (or PARITY_EXAMPLES) examples when given."""
+    n = int(_OVERRIDE) if _OVERRIDE else n
     return settings(
-        max_examples=n,
+        **({"max_examples": n} if n else {}),
         deadline=None,
-        derandomize=CI,
-        database=None if CI else settings.default.database,
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -88,6 +98,24 @@ def short_market() -> Market:
 def _short() -> Market:
     """Built once; not a fixture, so a falsifying example prints only the request."""
     return short_market()
+
+
+def market_of(spec: MarketSpec | str | Market | None) -> Market:
+    """The market of a case: a random one from its spec (cached), or the short synthetic slice."""
+    if isinstance(spec, Market):
+        return spec
+    if spec is None or spec == SHORT:
+        return _short()
+    return spec.build()
+
+
+@st.composite
+def cases(draw) -> tuple[MarketSpec | str, dict[str, Any]]:
+    """(market, request): mostly a random market with a request on its tickers, 1 in 8 times the
+    short synthetic market with a request that may use the 252-day metrics."""
+    if draw(st.integers(0, 7)) == 0:
+        return SHORT, draw(requests())
+    return draw(market_requests())
 
 
 # -- running and comparing ---------------------------------------------------------------------
@@ -176,21 +204,26 @@ def _json(body: dict[str, Any]) -> str:
 
 
 def _fail(body: dict[str, Any], backend: str, diffs: list[str], market: str = "short") -> None:
+    """`market`: "short", "full synthetic", or a random market's `MarketSpec` repr."""
+    where = f"the {market} market" if market in ("short", "full synthetic") else f"the market {market}"
     pytest.fail(
-        f"{backend} differs from the reference on the {market} market:\n  "
+        f"{backend} differs from the reference on {where}:\n  "
         + "\n  ".join(diffs[:20])
         + f"\nrequest:\n{_json(body)}",
         pytrace=False,
     )
 
 
-def reproduce(request: str | Path | dict[str, Any], backend: str, market: Market | None = None) -> list[str]:
-    """Rerun one request (a dict, JSON text or a file) on the short market; print and return the
-    differences between the reference and `backend`."""
+def reproduce(
+    request: str | Path | dict[str, Any], backend: str, market: MarketSpec | str | Market | None = None
+) -> list[str]:
+    """Rerun one request (a dict, JSON text or a file) on a market (a `MarketSpec`, a `Market`, or
+    the short synthetic market by default); print and return the differences between the
+    reference and `backend`."""
     if isinstance(request, Path) or (isinstance(request, str) and not request.lstrip().startswith("{")):
         request = Path(request).read_text()
     body = json.loads(request) if isinstance(request, str) else request
-    market = market or _short()
+    market = market_of(market)
     diffs = differences(run(body, market, "reference"), run(body, market, backend))
     print("\n".join(diffs) or "in parity")
     return diffs
@@ -199,33 +232,51 @@ def reproduce(request: str | Path | dict[str, Any], backend: str, market: Market
 # -- random requests ---------------------------------------------------------------------------
 
 
+def _label(spec: MarketSpec | str) -> str:
+    return SHORT if spec == SHORT else repr(spec)
+
+
+def _outcome(answer: dict[str, Any]) -> str:
+    """A statistics label: a full backtest, or the kind of refusal."""
+    if "error" in answer:
+        message = answer["error"]["message"]
+        return "refused: " + ("not enough data" if message.startswith("not enough data") else message[:60])
+    return "backtest" + (" with warnings" if answer.get("warnings") else "")
+
+
 @pytest.mark.parametrize("backend", UNDER_TEST)
-@_settings(RANDOM_EXAMPLES)
-@given(body=requests())
-def test_random_request_parity(backend, body):
+@_settings()
+@given(case=cases())
+def test_random_request_parity(backend, case):
+    spec, body = case
+    note(f"market: {spec!r}")
     note(f"request: {_json(body)}")
-    short = _short()
-    ref = run(body, short, "reference")
-    other = run(body, short, backend)
+    market = market_of(spec)
+    ref = run(body, market, "reference")
+    event(_outcome(ref))
+    event("market: " + ("short synthetic" if spec == SHORT else "random"))
+    other = run(body, market, backend)
     if backend == "reference":  # no compiled backend yet: the reference must be deterministic
         text = json.dumps(ref, allow_nan=False, sort_keys=True)
         if text != json.dumps(other, allow_nan=False, sort_keys=True):
-            _fail(body, "a second reference run", differences(ref, other) or ["exact text differs"])
+            diffs = differences(ref, other) or ["exact text differs"]
+            _fail(body, "a second reference run", diffs, _label(spec))
         return
     diffs = differences(ref, other)
     if diffs:
-        _fail(body, backend, diffs)
+        _fail(body, backend, diffs, market=_label(spec))
 
 
 @_settings(SANITY_EXAMPLES)
-@given(body=requests())
-def test_reference_sanity(body):
+@given(case=cases())
+def test_reference_sanity(case):
     """Spec §3 and §7 invariants of every reference answer."""
+    spec, body = case
+    note(f"market: {spec!r}")
     note(f"request: {_json(body)}")
-    short = _short()
-    result = run(body, short, "reference")
+    result = run(body, market_of(spec), "reference")
     if "error" in result:
-        # A valid request is refused only when the short market is shorter than its warm-up.
+        # A valid request is refused only when the market is shorter than its warm-up.
         assert result["error"]["message"].startswith("not enough data"), (result, _json(body))
         return
     json.dumps(result, allow_nan=False)
@@ -246,6 +297,60 @@ def test_reference_sanity(body):
         assert len(held) == len(day["holdings"]), day
     if days:
         assert result["metrics"]["endDate"] == days[-1]["date"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=markets(flats=True))
+def test_random_markets_are_what_they_say(spec):
+    """The market strategy itself: OHLC consistent, positive volume, late starts and early ends
+    missing, interior gaps forward-filled (not observed), twins equal, `spec.n_days` days long."""
+    market = spec.build()
+    assert market.tickers == spec.tickers and market.n_days == spec.n_days
+    for j, ticker in enumerate(spec.tickers):
+        bars = market.bars(ticker)
+        known = np.isfinite(bars.close)
+        assert np.flatnonzero(known).tolist() == list(range(spec.first[j], spec.last[j] + 1)), ticker
+        o, h, lo, c, v = (x[known] for x in bars)
+        assert np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c)) and np.all(lo > 0)
+        assert np.all(v > 0)
+        for k, day, length in spec.gaps:
+            if k == j:
+                assert not market.observed[day : day + length, j].any()
+                assert np.all(bars.close[day : day + length] == bars.close[day - 1])
+    for j, k in spec.twins:
+        a, b = market.bars(spec.tickers[j]).close, market.bars(spec.tickers[k]).close
+        both = market.observed[:, j] & market.observed[:, k]
+        assert np.array_equal(a[both], b[both])
+
+
+# -- mismatches found, fixed, kept as regressions ----------------------------------------------------------------------------
+
+_STD_CONSTANT = 1.981216442216232  # math.fsum([x] * 3) / 3 is one ulp above x
+
+
+@pytest.mark.parametrize("backend", UNDER_TEST)
+def test_formula_std_of_constant_window(backend):
+    """Found by the random parity test on a market with a flat stretch (PARITY_FLATS=1): the
+    reference's formula `std(x, n)` was one ulp above 0 on a window of equal values whenever
+    the mean rounded away from x; now both engines give exactly 0 (docs/decisions.md), so the
+    z-score formula is missing there on every engine."""
+    wave = [2.0 + 0.05 * math.sin(i) for i in range(60)]
+    market = make_market({
+        "SPY": wave + [_STD_CONSTANT] * 5 + wave[:10],
+        "QQQ": [3.0 + 0.05 * math.cos(i) for i in range(75)],
+    })
+    body = {
+        "customIndicators": [{"id": "ci-z", "name": "Z Score",
+                              "formula": "(close - mean(close, window)) / std(close, window)"}],
+        "payload": {"id": "r", "kind": "indicator",
+                    "conditions": [{"id": "c", "ticker": "SPY", "metric": "ci-z", "window": 3,
+                                    "comparator": "lt", "threshold": 0}],
+                    "children": {"then": [{"id": "p1", "kind": "position", "positions": ["SPY"]}],
+                                 "else": [{"id": "p2", "kind": "position", "positions": ["QQQ"]}]}},
+    }
+    diffs = differences(run(body, market, "reference"), run(body, market, backend))
+    if diffs:
+        _fail(body, backend, diffs, market="make_market (SPY flat at 1.981216442216232 for 5 days)")
 
 
 # -- examples and golden results on the full market ---------------------------------------------

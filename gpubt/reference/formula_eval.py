@@ -107,7 +107,10 @@ def _mean(values: list[float]) -> float:
 
 
 def _std(values: list[float]) -> float:
-    """Population standard deviation (ddof = 0)."""
+    """Population standard deviation (ddof = 0); exactly 0 on a window of equal values, as the
+    catalogue's standard deviations (the mean of equal values can round one ulp away)."""
+    if min(values) == max(values):
+        return 0.0
     m = _mean(values)
     return math.sqrt(_sum([(v - m) * (v - m) for v in values]) / len(values))
 
