@@ -323,7 +323,7 @@ def test_random_markets_are_what_they_say(spec):
         assert np.array_equal(a[both], b[both])
 
 
-# -- mismatches found, fixed, kept as regressions ----------------------------------------------------------------------------
+# -- mismatches found, fixed, kept as regressions ----------------------------------------------
 
 _STD_CONSTANT = 1.981216442216232  # math.fsum([x] * 3) / 3 is one ulp above x
 
