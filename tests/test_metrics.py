@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from gpubt.metrics import KEYS, compute_metrics
-from gpubt.metrics import core
 
 NET = [
     0.012, -0.004, 0.007, 0.0, -0.015, 0.021, 0.003, -0.008, 0.010, -0.002,
@@ -36,14 +35,11 @@ def equity_and_drawdown(net: list[float]) -> tuple[list[float], list[float]]:
 
 
 def metrics_of(net, bench=None, turnover=None, holdings=None) -> dict[str, np.ndarray]:
-    equity, drawdown = equity_and_drawdown(net)
     n = len(net)
     return compute_metrics(
         np.array(net, dtype=float),
         np.array(turnover if turnover is not None else [0.0] * n),
         np.array(holdings if holdings is not None else [1.0] * n),
-        np.array(equity),
-        np.array(drawdown),
         None if bench is None else np.array(bench, dtype=float),
     )
 
@@ -120,8 +116,7 @@ def test_zero_variance_and_missing_benchmark() -> None:
     assert math.isfinite(m["sharpe"])
 
 
-def test_batch_equals_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "_BLOCK", 64)  # several rows per block, several blocks
+def test_batch_equals_rows() -> None:
     rng = np.random.default_rng(3)
     net = rng.normal(0.0005, 0.01, (7, 30))
     net[2] = 0.001  # constant row: NaN sharpe inside a batch
@@ -130,15 +125,12 @@ def test_batch_equals_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     bench[5] = np.nan  # a row whose benchmark never trades
     turnover = rng.random((7, 30))
     holdings = rng.integers(0, 5, (7, 30)).astype(float)
-    rows = [equity_and_drawdown(list(r)) for r in net]
-    equity = np.array([r[0] for r in rows])
-    drawdown = np.array([r[1] for r in rows])
 
     for b in (bench[0], bench):
-        batch = compute_metrics(net, turnover, holdings, equity, drawdown, b)
+        batch = compute_metrics(net, turnover, holdings, b)
         for s in range(7):
             single = compute_metrics(
-                net[s], turnover[s], holdings[s], equity[s], drawdown[s], b if b.ndim == 1 else b[s]
+                net[s], turnover[s], holdings[s], b if b.ndim == 1 else b[s]
             )
             for key in KEYS:
                 assert batch[key].shape == (7,)

@@ -118,6 +118,85 @@ def test_branch_references_function_nodes_and_modes_across_variants(short_market
         assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
 
 
+# -- the fused path (gpubt.sweep.template) ------------------------------------------------------
+
+FUSED_TREE = {"id": "root", "kind": "basic", "weighting": "defined", "children": {"next": [
+    {"id": "a", "kind": "indicator", "window": 60, "conditions": [
+        {"id": "ca", "metric": "RSI", "ticker": "SPY", "window": 10, "comparator": "gt", "threshold": 70},
+        {"id": "ca2", "type": "and", "metric": "Current Price", "ticker": "SPY", "window": 1, "comparator": "gt",
+         "expanded": True, "rightMetric": "SMA", "rightWindow": 50, "forDays": 2}],
+     "children": {"then": [{"id": "hedge", "kind": "position", "positions": ["TLT", "GLD"]}],
+                  "else": [{"id": "b", "kind": "indicator", "conditions": [
+                      {"id": "cb", "metric": "SMA", "ticker": "QQQ", "window": 10, "comparator": "crossAbove",
+                       "expanded": True, "rightWindow": 40}],
+                      "children": {"then": [{"id": "ride", "kind": "position", "positions": ["TQQQ"]}],
+                                   "else": [{"id": "cash", "kind": "position", "positions": []}]}}]}},
+    {"id": "static", "kind": "indicator", "window": 40, "conditions": [
+        {"id": "cs", "metric": "Cumulative Return", "ticker": "GLD", "window": 30, "comparator": "gt", "threshold": 0}],
+     "children": {"then": [{"id": "gold", "kind": "position", "positions": ["GLD"]}],
+                  "else": [{"id": "capped", "kind": "basic", "weighting": "capped", "cappedFallback": "BIL",
+                            "children": {"next": [{"id": "s1", "kind": "position", "positions": ["SHY"], "window": 30},
+                                                  {"id": "s2", "kind": "position", "positions": ["IEF"], "window": 30}]}}]}}]}}
+FUSED_PARAMETERS = {
+    "ca.window": [5, 14, 30], "ca.threshold": [55, 70], "ca2.forDays": [1, 3],
+    "cb.comparator": ["gt", "crossAbove"], "cb.window": [5, 20], "cb.rightWindow": [40, 120],
+}
+
+
+def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpubt.sweep import run as runner
+
+    monkeypatch.setattr(runner, "fused_template", lambda *args: None)
+
+
+@pytest.mark.parametrize("combine", ["grid", "zip", {"mode": "random", "samples": 40, "seed": 5}])
+def test_fused_path_equals_the_general_path_and_single_runs(
+    short_market: Market, combine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpubt.sweep.run import fused_template
+
+    body = {"costBps": 7, "benchmark": "SPY", "startDate": "2010-03-01", "payload": FUSED_TREE}
+    parameters = FUSED_PARAMETERS if combine != "zip" else {
+        "ca.window": [5, 14, 30, 9], "cb.comparator": ["gt", "crossAbove", "lt", "crossBelow"]}
+    spec = make_spec(body, parameters, combine)
+    assert fused_template(spec, short_market, "numba") is not None
+    fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=7).table
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=short_market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    assert fused["startDate"].n_unique() > 1 or combine == "zip"  # windows move the warm-up
+    for i in range(0, spec.n_variants, 9):
+        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+    reference = run_backtest(spec.strategy(1), short_market, "reference")["metrics"]
+    assert_metrics_equal(fused.row(1, named=True), reference, spec.label(1))
+
+
+@pytest.mark.parametrize("parameters", [
+    {"ca.window": [5, 10], "costBps": [0, 5]},  # a request field
+    {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field
+    {"a.window": [10, 20]},  # a node field that changes weights
+])
+def test_other_sweeps_take_the_general_path(short_market: Market, parameters: dict) -> None:
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec({"payload": FUSED_TREE}, parameters)
+    assert fused_template(spec, short_market, "numba") is None
+
+
+def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
+    from gpubt.sweep.run import fused_template
+
+    inverse = json.loads(json.dumps(FUSED_TREE))
+    inverse["weighting"] = "inverse"
+    spec = make_spec({"payload": inverse}, {"ca.window": [5, 10]})
+    assert fused_template(spec, short_market, "numba") is None
+    tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
+    assert fused_template(tqqq, short_market, "numba") is not None
+    assert fused_template(tqqq, short_market, "reference") is None
+
+
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:
     """Chunks (and sweeps) on one market reuse each other's graph and signal values; a custom
     indicator's name must still mean the formula of its own request."""

@@ -1,8 +1,17 @@
 """Performance metrics of spec §7 (empyrical definitions, 252 periods a year, zero risk-free rate),
-computed for one strategy or a whole batch at once."""
+computed for one strategy or a whole batch at once.
+
+One Numba function, `row_metrics`, defines every metric of one strategy; the batch entry point
+runs it over rows in parallel, and the sweep's fused kernel calls it on each variant's returns
+while they are still in cache, so a single backtest and a million-variant sweep share one
+definition of each metric.
+"""
 
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 
 PERIODS = 252
@@ -24,117 +33,179 @@ KEYS = (
     "avgTurnover",
     "avgHoldings",
 )
-# Rows are processed in blocks of about this many elements: the temporaries of a block stay in
-# cache and a 65,536-strategy sweep never allocates (S, D) temporaries of gigabytes.
-_BLOCK = 1 << 18
+N_KEYS = len(KEYS)
 # A spread below this fraction of the mean is rounding noise (a constant series), not variance.
 _NOISE = 1e-12
 
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+
+@numba.njit(**_JIT)
+def _ratio(num: float, den: float) -> float:
     """num / den, NaN where den is 0: an undefined metric is reported as missing, never ±inf."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den != 0, num / den, np.nan)
+    return num / den if den != 0.0 else np.nan
 
 
-def _squares(dev: np.ndarray, mean: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Row sums of squared deviations, zeroed where they are only the rounding noise of the mean,
-    so a constant series has no variance rather than an absurd Sharpe ratio or beta."""
-    ss = np.einsum("...d,...d->...", dev, dev)
-    return np.where(ss > n * (_NOISE * mean) ** 2, ss, 0.0)
+@numba.njit(**_JIT)
+def centre(bench: np.ndarray, out: np.ndarray) -> float:
+    """Benchmark returns minus their mean over the days they are finite (0 elsewhere) into
+    ``out``; returns their sum of squares (0 when it is only rounding noise). Σ x·(b − b̄) over
+    those days equals Σ (x − x̄)(b − b̄), so a strategy's covariance is one dot product."""
+    n = 0
+    s = 0.0
+    for d in range(bench.size):
+        if np.isfinite(bench[d]):
+            n += 1
+            s += bench[d]
+    mean = s / n if n else np.nan
+    ss = 0.0
+    for d in range(bench.size):
+        out[d] = bench[d] - mean if np.isfinite(bench[d]) else 0.0
+        ss += out[d] * out[d]
+    return ss if ss > n * (_NOISE * mean) ** 2 else 0.0
 
 
-def _centred(bench: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Benchmark returns minus their mean over the days they are finite (0 elsewhere), and the
-    sum of their squares. Σ x·(b − b̄) over those days equals Σ (x − x̄)(b − b̄), so the covariance
-    with any strategy is one dot product."""
-    known = np.isfinite(bench)
-    n = known.sum(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(known, bench, 0.0).sum(axis=-1, keepdims=True) / n
-    centred = np.where(known, bench - mean, 0.0)
-    return centred, _squares(centred, mean[..., 0], n[..., 0])
+@numba.njit(**_JIT)
+def _squares(x: np.ndarray, mean: float) -> float:
+    """Σ (x − mean)², in four interleaved partial sums: one running sum waits on each
+    addition's latency, four keep the adder busy."""
+    a = b = c = e = 0.0
+    n = x.size - x.size % 4
+    for d in range(0, n, 4):
+        u0, u1, u2, u3 = x[d] - mean, x[d + 1] - mean, x[d + 2] - mean, x[d + 3] - mean
+        a += u0 * u0
+        b += u1 * u1
+        c += u2 * u2
+        e += u3 * u3
+    for d in range(n, x.size):
+        a += (x[d] - mean) * (x[d] - mean)
+    return (a + b) + (c + e)
 
 
-def _fill(
-    out: dict[str, np.ndarray],
-    rows: slice,
+@numba.njit(**_JIT)
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Σ x·y in four interleaved partial sums (as `_squares`)."""
+    a = b = c = e = 0.0
+    n = x.size - x.size % 4
+    for d in range(0, n, 4):
+        a += x[d] * y[d]
+        b += x[d + 1] * y[d + 1]
+        c += x[d + 2] * y[d + 2]
+        e += x[d + 3] * y[d + 3]
+    for d in range(n, x.size):
+        a += x[d] * y[d]
+    return (a + b) + (c + e)
+
+
+@numba.njit(**_JIT)
+def row_metrics(
     net: np.ndarray,
-    turnover: np.ndarray,
-    n_holdings: np.ndarray,
-    equity: np.ndarray,
-    drawdown: np.ndarray,
-    bench: tuple[np.ndarray, np.ndarray] | None,
+    turnover_sum: float,
+    holdings_sum: float,
+    bench: np.ndarray,
+    bench_squares: float,
+    out: np.ndarray,
 ) -> None:
-    """Metrics of a block of rows (each (b, D) with D ≥ 1), written into ``out[key][rows]``;
-    ``bench`` is the centred benchmark ((D,) or (b, D)) and its sum of squares."""
-    D = net.shape[-1]
-    years = D / PERIODS
-    mean = net.mean(axis=-1)
-    squares = _squares(net - mean[:, None], mean, D)
-    std = np.sqrt(_ratio(squares, np.float64(D - 1)))
-    downside = np.minimum(net, 0.0)
-    downside_rms = np.sqrt(np.einsum("sd,sd->s", downside, downside) / D)
-    end = equity[:, -1]
-    with np.errstate(invalid="ignore"):
-        cagr = end ** (1.0 / years) - 1.0
-    max_dd = np.minimum(drawdown.min(axis=-1), 0.0)
+    """Every metric of one strategy into ``out`` (KEYS order; days as a float).
 
-    out["totalReturn"][rows] = end - 1.0
-    out["cagr"][rows] = cagr
-    out["vol"][rows] = std * np.sqrt(PERIODS)
-    out["maxDrawdown"][rows] = max_dd
-    out["calmar"][rows] = _ratio(cagr, np.abs(max_dd))
-    out["sharpe"][rows] = _ratio(mean, std) * np.sqrt(PERIODS)
-    out["sortino"][rows] = _ratio(mean * PERIODS, downside_rms * np.sqrt(PERIODS))
-    out["winRate"][rows] = np.count_nonzero(net > 0.0, axis=-1) / D
-    out["bestDay"][rows] = net.max(axis=-1)
-    out["worstDay"][rows] = net.min(axis=-1)
-    out["avgTurnover"][rows] = turnover.mean(axis=-1)
-    out["avgHoldings"][rows] = n_holdings.mean(axis=-1)
-    if bench is not None:
-        centred, bench_squares = bench
-        cov = net @ centred if centred.ndim == 1 else np.einsum("sd,sd->s", net, centred)
+    ``net``: its D daily net returns; the equity starts at 1.0 before them, and the start point
+    counts for the drawdown (a first-day loss is already one). ``bench``: the centred benchmark
+    of the same days (`centre`), or an empty array when there is none (beta, treynor NaN).
+    Undefined metrics (division by zero, fewer than two days) are NaN."""
+    D = net.size
+    out[:] = np.nan
+    out[0] = D
+    out[1] = D / PERIODS
+    if D == 0:
+        return
+    years = D / PERIODS
+    total = 0.0
+    equity = 1.0
+    peak = 1.0
+    max_dd = 0.0
+    wins = 0
+    best = net[0]
+    worst = net[0]
+    down = 0.0
+    for d in range(D):
+        r = net[d]
+        total += r
+        equity *= 1.0 + r
+        peak = max(peak, equity)
+        max_dd = min(max_dd, equity / peak - 1.0)
+        wins += r > 0.0
+        best = max(best, r)
+        worst = min(worst, r)
+        loss = min(r, 0.0)
+        down += loss * loss
+    mean = total / D
+    squares = _squares(net, mean)
+    has_bench = bench.size > 0
+    cov = _dot(net, bench) if has_bench else 0.0
+    if not squares > D * (_NOISE * mean) ** 2:
+        squares = 0.0
+    std = math.sqrt(_ratio(squares, D - 1.0))
+    cagr = equity ** (1.0 / years) - 1.0
+    out[2] = equity - 1.0
+    out[3] = cagr
+    out[4] = std * math.sqrt(PERIODS)
+    out[5] = max_dd
+    out[6] = _ratio(cagr, abs(max_dd))
+    out[7] = _ratio(mean, std) * math.sqrt(PERIODS)
+    out[8] = _ratio(mean * PERIODS, math.sqrt(down / D) * math.sqrt(PERIODS))
+    out[11] = wins / D
+    out[12] = best
+    out[13] = worst
+    out[14] = turnover_sum / D
+    out[15] = holdings_sum / D
+    if has_bench:
         # |cov| ≤ σx·σb: a constant strategy has beta 0 exactly, not rounding noise.
-        beta = _ratio(np.where(squares > 0.0, cov, 0.0), bench_squares)
-        out["beta"][rows] = beta
-        out["treynor"][rows] = _ratio(cagr, beta)
+        beta = _ratio(cov if squares > 0.0 else 0.0, bench_squares)
+        out[9] = beta
+        out[10] = _ratio(cagr, beta)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _batch(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
+           out: np.ndarray) -> None:
+    """`row_metrics` of every row; ``bench`` is (0, D) for none, (1, D) shared, or (S, D)."""
+    S, D = net.shape
+    shared = np.empty(D)
+    shared_squares = centre(bench[0], shared) if bench.shape[0] == 1 else 0.0
+    for s in numba.prange(S):
+        if bench.shape[0] == 0:
+            centred, squares = np.empty(0), 0.0
+        elif bench.shape[0] == 1:
+            centred, squares = shared, shared_squares
+        else:
+            centred = np.empty(D)
+            squares = centre(bench[s], centred)
+        row_metrics(net[s], turnover[s].sum(), holdings[s].sum(), centred, squares, out[s])
 
 
 def compute_metrics(
     net: np.ndarray,
     turnover: np.ndarray,
     n_holdings: np.ndarray,
-    equity: np.ndarray,
-    drawdown: np.ndarray,
     benchmark_net: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every §7 metric for (D,) series (0-d results) or (S, D) batches ((S,) results).
 
-    ``equity``/``drawdown`` are the values after each credited day (the start point, 1.0 and 0.0,
-    is implied, so maxDrawdown ≤ 0). ``benchmark_net`` is (D,) shared by all rows or (S, D); beta
-    uses the days on which it is finite. Undefined metrics (division by zero, fewer than two days,
-    no benchmark) are NaN."""
-    net = np.asarray(net)
+    ``benchmark_net`` is (D,) shared by all rows or (S, D); beta uses the days on which it is
+    finite. Undefined metrics (division by zero, fewer than two days, no benchmark) are NaN."""
+    net = np.asarray(net, dtype=np.float64)
     batch_shape, D = net.shape[:-1], net.shape[-1]
     S = int(np.prod(batch_shape))
-    # Converted to float64 block by block: integer holding counts never cost an (S, D) copy.
-    series = [np.asarray(a).reshape(S, D) for a in (net, turnover, n_holdings, equity, drawdown)]
-    out = {key: np.full(S, np.nan) for key in KEYS}
-    out["days"] = np.full(S, D, dtype=np.int64)
-    out["years"][:] = D / PERIODS
-    shared = per_row = None
-    if benchmark_net is not None:
-        b = np.asarray(benchmark_net, dtype=np.float64)
-        # A shared benchmark is centred once; per-row benchmarks block by block.
-        if b.ndim == 1:
-            shared = _centred(b)
-        else:
-            per_row = b.reshape(S, D)
-    if D:
-        step = max(1, _BLOCK // D)
-        for lo in range(0, S, step):
-            rows = slice(lo, lo + step)
-            bench = _centred(per_row[rows]) if per_row is not None else shared
-            _fill(out, rows, *(a[rows].astype(np.float64, copy=False) for a in series), bench)
-    return {key: value.reshape(batch_shape) for key, value in out.items()}
+
+    def rows(a: np.ndarray, n: int = S) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(a, dtype=np.float64).reshape(n, D))
+
+    if benchmark_net is None:
+        bench = np.empty((0, D))
+    else:
+        bench = rows(benchmark_net, 1 if np.ndim(benchmark_net) == 1 else S)
+    out = np.empty((S, N_KEYS))
+    _batch(rows(net), rows(turnover), rows(n_holdings), bench, out)
+    result = {key: out[:, k].reshape(batch_shape) for k, key in enumerate(KEYS)}
+    result["days"] = result["days"].astype(np.int64)
+    return result

@@ -216,6 +216,13 @@ def _check_node(
         _check_metric(node.scale_metric, json_path(path, "scaleMetric"), formulas, node.scale_window)
         _check_window(node.scale_window, json_path(path, "scaleWindow"), limits)
         _check_ticker(node, node.scale_ticker, json_path(path, "scaleTicker"), tickers)
+    check_conditions(node, path, formulas, tickers, limits)
+
+
+def check_conditions(
+    node: FlowNode, path: str, formulas: dict[str, Formula], tickers: dict[str, None], limits: Limits
+) -> None:
+    """The rules of a node's condition lines; their market tickers are added to ``tickers``."""
     for cpath, cond in node_conditions(node, path):
         if cond.metric == DATE_METRIC:
             continue

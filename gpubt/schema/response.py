@@ -81,7 +81,7 @@ def build_response(
 
     equity, drawdown = equity_and_drawdown(net)
     n_holdings = np.count_nonzero(_held(holdings), axis=-1)
-    metrics = compute_metrics(net, turnover, n_holdings, equity, drawdown, benchmark_net)
+    metrics = compute_metrics(net, turnover, n_holdings, benchmark_net)
 
     benchmark_curve: list[dict[str, Any]] = []
     warnings = list(warnings)

@@ -60,6 +60,7 @@ from gpubt.schema.parse import Strategy
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns, simulate
 from gpubt.sweep.spec import SweepSpec, load_spec, make_spec, parse_memory
+from gpubt.sweep.template import Template, prepare
 
 METRIC_COLUMNS = ("startDate", "endDate", *METRIC_KEYS)
 VARIANT = "variant"
@@ -80,6 +81,9 @@ MAX_CHUNK = 256
 # their indicators and conditions), and a bound on the shared graph (a sweep of a million
 # distinct thresholds makes a million nodes: the graph starts afresh beyond this).
 SIGNAL_CACHE_BYTES = 128 * 2**20
+# Variants per chunk on the fused path (`gpubt.sweep.template`): its memory does not grow with
+# the chunk (one day series per thread), so chunks are sized for progress and resume only.
+FUSED_CHUNK = 16_384
 MAX_GRAPH_NODES = 200_000
 MAX_GRAPHS = 8
 # Weights below this are float dust, not positions (as in the response's holdings).
@@ -312,9 +316,20 @@ def run_chunk(
     if backend not in CHOICES:
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
     indices = list(range(lo, hi))
+    metrics = _Metrics(len(indices))
+    template = fused_template(spec, market, backend)
+    if template is not None:
+        with _phase("fused"):
+            values = template.run(lo, hi)
+        start_of = template.start_of[lo:hi]
+        for which in np.unique(start_of).tolist():
+            rows = np.flatnonzero(start_of == which)
+            metrics.set(rows, {key: values[rows, k] for k, key in enumerate(METRIC_KEYS)},
+                        template.start_dates[which], template.end_dates[which])
+        with _phase("table"):
+            return _frame(spec, indices, metrics)
     with _phase("parse"):
         strategies = [spec.strategy(i) for i in indices]
-    metrics = _Metrics(len(indices))
     if backend == "reference":  # the oracle has no batch form: one full backtest per variant
         for k, strategy in enumerate(strategies):
             with _phase("backtest"):
@@ -328,6 +343,24 @@ def run_chunk(
             _run_group(spec, indices, strategies, members, group_market, engine, metrics, graph)
     with _phase("table"):
         return _frame(spec, indices, metrics)
+
+
+# market -> {(spec fingerprint, backend): Template or None}: prepared once per process, used by
+# every chunk of the sweep that runs there.
+_TEMPLATES: weakref.WeakKeyDictionary[Market, dict[tuple[str, str], Template | None]] = weakref.WeakKeyDictionary()
+
+
+def fused_template(spec: SweepSpec, market: Market, backend: str) -> Template | None:
+    """The fused plan of the sweep (`gpubt.sweep.template`) when its variants allow one."""
+    if backend == "reference":  # the oracle runs every variant whole
+        return None
+    key = (spec.fingerprint(), backend)
+    with _GRAPHS_LOCK:
+        templates = _TEMPLATES.setdefault(market, {})
+        if key not in templates:
+            with _phase("prepare"):
+                templates[key] = prepare(spec, market, get_backend(backend))
+        return templates[key]
 
 
 def _checked(spec: SweepSpec, i: int, fn: Callable[[], Any]) -> Any:
@@ -434,7 +467,7 @@ def _run_group(
                 j = market.tickers.index(benchmark)
                 _, days, returns = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
                 bench = returns[np.isin(days, credited), 0]
-            values = compute_metrics(sim.net, sim.turnover, held, sim.equity, sim.drawdown, bench)
+            values = compute_metrics(sim.net, sim.turnover, held, bench)
             del sim
             metrics.set([members[pos] for pos in positions], values, str(market.dates[start]),
                         str(market.dates[credited[-1]]) if credited.size else None)
@@ -481,25 +514,25 @@ class _Metrics:
 
     def __init__(self, n: int) -> None:
         self.values = {key: np.full(n, np.nan) for key in METRIC_KEYS}
-        self.dates: dict[str, list[str | None]] = {"startDate": [None] * n, "endDate": [None] * n}
+        self.dates = {"startDate": np.full(n, None, dtype=object), "endDate": np.full(n, None, dtype=object)}
 
-    def set(self, rows: list[int], values: Mapping[str, np.ndarray], start: str | None, end: str | None) -> None:
+    def set(self, rows: Sequence[int] | np.ndarray, values: Mapping[str, np.ndarray], start: str | None,
+            end: str | None) -> None:
         for key in METRIC_KEYS:
             self.values[key][rows] = values[key]
-        for r in rows:
-            self.dates["startDate"][r] = start
-            self.dates["endDate"][r] = end
+        self.dates["startDate"][rows] = start
+        self.dates["endDate"][rows] = end
 
 
 def _frame(spec: SweepSpec, indices: list[int], metrics: _Metrics) -> pl.DataFrame:
     schema = table_schema(spec)
-    columns: dict[str, Any] = {VARIANT: indices}
-    rows = [spec.values(i) for i in indices]
+    series = [pl.Series(VARIANT, indices, dtype=pl.Int64)]
+    at = spec.value_indices(indices[0], indices[-1] + 1) if indices else np.empty((0, len(spec.parameters)), np.int64)
     for j, p in enumerate(spec.parameters):
         cell = _converter(schema[p.name])
-        columns[p.name] = [cell(row[j]) for row in rows]
-    columns.update(metrics.dates)
-    series = [pl.Series(name, values, dtype=schema[name]) for name, values in columns.items()]
+        values = pl.Series(p.name, [cell(v) for v in p.values], dtype=schema[p.name])
+        series.append(values.gather(at[:, j]))
+    series += [pl.Series(name, dates.tolist(), dtype=pl.String) for name, dates in metrics.dates.items()]
     for key in METRIC_KEYS:
         # non-finite metrics are missing, as `null` in the JSON response
         values = metrics.values[key]
@@ -661,7 +694,8 @@ def run_sweep(
     local_market = sweep_market(spec, source)  # refuses missing tickers before anything runs
     n_tickers = len(set(spec.tickers) | {b for b in spec.benchmarks if local_market.has(b)})
     if chunk_size is None:
-        chunk_size = chunk_size_for(memory, local_market.n_days, n_tickers)
+        fused = fused_template(spec, local_market, backend) is not None
+        chunk_size = FUSED_CHUNK if fused else chunk_size_for(memory, local_market.n_days, n_tickers)
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise GpubtError(f"chunk size must be a positive integer, got {chunk_size!r}", "chunkSize")
     if resume and out is None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic.alias_generators import to_camel
 
 from gpubt.errors import GpubtError, json_path
@@ -123,11 +124,32 @@ class SweepSpec:
             out.append(p.values[k])
         return tuple(reversed(out))
 
+    def value_indices(self, lo: int, hi: int) -> np.ndarray:
+        """(hi − lo, n_parameters) positions in each parameter's values of variants lo..hi-1:
+        `values` for a whole range at once, without a Python loop over variants."""
+        if not 0 <= lo <= hi <= self.n_variants:
+            raise IndexError(f"variants {lo}..{hi - 1} are outside 0..{self.n_variants - 1}")
+        n = hi - lo
+        if self.combine == "zip":
+            return np.repeat(np.arange(lo, hi, dtype=np.int64)[:, None], len(self.parameters), axis=1)
+        if self.combine == "random" and self.grid_size >= 2**62:  # grid indices beyond int64
+            return np.array([[p.values.index(v) for p, v in zip(self.parameters, self.values(i))]
+                             for i in range(lo, hi)], dtype=np.int64).reshape(n, len(self.parameters))
+        index = (np.array(self._picks[lo:hi], dtype=np.int64) if self.combine == "random"  # type: ignore[index]
+                 else np.arange(lo, hi, dtype=np.int64))
+        out = np.empty((n, len(self.parameters)), dtype=np.int64)
+        for j in range(len(self.parameters) - 1, -1, -1):  # the last parameter varies fastest
+            index, out[:, j] = np.divmod(index, len(self.parameters[j].values))
+        return out
+
     def body(self, i: int) -> dict[str, Any]:
         """The request body of variant ``i`` (shares unchanged sub-trees with the base)."""
-        return _with_values(
-            self.base, [(p.path, v) for p, v in zip(self.parameters, self.values(i))], self._aliases
-        )
+        return self.body_for(self.values(i))
+
+    def body_for(self, values: Sequence[Any]) -> dict[str, Any]:
+        """The base with the parameters set to ``values`` (in parameter order)."""
+        changes = [(p.path, v) for p, v in zip(self.parameters, values, strict=True)]
+        return _with_values(self.base, changes, self._aliases)
 
     @functools.cached_property
     def _aliases(self) -> dict[tuple[str | int, ...], tuple[str, ...]]:
@@ -136,11 +158,15 @@ class SweepSpec:
     def strategy(self, i: int) -> Strategy:
         """Variant ``i`` parsed and validated like any request; a refusal names the variant."""
         try:
-            return parse_request(self.body(i), self.limits)
+            return self.strategy_for(self.values(i))
         except GpubtError as exc:
             raise GpubtError(
                 f"variant {i} ({self.label(i)}) is invalid: {exc.message}", exc.path, exc.status
             ) from None
+
+    def strategy_for(self, values: Sequence[Any]) -> Strategy:
+        """`body_for` parsed and validated."""
+        return parse_request(self.body_for(values), self.limits)
 
     def label(self, i: int) -> str:
         return ", ".join(f"{p.name}={v!r}" for p, v in zip(self.parameters, self.values(i)))

@@ -1,0 +1,366 @@
+"""The fused path of a sweep whose variants differ only in the conditions of if/else nodes.
+
+When every swept parameter is a field of a condition line of an `indicator` node, and the tree
+is made of positions, if/else nodes and groups with static weights (equal, defined, capped), a
+variant's allocation on a day is fixed by which branch each of its K if/else nodes takes that
+day. Then the work is:
+
+1. each swept node's distinct condition settings are compiled once (a 16 × 16 × 16 × 16 grid
+   over two nodes is 2 × 256 condition lists, not 65,536 trees) and all of them evaluated in ONE
+   backend call, kept as one bit per (setting, day);
+2. the allocation of each of the 2^K branch patterns is built once by the ordinary `Allocator`
+   (on a market of 2^K pseudo-days, day p taking pattern p), so weights follow exactly the rules
+   of a single backtest, and turned into tables: the pattern's return on every day, the
+   turnover between two patterns, its number of positions;
+3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
+   return from the tables, then `row_metrics` on those returns while they are in cache.
+
+Memory is flat in the number of variants (bits per setting, not per variant). Anything else
+(other node kinds, volatility weightings, branch references, request-level parameters, variants
+whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+from pydantic import ValidationError
+
+from gpubt.alloc.allocate import Allocator
+from gpubt.backends.base import TRUE, Backend
+from gpubt.compiler.compile import Compiler
+from gpubt.compiler.plan import Choose, Combine, Hold, Step, step_children
+from gpubt.data.market import Market
+from gpubt.errors import GpubtError, json_path
+from gpubt.ir.nodes import Builder, Node
+from gpubt.metrics.core import N_KEYS, centre, row_metrics
+from gpubt.schema.models import BacktestRequest, Condition, FlowNode
+from gpubt.schema.parse import Strategy, check_conditions
+from gpubt.sim.period import LAG, backtest_window
+from gpubt.sim.simulate import period_returns
+from gpubt.sweep.spec import Parameter, SweepSpec
+
+# At most 2^MAX_BITS branch patterns (tables of 2^K rows); a tree with more if/else nodes whose
+# conditions vary by day takes the general path.
+MAX_BITS = 12
+STATIC_WEIGHTINGS = ("equal", "defined", "capped")
+_MIN_WEIGHT = 1e-12  # as the response counts positions
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """Everything the fused kernel needs for any range of the sweep's variants."""
+
+    bits: np.ndarray  # (R, T) uint8: 1 where condition setting r is True on day t
+    rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
+    gross: np.ndarray  # (P, T) return of pattern p's allocation over the period decided on day t
+    turn: np.ndarray  # (P + 1, P) turnover from pattern a (P = all cash) to b
+    held: np.ndarray  # (P,) positions of pattern p
+    start_of: np.ndarray  # (n_variants,) index into `starts`
+    starts: np.ndarray  # (n_starts,) first decision day
+    stops: np.ndarray  # (n_starts,) one past the last decision day
+    bench: np.ndarray  # (n_starts, T) centred benchmark returns per start ((n_starts, 0): none)
+    bench_squares: np.ndarray  # (n_starts,)
+    cost: float  # fraction of turnover
+    start_dates: tuple[str, ...]
+    end_dates: tuple[str | None, ...]
+
+    def run(self, lo: int, hi: int) -> np.ndarray:
+        """(hi − lo, N_KEYS) metrics of variants lo..hi-1, in `KEYS` order."""
+        out = np.empty((hi - lo, N_KEYS))
+        _fused(self.bits, self.rows[lo:hi], self.gross, self.turn, self.held,
+               self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
+               self.cost, out)
+        return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _fused(bits: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
+           held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+           bench: np.ndarray, bench_squares: np.ndarray, cost: float, out: np.ndarray) -> None:
+    S, K = rows.shape
+    cash = gross.shape[0]
+    for s in numba.prange(S):
+        which = start_of[s]
+        lo, hi = starts[which], stops[which]
+        # The pattern of every day first (K passes over contiguous bit rows, vectorised), then
+        # its returns, without a dependency from one day to the next but the previous pattern.
+        pattern = np.zeros(hi - lo, dtype=np.int64)
+        for k in range(K):
+            bit = bits[rows[s, k], lo:hi]
+            for i in range(hi - lo):
+                pattern[i] |= np.int64(bit[i]) << k
+        # Patterns hold for weeks: turnover, costs and position counts are booked when the
+        # pattern changes (a well-predicted branch), the day loop only copies returns.
+        net = np.empty(hi - lo)
+        prev = cash
+        since = 0
+        turnover = 0.0
+        positions = 0.0
+        for i in range(hi - lo):
+            p = pattern[i]
+            net[i] = gross[p, lo + i]
+            if p != prev:
+                traded = turn[prev, p]
+                net[i] -= traded * cost
+                turnover += traded
+                if prev != cash:
+                    positions += held[prev] * (i - since)
+                since = i
+                prev = p
+        if prev != cash:
+            positions += held[prev] * (hi - lo - since)
+        b = bench[which, lo:hi] if bench.shape[1] else bench[which, :0]
+        row_metrics(net, turnover, positions, b, bench_squares[which], out[s])
+
+
+# -- eligibility and preparation ------------------------------------------------------------------
+
+
+def _node_at(request: BacktestRequest, path: Sequence[Any]) -> FlowNode:
+    """The parsed node at a wire path ("payload"/"callChains", key, then "children", slot, i)."""
+    if path[0] == "payload":
+        node, rest = request.payload, path[1:]
+    else:
+        node, rest = request.call_chains[path[1]], path[2:]
+    for i in range(0, len(rest), 3):
+        node = node.children[rest[i + 1]][rest[i + 2]]
+    return node
+
+
+def _reachable(root: Step) -> list[Step]:
+    seen: dict[int, Step] = {}
+    stack = [root]
+    while stack:
+        step = stack.pop()
+        if id(step) not in seen:
+            seen[id(step)] = step
+            stack.extend(step_children(step))
+    return list(seen.values())
+
+
+def _static_plan(steps: list[Step]) -> bool:
+    return all(
+        isinstance(s, (Hold, Choose)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
+        for s in steps
+    )
+
+
+def _with_truths(step: Step, truths: dict[int, Node], memo: dict[int, Step]) -> Step:
+    """A copy of the plan whose if/else truths are the given stand-in nodes."""
+    done = memo.get(id(step))
+    if done is None:
+        if isinstance(step, Choose):
+            done = dataclasses.replace(
+                step, truth=truths.get(id(step)), then=_with_truths(step.then, truths, memo),
+                other=_with_truths(step.other, truths, memo))
+        elif isinstance(step, Combine):
+            done = dataclasses.replace(step, children=tuple(_with_truths(c, truths, memo) for c in step.children))
+        else:
+            done = step
+        memo[id(step)] = done
+    return done
+
+
+def _pattern_weights(root: Step, chooses: list[Choose], tickers: tuple[str, ...]) -> np.ndarray:
+    """(2^K, N) allocation of every branch pattern, by the Allocator itself: pseudo-day p has
+    if/else node k True exactly when bit k of p is set."""
+    P, N = 1 << len(chooses), len(tickers)
+    stand_in = Builder()
+    truths = {id(c): stand_in.const(float(k)) for k, c in enumerate(chooses)}
+    plan = _with_truths(root, truths, {})
+    ones = np.ones((P, N))
+    days = np.arange(P).astype("datetime64[D]")
+    market = Market(days, tickers, ones, ones, ones, ones, ones, np.ones((P, N), bool), "patterns")
+    patterns = np.arange(P)
+    values = {truths[id(c)]: np.where((patterns >> k) & 1 == 1, TRUE, 0).astype(np.int8)
+              for k, c in enumerate(chooses)}
+    return Allocator(market, values, 0).allocation(plan)
+
+
+def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None:
+    """The fused plan of a sweep, or None when its variants need the general path."""
+    if not spec.parameters or any(
+        p.target != "condition" or p.path[-3] != "conditions" for p in spec.parameters
+    ):
+        return None
+    indices = spec.value_indices(0, spec.n_variants)
+    strategy0 = spec.strategy(0)
+    request = strategy0.request
+    tickers = [*spec.tickers]
+    if market.has(request.benchmark):
+        tickers.append(request.benchmark)
+    tmarket = market.select(list(dict.fromkeys(tickers)))
+
+    builder, series, first_prices = Builder(), {}, {}  # shared by every compile below
+
+    def compiler(strategy: Strategy) -> Compiler:
+        return Compiler(strategy, tmarket, builder, _series=series, _first=first_prices)
+
+    base = compiler(strategy0)
+    program = base.program()
+    steps = _reachable(program.root)
+    if program.branches or program.latches or not _static_plan(steps):
+        return None
+    chooses = [s for s in steps if isinstance(s, Choose) and s.truth is not None]
+    if len(chooses) > MAX_BITS:
+        return None
+    holds = [t for s in steps if isinstance(s, Hold) for t in s.tickers]
+    if market.has(request.benchmark):
+        holds.append(request.benchmark)
+    everyone = tmarket.observed[:, [tmarket.column(t) for t in dict.fromkeys(holds)]].any(axis=1)
+    if not everyone.all():  # a swept ticker could add days to some variants' calendars
+        return None
+
+    # One row of bits per distinct setting of each if/else node.
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for j, p in enumerate(spec.parameters):
+        groups.setdefault(p.path[:-3], []).append(j)
+    row_nodes: dict[Node, int] = {}
+    firsts: list[int] = []
+
+    def row_of(truth: Node, first: int) -> int:
+        row = row_nodes.setdefault(truth, len(row_nodes))
+        if row == len(firsts):
+            firsts.append(first)
+        return row
+
+    rows = np.empty((spec.n_variants, len(chooses)), dtype=np.int32)
+    flow = _flow_nodes(request)
+    node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow}
+    position = {id(c): k for k, c in enumerate(chooses)}
+    for k, c in enumerate(chooses):
+        fn = node_of[id(c)]
+        rows[:, k] = row_of(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+    for node_path, members in groups.items():
+        step = base._steps.get(id(_node_at(request, node_path)))
+        if step is None:  # an unreachable node: its settings change nothing
+            continue
+        if id(step) not in position:
+            return None
+        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+        fn0 = _node_at(request, node_path)
+        raw = _dict_at(spec.base, (*node_path, "conditions"))
+        setting_rows = np.empty(len(settings), dtype=np.int32)
+        for u, setting in enumerate(settings):
+            try:
+                fn = _with_setting(spec, fn0, raw, [(spec.parameters[j], v) for j, v in zip(members, setting)])
+                check_conditions(fn, json_path(*node_path), strategy0.formulas, {}, spec.limits)
+            except (GpubtError, ValidationError):
+                spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
+                raise
+            truth, first = base.lines(fn, fn.conditions)
+            if truth is None or base.branches:
+                return None
+            setting_rows[u] = row_of(truth, first)
+        rows[:, position[id(step)]] = setting_rows[inverse]
+
+    signals = list(row_nodes)
+    values = engine.evaluate(signals, tmarket, {})
+    bits = np.empty((len(signals), tmarket.n_days), dtype=np.uint8)
+    for r, node in enumerate(signals):
+        bits[r] = values[node] == TRUE
+    weights = _pattern_weights(program.root, chooses, tmarket.tickers)
+    static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
+    warmups = np.asarray(firsts)[rows].max(axis=1, initial=static)
+    return _tables(spec, strategy0, tmarket, weights, bits, rows, warmups)
+
+
+def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(indices, axis=0, return_inverse=True) for value positions with these many
+    values per column, through one integer key per row (sorting rows of a million variants
+    as records is ten times slower)."""
+    if math.prod(sizes) >= 2**62:
+        distinct, inverse = np.unique(indices, axis=0, return_inverse=True)
+        return distinct, inverse.ravel()
+    keys, inverse = np.unique(np.ravel_multi_index(tuple(indices.T), sizes), return_inverse=True)
+    return np.stack(np.unravel_index(keys, sizes), axis=1), inverse.ravel()
+
+
+def _dict_at(body: dict[str, Any], path: Sequence[Any]) -> Any:
+    for key in path:
+        body = body[key]
+    return body
+
+
+def _with_setting(spec: SweepSpec, node: FlowNode, raw: Sequence[dict[str, Any]],
+                  changes: list[tuple[Parameter, int]]) -> FlowNode:
+    """The node with its swept condition fields set (value positions in ``changes``): only the
+    changed condition lines are validated, not the whole request."""
+    lines = list(node.conditions)
+    edited: dict[int, dict[str, Any]] = {}
+    for p, v in changes:
+        line = edited.setdefault(p.path[-2], dict(raw[p.path[-2]]))
+        for alias in p.aliases:
+            line.pop(alias, None)
+        line[p.path[-1]] = p.values[v]
+    for i, line in edited.items():
+        lines[i] = Condition.model_validate(line)
+    return node.model_copy(update={"conditions": tuple(lines)})
+
+
+def _flow_nodes(request: BacktestRequest) -> dict[int, FlowNode]:
+    """Every node of the tree and the call chains, by id()."""
+    found: dict[int, FlowNode] = {}
+    stack = [request.payload, *request.call_chains.values()]
+    while stack:
+        node = stack.pop()
+        if id(node) not in found:
+            found[id(node)] = node
+            stack.extend(c for kids in node.children.values() for c in kids or () if c is not None)
+    return found
+
+
+def _tables(
+    spec: SweepSpec,
+    strategy: Strategy,
+    market: Market,
+    weights: np.ndarray,
+    bits: np.ndarray,
+    rows: np.ndarray,
+    warmups: np.ndarray,
+) -> Template:
+    """Per-pattern returns, turnovers and positions; per-warm-up backtest windows and centred
+    benchmark returns (the benchmark's mean is over each window's own days)."""
+    request = strategy.request
+    lag = LAG[request.mode]
+    T = market.n_days
+    distinct, start_of = np.unique(warmups, return_inverse=True)
+    starts, stops, start_dates, end_dates = [], [], [], []
+    for w in distinct.tolist():
+        try:
+            start, end, _ = backtest_window(strategy, market.dates, w)
+        except GpubtError as exc:
+            i = int(np.argmax(warmups == w))
+            raise GpubtError(f"variant {i} ({spec.label(i)}): {exc.message}", exc.path, exc.status) from None
+        stop = max(start, min(end, T - 1) - lag + 1)
+        starts.append(start)
+        stops.append(stop)
+        start_dates.append(str(market.dates[start]))
+        end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
+
+    _, _, R = period_returns(market.open, market.close, request.mode)
+    gross = np.zeros((weights.shape[0], T))
+    gross[:, : R.shape[0]] = weights @ np.where(np.isfinite(R), R, 0.0).T
+    cash = np.vstack([weights, np.zeros((1, weights.shape[1]))])
+    turn = 0.5 * np.abs(cash[:, None, :] - weights[None, :, :]).sum(axis=-1)
+    held = (np.abs(weights) >= _MIN_WEIGHT).sum(axis=1).astype(np.float64)
+
+    bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
+    squares = np.zeros(len(starts))
+    if bench.shape[1]:
+        j = market.column(request.benchmark)
+        _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], request.mode)
+        for k, (start, stop) in enumerate(zip(starts, stops)):
+            squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
+    return Template(
+        bits, rows, gross, turn, held, start_of.ravel().astype(np.int32),
+        np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
+        request.cost_bps / 10_000.0, tuple(start_dates), tuple(end_dates),
+    )
