@@ -2,13 +2,16 @@
 
 Each plan step becomes one matrix through array operations over days: masks choose slots,
 per-day weight vectors combine children, a stable argsort ranks function children, one scan
-carries the altExit state. Arithmetic is done in the same order as the reference's per-day
-sums so the two agree to the last bits wherever they can.
+carries the altExit state. A step's matrix covers only the tickers its sub-tree can hold (a
+node choosing between two positions is days × 2, however many tickers the market has), so
+every operation costs days × its own tickers. Arithmetic is done in the same order as the
+reference's per-day sums so the two agree to the last bits wherever they can.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +19,27 @@ from gpubt.backends.base import NULL, TRUE
 from gpubt.compiler.plan import Blend, Choose, Combine, Count, Hold, Latch, Rank, Step
 from gpubt.data.market import Market
 from gpubt.ir.nodes import Node
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """A step's allocation on the tickers it can ever hold: market columns ``cols`` (ascending)
+    and their weights ``w`` (days × len(cols)). Never modified in place: steps share them."""
+
+    cols: np.ndarray
+    w: np.ndarray
+
+    def on(self, cols: np.ndarray) -> np.ndarray:
+        """The weights on ``cols`` (a superset of this step's columns), zero elsewhere."""
+        if self.cols.size == cols.size:
+            return self.w
+        out = np.zeros((self.w.shape[0], cols.size))
+        out[:, np.searchsorted(cols, self.cols)] = self.w
+        return out
+
+
+def _union(parts: list[Weights]) -> np.ndarray:
+    return np.unique(np.concatenate([p.cols for p in parts])) if parts else np.empty(0, np.int64)
 
 
 class Allocator:
@@ -40,17 +64,24 @@ class Allocator:
             returns = market.close[1:] / market.close[:-1] - 1.0
         # close-to-close returns for branch series; a period without a price earns 0 (spec §5)
         self.returns = np.vstack([np.zeros((1, len(market.tickers))), np.where(np.isfinite(returns), returns, 0.0)])
-        self._alloc: dict[int, np.ndarray] = {}
-        self._holds: dict[tuple[str, ...], np.ndarray] = {}
+        self._alloc: dict[int, Weights] = {}
+        self._holds: dict[tuple[str, ...], Weights] = {}
         self._active: dict[int, np.ndarray] = {}
         self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._state: dict[int, np.ndarray] = {}
 
-    def empty(self) -> np.ndarray:
-        return np.zeros((self.n_days, len(self.column)))
+    def empty(self) -> Weights:
+        return Weights(np.empty(0, np.int64), np.zeros((self.n_days, 0)))
 
     def allocation(self, step: Step) -> np.ndarray:
-        """The step's matrix. Matrices may be shared between steps: never modify one in place."""
+        """The step's days × market tickers matrix (a new array)."""
+        found = self.weights(step)
+        out = np.zeros((self.n_days, len(self.column)))
+        out[:, found.cols] = found.w
+        return out
+
+    def weights(self, step: Step) -> Weights:
+        """The step's weights on its own tickers, memoised for the steps worth keeping."""
         out = self._alloc.get(id(step))
         if out is None:
             out = self._allocate(step)
@@ -73,26 +104,25 @@ class Allocator:
                 for child in step.children:
                     found |= self.active(child)
             else:
-                found = self.allocation(step).any(axis=1)
+                found = self.weights(step).w.any(axis=1)
             self._active[id(step)] = found
         return found
 
-    def _allocate(self, step: Step) -> np.ndarray:
+    def _allocate(self, step: Step) -> Weights:
         if isinstance(step, Hold):
             out = self._holds.get(step.tickers)
             if out is None:
-                out = self.empty()
-                for ticker in step.tickers:
-                    out[:, self.column[ticker]] = 1.0 / len(step.tickers)
+                cols = np.array(sorted(self.column[t] for t in step.tickers), dtype=np.int64)
+                row = np.full(cols.size, 1.0 / len(step.tickers)) if step.tickers else np.zeros(0)
+                out = Weights(cols, np.broadcast_to(row, (self.n_days, cols.size)))
                 self._holds[step.tickers] = out
             return out
         if isinstance(step, Combine):
             return self.combine(step)
         if isinstance(step, Choose):
             if step.truth is None:
-                return self.allocation(step.then)
-            chosen = self.values[step.truth] == TRUE
-            return np.where(chosen[:, None], self.allocation(step.then), self.allocation(step.other))
+                return self.weights(step.then)
+            return self._where(self.values[step.truth] == TRUE, step.then, step.other)
         if isinstance(step, Count):
             return self._count(step)
         if isinstance(step, Rank):
@@ -100,69 +130,84 @@ class Allocator:
         if isinstance(step, Blend):
             return self._blend(step)
         if isinstance(step, Latch):
-            inside = self.latch_state(step)
-            return np.where(inside[:, None], self.allocation(step.then), self.allocation(step.other))
+            return self._where(self.latch_state(step), step.then, step.other)
         raise TypeError(f"unknown plan step {type(step).__name__}")
+
+    def _where(self, mask: np.ndarray, then: Step, other: Step) -> Weights:
+        a, b = self.weights(then), self.weights(other)
+        cols = _union([a, b])
+        return Weights(cols, np.where(mask[:, None], a.on(cols), b.on(cols)))
 
     # -- combining children ---------------------------------------------------------------------
 
-    def combine(self, step: Combine, select: np.ndarray | None = None) -> np.ndarray:
-        """Spec §3.1–§3.2 per day: only active (and, for a function node, selected) children."""
+    def combine(self, step: Combine, select: np.ndarray | None = None) -> Weights:
+        """Spec §3.1–§3.2 per day: only active (and, for a function node, selected: a children ×
+        days mask) children."""
         if not step.children:
             return self.empty()
         if len(step.children) == 1 and select is None and step.weighting != "capped":
-            return self.allocation(step.children[0])  # weight 1 when active, nothing otherwise
-        out = self.empty()
-        allocs = [self.allocation(c) for c in step.children]
-        active = np.stack([self.active(c) for c in step.children], axis=1)
+            return self.weights(step.children[0])  # weight 1 when active, nothing otherwise
+        # Per-child rows (children × days): each child's weights are one contiguous row.
+        allocs = [self.weights(c) for c in step.children]
+        active = np.stack([self.active(c) for c in step.children])
         if select is not None:
             active &= select
-        count = active.sum(axis=1)
+        count = active.sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            equal = np.where(active, 1.0 / count[:, None], 0.0)
+            equal = np.where(active, 1.0 / count, 0.0)
         weights = equal
         excess = None
         if step.weighting == "defined":
-            raw = np.array([1.0 if w is None else float(w) for w in step.child_windows])
+            raw = np.array([1.0 if w is None else float(w) for w in step.child_windows])[:, None]
             total = _ordered_sum(np.where(active, raw, 0.0))
             with np.errstate(divide="ignore", invalid="ignore"):
-                weights = np.where((total > 0)[:, None], np.where(active, raw / total[:, None], 0.0), equal)
+                weights = np.where(total > 0, np.where(active, raw / total, 0.0), equal)
         elif step.weighting in ("inverse", "pro"):
-            sigma = np.stack([self.branch_volatility(c, step.vol_window) for c in step.children], axis=1)
-            usable = np.all(~active | (np.isfinite(sigma) & (sigma > 0)), axis=1) & (count > 1)
+            sigma = np.stack([self.branch_volatility(c, step.vol_window) for c in step.children])
+            usable = np.all(~active | (np.isfinite(sigma) & (sigma > 0)), axis=0) & (count > 1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 raw = np.where(active, 1.0 / sigma if step.weighting == "inverse" else sigma, 0.0)
-                raw = np.where(usable[:, None], raw, 0.0)
+                raw = np.where(usable, raw, 0.0)
                 total = _ordered_sum(raw)
-                weights = np.where(usable[:, None], raw / total[:, None], equal)
+                weights = np.where(usable, raw / total, equal)
         elif step.weighting == "capped":
-            caps = np.array([np.inf if w is None else w / 100.0 for w in step.child_windows])
+            caps = np.array([np.inf if w is None else w / 100.0 for w in step.child_windows])[:, None]
             weights = np.where(active, np.minimum(equal, caps), 0.0)
             excess = _ordered_sum(equal - weights)
-        scratch = np.empty_like(out)
+        fallback = self.column[step.fallback] if excess is not None and step.fallback else None
+        parts = allocs + ([Weights(np.array([fallback]), np.empty((0, 1)))] if fallback is not None else [])
+        cols = _union(parts)
+        out = np.zeros((self.n_days, cols.size))
         for i, alloc in enumerate(allocs):
-            out += np.multiply(weights[:, i : i + 1], alloc, out=scratch)
-        if excess is not None and step.fallback:
-            out[:, self.column[step.fallback]] += excess
-        return out
+            # a child's columns are a subset of the union: added in place there, nowhere else
+            term = weights[i][:, None] * alloc.w
+            if alloc.cols.size == cols.size:
+                out += term
+            else:
+                out[:, np.searchsorted(cols, alloc.cols)] += term
+        if fallback is not None:
+            out[:, np.searchsorted(cols, fallback)] += excess
+        return Weights(cols, out)
 
-    def _count(self, step: Count) -> np.ndarray:
+    def _count(self, step: Count) -> Weights:
         if not step.items:
-            return self.allocation(step.then)
+            return self.weights(step.then)
         truths = np.stack([
             np.full(self.n_days, TRUE) if item is None else self.values[item] for item in step.items
         ], axis=1)
         n_true = (truths == TRUE).sum(axis=1)
         n_null = (truths == NULL).sum(axis=1)
-        then, other = self.allocation(step.then), self.allocation(step.other)
         if step.quantifier == "ladder":
-            out = np.where((n_true > 0)[:, None], then, other)
+            rungs = {rung: self.weights(combine) for rung, combine in step.ladder.items()}
+            then, other = self.weights(step.then), self.weights(step.other)
+            cols = _union([then, other, *rungs.values()])
+            out = np.where((n_true > 0)[:, None], then.on(cols), other.on(cols))
             for rung, combine in step.ladder.items():
                 active = np.zeros(self.n_days, dtype=bool)
                 for child in combine.children:
                     active |= self.active(child)
-                out = np.where(((n_true == rung) & active)[:, None], self.allocation(combine), out)
-            return out
+                out = np.where(((n_true == rung) & active)[:, None], rungs[rung].on(cols), out)
+            return Weights(cols, out)
         k, n = len(step.items), step.n
         passed = {
             "any": n_true >= 1,
@@ -172,11 +217,10 @@ class Allocator:
             "atLeast": n_true >= n,
             "atMost": n_true <= n,
         }[step.quantifier]
-        return np.where(passed[:, None], then, other)
+        return self._where(passed, step.then, step.other)
 
-    def _rank(self, step: Rank) -> np.ndarray:
-        allocs = [self.allocation(c) for c in step.children]
-        if not allocs:
+    def _rank(self, step: Rank) -> Weights:
+        if not step.children:
             return self.empty()
         scores = np.stack([self.values[s] for s in step.scores], axis=1)
         active = np.stack([self.active(c) for c in step.children], axis=1)
@@ -186,9 +230,9 @@ class Allocator:
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
         selected = valid & (rank < step.bottom)
-        return self.combine(step.combine, select=selected)
+        return self.combine(step.combine, select=selected.T)
 
-    def _blend(self, step: Blend) -> np.ndarray:
+    def _blend(self, step: Blend) -> Weights:
         v = self.values[step.value]
         lo, hi = step.low, step.high
         if abs(hi - lo) < 1e-12:
@@ -196,8 +240,9 @@ class Allocator:
         else:
             with np.errstate(invalid="ignore"):
                 b = np.where(np.isfinite(v), np.clip((v - lo) / (hi - lo), 0.0, 1.0), 0.0)
-        then, other = self.allocation(step.then), self.allocation(step.other)
-        return (1.0 - b)[:, None] * then + b[:, None] * other
+        then, other = self.weights(step.then), self.weights(step.other)
+        cols = _union([then, other])
+        return Weights(cols, (1.0 - b)[:, None] * then.on(cols) + b[:, None] * other.on(cols))
 
     def latch_state(self, step: Latch) -> np.ndarray:
         """altExit state after each day's update: out before the start, then a scan."""
@@ -223,7 +268,7 @@ class Allocator:
         step's warm-up day, returns of the previous day's allocation, NaN before."""
         cached = self._branch.get(id(step))
         if cached is None:
-            alloc = self.allocation(step)
+            alloc = self.weights(step)
             first = step.warmup
             returns = np.full(self.n_days, np.nan)
             equity = np.full(self.n_days, np.nan)
@@ -231,8 +276,8 @@ class Allocator:
                 # summed ticker by ticker in market order, as the reference does, so equal
                 # branches give bit-equal equities (ties in rankings must break the same way)
                 daily = np.zeros(self.n_days - first - 1)
-                for j in range(alloc.shape[1]):
-                    daily = daily + alloc[first:-1, j] * self.returns[first + 1 :, j]
+                for i, j in enumerate(alloc.cols.tolist()):
+                    daily = daily + alloc.w[first:-1, i] * self.returns[first + 1 :, j]
                 returns[first + 1 :] = daily
                 equity[first] = 1.0
                 equity[first + 1 :] = np.cumprod(1.0 + daily)
@@ -252,9 +297,10 @@ class Allocator:
         return out
 
 
-def _ordered_sum(matrix: np.ndarray) -> np.ndarray:
-    """Row sums added left to right, as the reference adds children in order."""
-    total = np.zeros(matrix.shape[0])
-    for i in range(matrix.shape[1]):
-        total = total + matrix[:, i]
+def _ordered_sum(rows: np.ndarray) -> np.ndarray:
+    """Column sums of (children × days) rows added first to last, as the reference adds
+    children in order."""
+    total = np.zeros(rows.shape[1])
+    for row in rows:
+        total = total + row
     return total

@@ -59,7 +59,7 @@ class Parameter:
     path: tuple[str | int, ...]  # keys from the request body to the field
     values: tuple[Any, ...]
 
-    @property
+    @functools.cached_property
     def aliases(self) -> tuple[str, ...]:
         """Other spellings of the field the request may hold (removed when the field is set, so
         the swept value is the one pydantic reads)."""

@@ -248,14 +248,20 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
         fn0 = _node_at(request, node_path)
         raw = _dict_at(spec.base, (*node_path, "conditions"))
         setting_rows = np.empty(len(settings), dtype=np.int32)
-        for u, setting in enumerate(settings):
+        swept = [spec.parameters[j] for j in members]
+        where = json_path(*node_path)
+        for u, setting in enumerate(settings.tolist()):
             try:
-                fn = _with_setting(spec, fn0, raw, [(spec.parameters[j], v) for j, v in zip(members, setting)])
-                check_conditions(fn, json_path(*node_path), strategy0.formulas, {}, spec.limits)
+                lines = _with_setting(fn0.conditions, raw, list(zip(swept, setting)))
+                # Each value passed the rules alone when the spec was made; only a custom
+                # formula's lookback depends on two fields (formula and window) together.
+                if strategy0.formulas:
+                    node = fn0.model_copy(update={"conditions": lines})
+                    check_conditions(node, where, strategy0.formulas, {}, spec.limits)
             except (GpubtError, ValidationError):
                 spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
                 raise
-            truth, first = base.lines(fn, fn.conditions)
+            truth, first = base.lines(fn0, lines)
             if truth is None or base.branches:
                 return None
             setting_rows[u] = row_of(truth, first)
@@ -289,11 +295,11 @@ def _dict_at(body: dict[str, Any], path: Sequence[Any]) -> Any:
     return body
 
 
-def _with_setting(spec: SweepSpec, node: FlowNode, raw: Sequence[dict[str, Any]],
-                  changes: list[tuple[Parameter, int]]) -> FlowNode:
-    """The node with its swept condition fields set (value positions in ``changes``): only the
-    changed condition lines are validated, not the whole request."""
-    lines = list(node.conditions)
+def _with_setting(conditions: tuple[Condition, ...], raw: Sequence[dict[str, Any]],
+                  changes: list[tuple[Parameter, int]]) -> tuple[Condition, ...]:
+    """A node's condition lines with the swept fields set (value positions in ``changes``):
+    only the changed lines are validated, not the whole request."""
+    lines = list(conditions)
     edited: dict[int, dict[str, Any]] = {}
     for p, v in changes:
         line = edited.setdefault(p.path[-2], dict(raw[p.path[-2]]))
@@ -302,7 +308,7 @@ def _with_setting(spec: SweepSpec, node: FlowNode, raw: Sequence[dict[str, Any]]
         line[p.path[-1]] = p.values[v]
     for i, line in edited.items():
         lines[i] = Condition.model_validate(line)
-    return node.model_copy(update={"conditions": tuple(lines)})
+    return tuple(lines)
 
 
 def _flow_nodes(request: BacktestRequest) -> dict[int, FlowNode]:
