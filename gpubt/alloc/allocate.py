@@ -2,9 +2,9 @@
 
 Each plan step becomes one matrix through array operations over days: masks choose slots,
 per-day weight vectors combine children, a stable argsort ranks function children, one scan
-carries the altExit state. A step's matrix covers only the tickers its sub-tree can hold (a
-node choosing between two positions is days × 2, however many tickers the market has), so
-every operation costs days × its own tickers. Arithmetic is done in the same order as the
+carries the altExit state. A step's weights cover only the tickers its sub-tree can hold, one
+contiguous row of days per ticker (a node choosing between two positions is 2 × days, however
+many tickers the market has), so every operation costs its own tickers × days. Arithmetic is done in the same order as the
 reference's per-day sums so the two agree to the last bits wherever they can.
 """
 
@@ -24,7 +24,7 @@ from gpubt.ir.nodes import Node
 @dataclass(frozen=True, eq=False)
 class Weights:
     """A step's allocation on the tickers it can ever hold: market columns ``cols`` (ascending)
-    and their weights ``w`` (days × len(cols)). Never modified in place: steps share them."""
+    and their weights ``w`` (len(cols) × days). Never modified in place: steps share them."""
 
     cols: np.ndarray
     w: np.ndarray
@@ -33,8 +33,8 @@ class Weights:
         """The weights on ``cols`` (a superset of this step's columns), zero elsewhere."""
         if self.cols.size == cols.size:
             return self.w
-        out = np.zeros((self.w.shape[0], cols.size))
-        out[:, np.searchsorted(cols, self.cols)] = self.w
+        out = np.zeros((cols.size, self.w.shape[1]))
+        out[np.searchsorted(cols, self.cols)] = self.w
         return out
 
 
@@ -62,8 +62,10 @@ class Allocator:
         self.column = {t: j for j, t in enumerate(market.tickers)}
         with np.errstate(divide="ignore", invalid="ignore"):
             returns = market.close[1:] / market.close[:-1] - 1.0
-        # close-to-close returns for branch series; a period without a price earns 0 (spec §5)
-        self.returns = np.vstack([np.zeros((1, len(market.tickers))), np.where(np.isfinite(returns), returns, 0.0)])
+        # close-to-close returns for branch series, one row per ticker; a period without a
+        # price earns 0 (spec §5)
+        self.returns = np.ascontiguousarray(
+            np.vstack([np.zeros((1, len(market.tickers))), np.where(np.isfinite(returns), returns, 0.0)]).T)
         self._alloc: dict[int, Weights] = {}
         self._holds: dict[tuple[str, ...], Weights] = {}
         self._active: dict[int, np.ndarray] = {}
@@ -71,13 +73,13 @@ class Allocator:
         self._state: dict[int, np.ndarray] = {}
 
     def empty(self) -> Weights:
-        return Weights(np.empty(0, np.int64), np.zeros((self.n_days, 0)))
+        return Weights(np.empty(0, np.int64), np.zeros((0, self.n_days)))
 
     def allocation(self, step: Step) -> np.ndarray:
         """The step's days × market tickers matrix (a new array)."""
         found = self.weights(step)
         out = np.zeros((self.n_days, len(self.column)))
-        out[:, found.cols] = found.w
+        out[:, found.cols] = found.w.T
         return out
 
     def weights(self, step: Step) -> Weights:
@@ -104,7 +106,7 @@ class Allocator:
                 for child in step.children:
                     found |= self.active(child)
             else:
-                found = self.weights(step).w.any(axis=1)
+                found = self.weights(step).w.any(axis=0)
             self._active[id(step)] = found
         return found
 
@@ -114,7 +116,7 @@ class Allocator:
             if out is None:
                 cols = np.array(sorted(self.column[t] for t in step.tickers), dtype=np.int64)
                 row = np.full(cols.size, 1.0 / len(step.tickers)) if step.tickers else np.zeros(0)
-                out = Weights(cols, np.broadcast_to(row, (self.n_days, cols.size)))
+                out = Weights(cols, np.broadcast_to(row[:, None], (cols.size, self.n_days)))
                 self._holds[step.tickers] = out
             return out
         if isinstance(step, Combine):
@@ -136,7 +138,7 @@ class Allocator:
     def _where(self, mask: np.ndarray, then: Step, other: Step) -> Weights:
         a, b = self.weights(then), self.weights(other)
         cols = _union([a, b])
-        return Weights(cols, np.where(mask[:, None], a.on(cols), b.on(cols)))
+        return Weights(cols, np.where(mask, a.on(cols), b.on(cols)))
 
     # -- combining children ---------------------------------------------------------------------
 
@@ -175,18 +177,15 @@ class Allocator:
             weights = np.where(active, np.minimum(equal, caps), 0.0)
             excess = _ordered_sum(equal - weights)
         fallback = self.column[step.fallback] if excess is not None and step.fallback else None
-        parts = allocs + ([Weights(np.array([fallback]), np.empty((0, 1)))] if fallback is not None else [])
+        parts = allocs + ([Weights(np.array([fallback]), np.empty((1, 0)))] if fallback is not None else [])
         cols = _union(parts)
-        out = np.zeros((self.n_days, cols.size))
+        out = np.zeros((cols.size, self.n_days))
         for i, alloc in enumerate(allocs):
-            # a child's columns are a subset of the union: added in place there, nowhere else
-            term = weights[i][:, None] * alloc.w
-            if alloc.cols.size == cols.size:
-                out += term
-            else:
-                out[:, np.searchsorted(cols, alloc.cols)] += term
+            # each of the child's tickers is one row of the union: added there, nowhere else
+            for row, at in zip(alloc.w, np.searchsorted(cols, alloc.cols).tolist()):
+                out[at] += weights[i] * row
         if fallback is not None:
-            out[:, np.searchsorted(cols, fallback)] += excess
+            out[np.searchsorted(cols, fallback)] += excess
         return Weights(cols, out)
 
     def _count(self, step: Count) -> Weights:
@@ -201,12 +200,12 @@ class Allocator:
             rungs = {rung: self.weights(combine) for rung, combine in step.ladder.items()}
             then, other = self.weights(step.then), self.weights(step.other)
             cols = _union([then, other, *rungs.values()])
-            out = np.where((n_true > 0)[:, None], then.on(cols), other.on(cols))
+            out = np.where(n_true > 0, then.on(cols), other.on(cols))
             for rung, combine in step.ladder.items():
                 active = np.zeros(self.n_days, dtype=bool)
                 for child in combine.children:
                     active |= self.active(child)
-                out = np.where(((n_true == rung) & active)[:, None], rungs[rung].on(cols), out)
+                out = np.where((n_true == rung) & active, rungs[rung].on(cols), out)
             return Weights(cols, out)
         k, n = len(step.items), step.n
         passed = {
@@ -242,7 +241,7 @@ class Allocator:
                 b = np.where(np.isfinite(v), np.clip((v - lo) / (hi - lo), 0.0, 1.0), 0.0)
         then, other = self.weights(step.then), self.weights(step.other)
         cols = _union([then, other])
-        return Weights(cols, (1.0 - b)[:, None] * then.on(cols) + b[:, None] * other.on(cols))
+        return Weights(cols, (1.0 - b) * then.on(cols) + b * other.on(cols))
 
     def latch_state(self, step: Latch) -> np.ndarray:
         """altExit state after each day's update: out before the start, then a scan."""
@@ -276,8 +275,8 @@ class Allocator:
                 # summed ticker by ticker in market order, as the reference does, so equal
                 # branches give bit-equal equities (ties in rankings must break the same way)
                 daily = np.zeros(self.n_days - first - 1)
-                for i, j in enumerate(alloc.cols.tolist()):
-                    daily = daily + alloc.w[first:-1, i] * self.returns[first + 1 :, j]
+                for row, j in zip(alloc.w, alloc.cols.tolist()):
+                    daily = daily + row[first:-1] * self.returns[j, first + 1 :]
                 returns[first + 1 :] = daily
                 equity[first] = 1.0
                 equity[first + 1 :] = np.cumprod(1.0 + daily)
