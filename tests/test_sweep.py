@@ -137,9 +137,9 @@ FUSED_TREE = {"id": "root", "kind": "basic", "weighting": "defined", "children":
                   "else": [{"id": "capped", "kind": "basic", "weighting": "capped", "cappedFallback": "BIL",
                             "children": {"next": [{"id": "s1", "kind": "position", "positions": ["SHY"], "window": 30},
                                                   {"id": "s2", "kind": "position", "positions": ["IEF"], "window": 30}]}}]}}]}}
-FUSED_PARAMETERS = {
+FUSED_PARAMETERS = {  # costBps: a number per variant inside the kernel
     "ca.window": [5, 14, 30], "ca.threshold": [55, 70], "ca2.forDays": [1, 3],
-    "cb.comparator": ["gt", "crossAbove"], "cb.window": [5, 20], "cb.rightWindow": [40, 120],
+    "cb.comparator": ["gt", "crossAbove"], "cb.window": [5, 20], "cb.rightWindow": [40, 120], "costBps": [0, 12.5],
 }
 
 
@@ -174,7 +174,7 @@ def test_fused_path_equals_the_general_path_and_single_runs(
 
 
 @pytest.mark.parametrize("parameters", [
-    {"ca.window": [5, 10], "costBps": [0, 5]},  # a request field
+    {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
     {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field
     {"a.window": [10, 20]},  # a node field that changes weights
 ])

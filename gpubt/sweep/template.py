@@ -1,9 +1,9 @@
 """The fused path of a sweep whose variants differ only in the conditions of if/else nodes.
 
-When every swept parameter is a field of a condition line of an `indicator` node, and the tree
-is made of positions, if/else nodes and groups with static weights (equal, defined, capped), a
-variant's allocation on a day is fixed by which branch each of its K if/else nodes takes that
-day. Then the work is:
+When every swept parameter is a field of a condition line of an `indicator` node (or the
+request's `costBps`, a number per variant in the kernel), and the tree is made of positions,
+if/else nodes and groups with static weights (equal, defined, capped), a variant's allocation
+on a day is fixed by which branch each of its K if/else nodes takes that day. Then the work is:
 
 1. each swept node's distinct condition settings are compiled once (a 16 × 16 × 16 × 16 grid
    over two nodes is 2 × 256 condition lists, not 65,536 trees) and all of them evaluated in ONE
@@ -67,7 +67,7 @@ class Template:
     stops: np.ndarray  # (n_starts,) one past the last decision day
     bench: np.ndarray  # (n_starts, T) centred benchmark returns per start ((n_starts, 0): none)
     bench_squares: np.ndarray  # (n_starts,)
-    cost: float  # fraction of turnover
+    cost: np.ndarray  # (n_variants,) cost per unit of turnover (costBps / 10,000)
     start_dates: tuple[str, ...]
     end_dates: tuple[str | None, ...]
 
@@ -76,14 +76,14 @@ class Template:
         out = np.empty((hi - lo, N_KEYS))
         _fused(self.bits, self.rows[lo:hi], self.gross, self.turn, self.held,
                self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
-               self.cost, out)
+               self.cost[lo:hi], out)
         return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _fused(bits: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
            held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
-           bench: np.ndarray, bench_squares: np.ndarray, cost: float, out: np.ndarray) -> None:
+           bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     S, K = rows.shape
     cash = gross.shape[0]
     for s in numba.prange(S):
@@ -108,7 +108,7 @@ def _fused(bits: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarr
             net[i] = gross[p, lo + i]
             if p != prev:
                 traded = turn[prev, p]
-                net[i] -= traded * cost
+                net[i] -= traded * cost[s]
                 turnover += traded
                 if prev != cash:
                     positions += held[prev] * (i - since)
@@ -186,9 +186,9 @@ def _pattern_weights(root: Step, chooses: list[Choose], tickers: tuple[str, ...]
 
 def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None:
     """The fused plan of a sweep, or None when its variants need the general path."""
-    if not spec.parameters or any(
-        p.target != "condition" or p.path[-3] != "conditions" for p in spec.parameters
-    ):
+    conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
+    costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
+    if not spec.parameters or len(conditions) + len(costs) != len(spec.parameters):
         return None
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
@@ -220,8 +220,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
 
     # One row of bits per distinct setting of each if/else node.
     groups: dict[tuple[Any, ...], list[int]] = {}
-    for j, p in enumerate(spec.parameters):
-        groups.setdefault(p.path[:-3], []).append(j)
+    for j in conditions:
+        groups.setdefault(spec.parameters[j].path[:-3], []).append(j)
     row_nodes: dict[Node, int] = {}
     firsts: list[int] = []
 
@@ -275,7 +275,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
     weights = _pattern_weights(program.root, chooses, tmarket.tickers)
     static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
     warmups = np.asarray(firsts)[rows].max(axis=1, initial=static)
-    return _tables(spec, strategy0, tmarket, weights, bits, rows, warmups)
+    cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
+    for j in costs:  # validated numbers (the spec parsed every value)
+        cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
+    return _tables(spec, strategy0, tmarket, weights, bits, rows, warmups, cost)
 
 
 def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -331,6 +334,7 @@ def _tables(
     bits: np.ndarray,
     rows: np.ndarray,
     warmups: np.ndarray,
+    cost: np.ndarray,
 ) -> Template:
     """Per-pattern returns, turnovers and positions; per-warm-up backtest windows and centred
     benchmark returns (the benchmark's mean is over each window's own days)."""
@@ -368,5 +372,5 @@ def _tables(
     return Template(
         bits, rows, gross, turn, held, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
-        request.cost_bps / 10_000.0, tuple(start_dates), tuple(end_dates),
+        cost, tuple(start_dates), tuple(end_dates),
     )
