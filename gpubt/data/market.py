@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -12,6 +13,7 @@ import polars as pl
 from gpubt.errors import GpubtError
 
 FIELDS = ("open", "high", "low", "close", "volume")
+_SELECTIONS_KEPT = 8  # per market, by ticker list (`Market.select`)
 
 
 class Bars(NamedTuple):
@@ -164,22 +166,38 @@ class Market:
 
     def select(self, tickers: Iterable[str]) -> Market:
         """The market restricted to some tickers, on the days where at least one of them traded,
-        so another ticker's calendar never adds flat days to a backtest."""
-        cols = [self.column(t) for t in dict.fromkeys(tickers)]
+        so another ticker's calendar never adds flat days to a backtest. The last few selections
+        are kept (markets never change): a web app's requests mostly read the same tickers."""
+        names = tuple(dict.fromkeys(tickers))
+        cache: OrderedDict[tuple[str, ...], Market] = self.__dict__.setdefault("_select_cache", OrderedDict())
+        found = cache.get(names)
+        if found is None:
+            found = cache[names] = self._select(names)
+            while len(cache) > _SELECTIONS_KEPT:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(names)
+        return found
+
+    def _select(self, tickers: tuple[str, ...]) -> Market:
+        cols = [self.column(t) for t in tickers]
         rows = np.flatnonzero(self.observed[:, cols].any(axis=1))
         if not cols:
             rows = np.arange(0)
         take = np.ix_(rows, cols)
         sub = {name: getattr(self, name)[take] for name in FIELDS}
+        observed = self.observed[take]
         for k in range(len(cols)):
-            obs = np.flatnonzero(self.observed[take][:, k])
+            obs = np.flatnonzero(observed[:, k])
             first, last = (obs[0], obs[-1]) if obs.size else (rows.size, -1)
             for name in FIELDS:
                 sub[name][:, k] = _ffill_inside(sub[name][:, k], first, last)
+        for array in (*sub.values(), observed):
+            array.flags.writeable = False  # shared by every caller of the same selection
         return Market(
             self.dates[rows],
             tuple(self.tickers[c] for c in cols),
-            observed=self.observed[take],
+            observed=observed,
             source=self.source,
             **sub,
         )

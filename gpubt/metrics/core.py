@@ -165,22 +165,38 @@ def row_metrics(
         out[10] = _ratio(cagr, beta)
 
 
+@numba.njit(**_JIT)
+def _row(s: int, net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
+         shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
+    """`row_metrics` of row s; ``bench`` is (0, D) for none, (1, D) shared (centred once into
+    ``shared``), or (S, D)."""
+    if bench.shape[0] == 0:
+        centred, squares = bench[0:0, 0], 0.0
+    elif bench.shape[0] == 1:
+        centred, squares = shared, shared_squares
+    else:
+        centred = np.empty(net.shape[1])
+        squares = centre(bench[s], centred)
+    row_metrics(net[s], turnover[s].sum(), holdings[s].sum(), centred, squares, out[s])
+
+
 @numba.njit(parallel=True, **_JIT)
-def _batch(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
-           out: np.ndarray) -> None:
-    """`row_metrics` of every row; ``bench`` is (0, D) for none, (1, D) shared, or (S, D)."""
-    S, D = net.shape
-    shared = np.empty(D)
-    shared_squares = centre(bench[0], shared) if bench.shape[0] == 1 else 0.0
-    for s in numba.prange(S):
-        if bench.shape[0] == 0:
-            centred, squares = np.empty(0), 0.0
-        elif bench.shape[0] == 1:
-            centred, squares = shared, shared_squares
-        else:
-            centred = np.empty(D)
-            squares = centre(bench[s], centred)
-        row_metrics(net[s], turnover[s].sum(), holdings[s].sum(), centred, squares, out[s])
+def _rows_parallel(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
+                   shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
+    for s in numba.prange(net.shape[0]):
+        _row(s, net, turnover, holdings, bench, shared, shared_squares, out)
+
+
+@numba.njit(**_JIT)
+def _rows_serial(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
+                 shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
+    for s in range(net.shape[0]):
+        _row(s, net, turnover, holdings, bench, shared, shared_squares, out)
+
+
+# Below this many rows the metrics run on the calling thread: waking the thread pool costs more
+# than the rows (a single backtest is one row of microseconds).
+_PARALLEL_ROWS = 64
 
 
 def compute_metrics(
@@ -205,7 +221,10 @@ def compute_metrics(
     else:
         bench = rows(benchmark_net, 1 if np.ndim(benchmark_net) == 1 else S)
     out = np.empty((S, N_KEYS))
-    _batch(rows(net), rows(turnover), rows(n_holdings), bench, out)
+    shared = np.empty(D if bench.shape[0] == 1 else 0)
+    shared_squares = centre(bench[0], shared) if bench.shape[0] == 1 else 0.0
+    run = _rows_parallel if S >= _PARALLEL_ROWS else _rows_serial
+    run(rows(net), rows(turnover), rows(n_holdings), bench, shared, shared_squares, out)
     result = {key: out[:, k].reshape(batch_shape) for k, key in enumerate(KEYS)}
     result["days"] = result["days"].astype(np.int64)
     return result
