@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import datetime, timezone
 
@@ -123,6 +124,42 @@ def test_holdings_sorted_and_zero_weights_omitted() -> None:
     assert [a["entries"] for a in r["allocations"]] == [d["holdings"] for d in r["days"]]
     assert [a["date"] for a in r["allocations"]] == [d["date"] for d in r["days"]]
     assert r["metrics"]["avgHoldings"] == pytest.approx((3 + 1 + 0 + 2) / 4)
+
+
+def test_holdings_equal_a_sort_of_each_day() -> None:
+    """Rows repeat next to each other and far apart, with ties, dust, ±0, shorts, inf and NaN:
+    every day's entries are still that day's held tickers by weight descending, then ticker."""
+    rng = np.random.default_rng(7)
+    tickers = ("QQQ", "BIL", "TLT", "SPY", "GLD", "EEM")
+    values = np.array([0.0, -0.0, 1e-13, 0.25, 0.5, -0.25, np.inf, np.nan])
+    pool = rng.choice(values, size=(12, len(tickers)))
+    holdings = pool[rng.integers(0, len(pool), size=300).repeat(2)[:300]]
+    days = len(holdings)
+    r = respond(
+        dates=np.datetime64("2020-01-01") + np.arange(days + 1),
+        credited=np.arange(1, days + 1),
+        tickers=tickers,
+        holdings=holdings,
+        **{k: np.zeros(days) for k in ("gross", "net", "turnover", "cost", "benchmark_net")},
+        markers=[],
+        warnings=[],
+    )
+    for row, day, allocation in zip(holdings, r["days"], r["allocations"], strict=True):
+        held = sorted((-w, t) for w, t in zip(row.tolist(), tickers) if abs(w) >= 1e-12)
+        expected = [{"ticker": t, "weight": json_safe(-w)} for w, t in held]
+        assert day["holdings"] == expected and allocation["entries"] == expected
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collector_state_is_restored(enabled: bool) -> None:
+    """build_response pauses the garbage collector and leaves it as it found it."""
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        respond()
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_monthly_groups_calendar_months() -> None:

@@ -23,7 +23,6 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
-import math
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -290,20 +290,9 @@ def _title(strategy: Strategy) -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
-    except ValueError:  # a stray NaN/inf: spec §7 says null
-        return json.dumps(_finite(value), allow_nan=False, separators=(",", ":")).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    """Compact JSON, NaN and ±inf as null (spec §7). orjson writes a multi-MB response about 10×
+    faster than json.dumps, with the same numbers (each float in its shortest round-trip form)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 # -- errors ---------------------------------------------------------------------------------------

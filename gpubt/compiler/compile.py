@@ -50,6 +50,7 @@ class Compiler:
     conditions: dict[Node, None] = field(default_factory=dict)
     _first: dict[str, int] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
+    _sources: dict[str, Source] = field(default_factory=dict)
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -258,7 +259,9 @@ class Compiler:
         key = (metric, ticker, window)
         found = self._series.get(key)
         if found is None:
-            src = ticker_source(self.builder, ticker)
+            src = self._sources.get(ticker)
+            if src is None:  # one Source per ticker: its five price leaves are asked for once
+                src = self._sources[ticker] = ticker_source(self.builder, ticker)
             base = max(self._first_price(t) for t in ticker.split("/"))
             found = (self._metric(metric, src, window), base + self._lookback(metric, window))
             self._series[key] = found

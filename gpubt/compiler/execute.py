@@ -57,10 +57,9 @@ def run_compiled(
         benchmark_net = returns[chosen, 0]
     markers = []
     for latch in program.latches:
-        state = allocator.latch_state(latch)
-        for t in range(start, end + 1):
-            if state[t] != (state[t - 1] if t > start else False):
-                markers.append((t, f"{latch.node_id}: {'enter' if state[t] else 'exit'}"))
+        state = allocator.latch_state(latch)[start : end + 1]
+        for i in np.flatnonzero(state != np.r_[False, state[:-1]]).tolist():  # out before start
+            markers.append((start + i, f"{latch.node_id}: {'enter' if state[i] else 'exit'}"))
     clock.lap("simulation")
     response = build_response(
         dates=market.dates,
@@ -101,7 +100,8 @@ def evaluate_signals(
     """Every signal the plan reads, computed in dependency stages (see module doc) into the
     allocator's value table (branch series need allocations of earlier stages)."""
     signals = _signals(program.root)
-    reads = _branch_reads(signals)
+    # Without branch series nothing waits: skip walking the graph for what each signal reads.
+    reads = _branch_reads(signals) if program.branches else dict.fromkeys(signals, frozenset())
     values: dict[Node, np.ndarray] = {}
     allocator.values = values
     branches: dict[tuple, np.ndarray] = {}

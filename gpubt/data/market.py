@@ -161,7 +161,11 @@ class Market:
 
     def first_index(self, ticker: str) -> int:
         """Index of the first day with a close (``n_days`` when there is none)."""
-        valid = np.flatnonzero(np.isfinite(self.bars(ticker).close))
+        if "/" in ticker:
+            close = self.bars(ticker).close
+        else:
+            close = self.close[:, self.column(ticker)]
+        valid = np.flatnonzero(np.isfinite(close))
         return int(valid[0]) if valid.size else self.n_days
 
     def select(self, tickers: Iterable[str]) -> Market:

@@ -51,7 +51,8 @@ def run_reference(strategy: Strategy, market: Market) -> dict:
                 gross[i] += w * r
             else:
                 missing.setdefault(ticker, []).append(t + lag)
-        names = set(held) | set(previous)
+        # summed in market order: a set's order changes with the process's string hashing
+        names = sorted(set(held) | set(previous), key=col.__getitem__)
         turnover[i] = 0.5 * sum(abs(held.get(k, 0.0) - previous.get(k, 0.0)) for k in names)
         previous = held
         if request.benchmark in col:
