@@ -67,19 +67,20 @@ _FLIP = {_GT: _LT, _LT: _GT, _GE: _LE, _LE: _GE}
 def _compare(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
     """a <op> b per day; NULL where either side is missing."""
     out = np.empty(a.size, dtype=np.int8)
-    for t in range(a.size):
-        x = a[t]
-        y = b[t]
-        if np.isnan(x) or np.isnan(y):
-            out[t] = -1
-        elif op == 0:
-            out[t] = 1 if x > y else 0
-        elif op == 1:
-            out[t] = 1 if x < y else 0
-        elif op == 2:
-            out[t] = 1 if x >= y else 0
-        else:
-            out[t] = 1 if x <= y else 0
+    # one loop per comparator, without branches: a comparison with NaN is False, so
+    # (a <op> b) − missing is 1/0 where both sides exist and −1 (NULL) elsewhere; the loops vectorise
+    if op == 0:
+        for t in range(a.size):
+            out[t] = np.int8(a[t] > b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+    elif op == 1:
+        for t in range(a.size):
+            out[t] = np.int8(a[t] < b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+    elif op == 2:
+        for t in range(a.size):
+            out[t] = np.int8(a[t] >= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+    else:
+        for t in range(a.size):
+            out[t] = np.int8(a[t] <= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
     return out
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from pydantic import ValidationError
 
 from gpubt.alloc.allocate import Allocator
 from gpubt.backends.base import TRUE, Backend
@@ -247,21 +246,27 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
         settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
         fn0 = _node_at(request, node_path)
         raw = _dict_at(spec.base, (*node_path, "conditions"))
+        # (every value was validated alone on the base when the spec was made)
+        fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
         setting_rows = np.empty(len(settings), dtype=np.int32)
-        swept = [spec.parameters[j] for j in members]
         where = json_path(*node_path)
         for u, setting in enumerate(settings.tolist()):
-            try:
-                lines = _with_setting(fn0.conditions, raw, list(zip(swept, setting)))
-                # Each value passed the rules alone when the spec was made; only a custom
-                # formula's lookback depends on two fields (formula and window) together.
-                if strategy0.formulas:
-                    node = fn0.model_copy(update={"conditions": lines})
-                    check_conditions(node, where, strategy0.formulas, {}, spec.limits)
-            except (GpubtError, ValidationError):
-                spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
-                raise
-            truth, first = base.lines(fn0, lines)
+            lines = list(fn0.conditions)
+            updates: dict[int, dict[str, Any]] = {}
+            for (line, name, values), v in zip(fields, setting):
+                updates.setdefault(line, {})[name] = values[v]
+            for line, update in updates.items():
+                lines[line] = lines[line].model_copy(update=update)
+            # Each value passed the rules alone when the spec was made; only a custom
+            # formula's lookback depends on two fields (formula and window) together.
+            if strategy0.formulas:
+                try:
+                    check_conditions(fn0.model_copy(update={"conditions": tuple(lines)}), where,
+                                     strategy0.formulas, {}, spec.limits)
+                except GpubtError:
+                    spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
+                    raise
+            truth, first = base.lines(fn0, tuple(lines))
             if truth is None or base.branches:
                 return None
             setting_rows[u] = row_of(truth, first)
@@ -298,20 +303,17 @@ def _dict_at(body: dict[str, Any], path: Sequence[Any]) -> Any:
     return body
 
 
-def _with_setting(conditions: tuple[Condition, ...], raw: Sequence[dict[str, Any]],
-                  changes: list[tuple[Parameter, int]]) -> tuple[Condition, ...]:
-    """A node's condition lines with the swept fields set (value positions in ``changes``):
-    only the changed lines are validated, not the whole request."""
-    lines = list(conditions)
-    edited: dict[int, dict[str, Any]] = {}
-    for p, v in changes:
-        line = edited.setdefault(p.path[-2], dict(raw[p.path[-2]]))
-        for alias in p.aliases:
-            line.pop(alias, None)
-        line[p.path[-1]] = p.values[v]
-    for i, line in edited.items():
-        lines[i] = Condition.model_validate(line)
-    return tuple(lines)
+def _field_values(p: Parameter, raw: dict[str, Any]) -> tuple[int, str, list[Any]]:
+    """(condition line, model field, each value as the model holds it) of a swept condition
+    field. Each value is validated once, on its own line of the base: a line has no rule that
+    ties two of its fields, so a setting is then a copy of the line with those values."""
+    line = {k: v for k, v in raw.items() if k not in p.aliases}
+    name = _FIELD_NAMES[p.path[-1]]
+    values = [getattr(Condition.model_validate({**line, p.path[-1]: value}), name) for value in p.values]
+    return int(p.path[-2]), name, values
+
+
+_FIELD_NAMES = {field.alias or name: name for name, field in Condition.model_fields.items()}
 
 
 def _flow_nodes(request: BacktestRequest) -> dict[int, FlowNode]:
