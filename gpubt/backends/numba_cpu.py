@@ -37,7 +37,6 @@ it computed.
 """
 from __future__ import annotations
 
-import gc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -46,6 +45,7 @@ import numba
 import numpy as np
 
 from gpubt.backends import kernels
+from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node, topological
 
@@ -642,15 +642,9 @@ class NumbaBackend:
         if not outputs:
             return {}
         # The walk allocates small containers per node while the graph's own objects (hundreds
-        # of thousands for a big tree) are alive, so the cyclic collector would traverse them all
-        # a few times per call; nothing made here forms a cycle, so it can wait until the end.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        # of thousands for a big tree) are alive; nothing made here forms a cycle.
+        with paused():
             return self._evaluate(outputs, market, branches)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _evaluate(
         self,

@@ -23,6 +23,7 @@ from gpubt.compiler.plan import (
     step_children,
     step_signals,
 )
+from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
 from gpubt.ir.nodes import Builder, Node, topological
@@ -290,6 +291,7 @@ class Compiler:
         return first
 
 
+@paused()  # graph nodes and plan steps by the thousand, no cycles
 def compile_strategy(strategy: Strategy, market: Market, builder: Builder | None = None) -> Program:
     """Compile a validated strategy against the market it will run on."""
     return Compiler(strategy, market, Builder() if builder is None else builder).program()

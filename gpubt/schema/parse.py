@@ -14,6 +14,7 @@ from typing import Any
 
 import pydantic
 
+from gpubt.collector import paused
 from gpubt.errors import GpubtError, json_path
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
 from gpubt.schema.formula import Formula, formula_lookback, formula_window, parse_formula
@@ -71,6 +72,7 @@ class Strategy:
         return self.formulas.get(metric)
 
 
+@paused()  # pydantic models by the thousand, no cycles
 def parse_request(body: bytes | str | dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Strategy:
     """Parse and validate a backtest request body (bytes, JSON text or an already-decoded dict)."""
     if isinstance(body, (bytes, str)):
