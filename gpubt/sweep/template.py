@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,34 +243,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
             continue
         if id(step) not in position:
             return None
-        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
-        fn0 = _node_at(request, node_path)
-        raw = _dict_at(spec.base, (*node_path, "conditions"))
-        # (every value was validated alone on the base when the spec was made)
-        fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
-        setting_rows = np.empty(len(settings), dtype=np.int32)
-        where = json_path(*node_path)
-        for u, setting in enumerate(settings.tolist()):
-            lines = list(fn0.conditions)
-            updates: dict[int, dict[str, Any]] = {}
-            for (line, name, values), v in zip(fields, setting):
-                updates.setdefault(line, {})[name] = values[v]
-            for line, update in updates.items():
-                lines[line] = lines[line].model_copy(update=update)
-            # Each value passed the rules alone when the spec was made; only a custom
-            # formula's lookback depends on two fields (formula and window) together.
-            if strategy0.formulas:
-                try:
-                    check_conditions(fn0.model_copy(update={"conditions": tuple(lines)}), where,
-                                     strategy0.formulas, {}, spec.limits)
-                except GpubtError:
-                    spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
-                    raise
-            truth, first = base.lines(fn0, tuple(lines))
-            if truth is None or base.branches:
-                return None
-            setting_rows[u] = row_of(truth, first)
-        rows[:, position[id(step)]] = setting_rows[inverse]
+        found = _setting_rows(spec, base, strategy0, node_path, members, indices, row_of)
+        if found is None:
+            return None
+        rows[:, position[id(step)]] = found
 
     signals = list(row_nodes)
     values = engine.evaluate(signals, tmarket, {})
@@ -284,6 +260,46 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
     return _tables(spec, strategy0, tmarket, weights, bits, rows, warmups, cost)
+
+
+def _setting_rows(
+    spec: SweepSpec,
+    compiler: Compiler,
+    strategy: Strategy,
+    node_path: tuple[Any, ...],
+    members: list[int],
+    indices: np.ndarray,
+    row_of: Callable[[Node, int], int],
+) -> np.ndarray | None:
+    """Each variant's bit row for one swept if/else node: its distinct settings (of the swept
+    fields ``members``) compiled once each. None when a setting reads a branch series."""
+    settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+    node = _node_at(strategy.request, node_path)
+    raw = _dict_at(spec.base, (*node_path, "conditions"))
+    fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
+    where = json_path(*node_path)
+    setting_rows = np.empty(len(settings), dtype=np.int32)
+    for u, setting in enumerate(settings.tolist()):
+        lines = list(node.conditions)
+        updates: dict[int, dict[str, Any]] = {}
+        for (line, name, values), v in zip(fields, setting):
+            updates.setdefault(line, {})[name] = values[v]
+        for line, update in updates.items():
+            lines[line] = lines[line].model_copy(update=update)
+        # Each value passed the rules alone when the spec was made; only a custom formula's
+        # lookback depends on two fields (formula and window) together.
+        if strategy.formulas:
+            try:
+                check_conditions(node.model_copy(update={"conditions": tuple(lines)}), where,
+                                 strategy.formulas, {}, spec.limits)
+            except GpubtError:
+                spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
+                raise
+        truth, first = compiler.lines(node, tuple(lines))
+        if truth is None or compiler.branches:
+            return None
+        setting_rows[u] = row_of(truth, first)
+    return setting_rows[inverse]
 
 
 def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
