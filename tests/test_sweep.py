@@ -173,6 +173,37 @@ def test_fused_path_equals_the_general_path_and_single_runs(
     assert_metrics_equal(fused.row(1, named=True), reference, spec.label(1))
 
 
+@pytest.mark.parametrize("comparator", ["gt", "lt"])
+def test_window_grids_on_both_sides_run_as_series_pairs(
+    short_market: Market, comparator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crossover grid (both windows of one line swept): one series per window, compared in
+    the kernel; equal to the general path, to the same sweep with condition bits, and to
+    single runs."""
+    from gpubt.sweep import run as runner
+    from gpubt.sweep import template
+    from gpubt.backends import get_backend
+
+    tree = json.loads(json.dumps(FUSED_TREE))
+    tree["children"]["next"][0]["children"]["else"][0]["conditions"][0]["comparator"] = comparator
+    body = {"costBps": 3, "payload": tree}
+    spec = make_spec(body, {"cb.window": [3, 8, 21], "cb.rightWindow": [30, 55], "ca.threshold": [60, 75]})
+    plan = template.prepare(spec, short_market, get_backend("numba"))
+    assert plan is not None and plan.kinds.tolist().count(1) == 1 and len(plan.series) == 5
+    fused = run_sweep(spec, market=short_market, backend="numba").table
+    bits_plan = template.prepare(spec, short_market, get_backend("numba"), pairs=False)
+    assert bits_plan is not None and not bits_plan.kinds.any()
+    np.testing.assert_array_equal(plan.run(0, spec.n_variants), bits_plan.run(0, spec.n_variants))
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=short_market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    for i in (0, 5, 11):
+        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+    runner._TEMPLATES.clear()
+
+
 @pytest.mark.parametrize("parameters", [
     {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
     {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field

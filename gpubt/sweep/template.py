@@ -7,7 +7,9 @@ on a day is fixed by which branch each of its K if/else nodes takes that day. Th
 
 1. each swept node's distinct condition settings are compiled once (a 16 × 16 × 16 × 16 grid
    over two nodes is 2 × 256 condition lists, not 65,536 trees) and all of them evaluated in ONE
-   backend call, kept as one bit per (setting, day);
+   backend call, kept as one bit per (setting, day); a node whose one line compares two series
+   with > or < keeps the series instead (a 100 × 100 crossover grid is 200 series, compared in
+   the kernel, not 10,000 conditions);
 2. the allocation of each of the 2^K branch patterns is built once by the ordinary `Allocator`
    (on a market of 2^K pseudo-days, day p taking pattern p), so weights follow exactly the rules
    of a single backtest, and turned into tables: the pattern's return on every day, the
@@ -40,6 +42,7 @@ from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import N_KEYS, centre, row_metrics
 from gpubt.schema.models import BacktestRequest, Condition, FlowNode
+from gpubt.schema.catalogue import DATE_METRIC
 from gpubt.schema.parse import Strategy, check_conditions
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns
@@ -57,6 +60,9 @@ class Template:
     """Everything the fused kernel needs for any range of the sweep's variants."""
 
     bits: np.ndarray  # (R, T) uint8: 1 where condition setting r is True on day t
+    series: np.ndarray  # (F, T) float64: the two sides of the comparisons in `pairs`
+    pairs: np.ndarray  # (Q, 3) int64: (left row, right row, 0 for > or 1 for <) of `series`
+    kinds: np.ndarray  # (K,) int8: 0 when node k's rows are `bits` rows, 1 when `pairs` rows
     rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
     gross: np.ndarray  # (P, T) return of pattern p's allocation over the period decided on day t
     turn: np.ndarray  # (P + 1, P) turnover from pattern a (P = all cash) to b
@@ -73,14 +79,15 @@ class Template:
     def run(self, lo: int, hi: int) -> np.ndarray:
         """(hi − lo, N_KEYS) metrics of variants lo..hi-1, in `KEYS` order."""
         out = np.empty((hi - lo, N_KEYS))
-        _fused(self.bits, self.rows[lo:hi], self.gross, self.turn, self.held,
+        _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
                self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
                self.cost[lo:hi], out)
         return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _fused(bits: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
+def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
+           rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
            held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     S, K = rows.shape
@@ -88,13 +95,25 @@ def _fused(bits: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarr
     for s in numba.prange(S):
         which = start_of[s]
         lo, hi = starts[which], stops[which]
-        # The pattern of every day first (K passes over contiguous bit rows, vectorised), then
-        # its returns, without a dependency from one day to the next but the previous pattern.
+        # The pattern of every day first (K passes over contiguous rows, vectorised: a bit row,
+        # or a comparison of two series rows, which is False where a side is missing, as a
+        # condition that is not True), then its returns, without a dependency from one day to
+        # the next but the previous pattern.
         pattern = np.zeros(hi - lo, dtype=np.int64)
         for k in range(K):
-            bit = bits[rows[s, k], lo:hi]
-            for i in range(hi - lo):
-                pattern[i] |= np.int64(bit[i]) << k
+            if kinds[k] == 0:
+                bit = bits[rows[s, k], lo:hi]
+                for i in range(hi - lo):
+                    pattern[i] |= np.int64(bit[i]) << k
+            else:
+                a, b, op = pairs[rows[s, k]]
+                left, right = series[a, lo:hi], series[b, lo:hi]
+                if op == 0:
+                    for i in range(hi - lo):
+                        pattern[i] |= np.int64(left[i] > right[i]) << k
+                else:
+                    for i in range(hi - lo):
+                        pattern[i] |= np.int64(left[i] < right[i]) << k
         # Patterns hold for weeks: turnover, costs and position counts are booked when the
         # pattern changes (a well-predicted branch), the day loop only copies returns.
         net = np.empty(hi - lo)
@@ -183,8 +202,9 @@ def _pattern_weights(root: Step, chooses: list[Choose], tickers: tuple[str, ...]
     return Allocator(market, values, 0).allocation(plan)
 
 
-def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None:
-    """The fused plan of a sweep, or None when its variants need the general path."""
+def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template | None:
+    """The fused plan of a sweep, or None when its variants need the general path (``pairs``:
+    whether comparisons of two series may run inside the kernel)."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
     if not spec.parameters or len(conditions) + len(costs) != len(spec.parameters):
@@ -217,49 +237,85 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend) -> Template | None
     if not everyone.all():  # a swept ticker could add days to some variants' calendars
         return None
 
-    # One row of bits per distinct setting of each if/else node.
+    # One row per distinct setting of each if/else node: bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for j in conditions:
         groups.setdefault(spec.parameters[j].path[:-3], []).append(j)
-    row_nodes: dict[Node, int] = {}
-    firsts: list[int] = []
-
-    def row_of(truth: Node, first: int) -> int:
-        row = row_nodes.setdefault(truth, len(row_nodes))
-        if row == len(firsts):
-            firsts.append(first)
-        return row
-
+    table = _Rows()
     rows = np.empty((spec.n_variants, len(chooses)), dtype=np.int32)
+    kinds = np.zeros(len(chooses), dtype=np.int8)
     flow = _flow_nodes(request)
     node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow}
     position = {id(c): k for k, c in enumerate(chooses)}
     for k, c in enumerate(chooses):
         fn = node_of[id(c)]
-        rows[:, k] = row_of(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+        rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
     for node_path, members in groups.items():
         step = base._steps.get(id(_node_at(request, node_path)))
         if step is None:  # an unreachable node: its settings change nothing
             continue
         if id(step) not in position:
             return None
-        found = _setting_rows(spec, base, strategy0, node_path, members, indices, row_of)
+        found = _setting_rows(spec, base, strategy0, node_path, members, indices, table, pairs)
         if found is None:
             return None
-        rows[:, position[id(step)]] = found
+        kinds[position[id(step)]], rows[:, position[id(step)]] = found
 
-    signals = list(row_nodes)
-    values = engine.evaluate(signals, tmarket, {})
-    bits = np.empty((len(signals), tmarket.n_days), dtype=np.uint8)
-    for r, node in enumerate(signals):
+    values = engine.evaluate([*table.bit_nodes, *table.series_nodes], tmarket, {})
+    bits = np.empty((len(table.bit_nodes), tmarket.n_days), dtype=np.uint8)
+    for r, node in enumerate(table.bit_nodes):
         bits[r] = values[node] == TRUE
+    series = np.array([values[node] for node in table.series_nodes]).reshape(-1, tmarket.n_days)
+    pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
+    if pairs and not _finite_after(series, pair_rows, np.asarray(table.pair_firsts)):
+        return prepare(spec, market, engine, pairs=False)
     weights = _pattern_weights(program.root, chooses, tmarket.tickers)
     static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
-    warmups = np.asarray(firsts)[rows].max(axis=1, initial=static)
+    warmups = np.full(spec.n_variants, static)
+    for k in range(len(chooses)):
+        firsts = np.asarray(table.pair_firsts if kinds[k] else table.bit_firsts, dtype=np.int64)
+        np.maximum(warmups, firsts[rows[:, k]], out=warmups)
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
-    return _tables(spec, strategy0, tmarket, weights, bits, rows, warmups, cost)
+    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, cost)
+
+
+class _Rows:
+    """The distinct rows the kernel reads: condition truths (bit rows) and comparisons of two
+    series (series rows and pairs), each with the first day it can be decided."""
+
+    def __init__(self) -> None:
+        self.bit_nodes: dict[Node, int] = {}
+        self.bit_firsts: list[int] = []
+        self.series_nodes: dict[Node, int] = {}
+        self.pairs: dict[tuple[int, int, int], int] = {}
+        self.pair_firsts: list[int] = []
+
+    def bit(self, truth: Node, first: int) -> int:
+        row = self.bit_nodes.setdefault(truth, len(self.bit_nodes))
+        if row == len(self.bit_firsts):
+            self.bit_firsts.append(first)
+        return row
+
+    def pair(self, left: Node, right: Node, op: int, first: int) -> int:
+        a = self.series_nodes.setdefault(left, len(self.series_nodes))
+        b = self.series_nodes.setdefault(right, len(self.series_nodes))
+        row = self.pairs.setdefault((a, b, op), len(self.pairs))
+        if row == len(self.pair_firsts):
+            self.pair_firsts.append(first)
+        return row
+
+
+def _finite_after(series: np.ndarray, pairs: np.ndarray, firsts: np.ndarray) -> bool:
+    """Whether both sides of every pair are finite from the pair's first day on. A backend
+    returns ±inf as missing while a comparison inside the graph sees the infinity; with finite
+    sides on every day a decision can read, the kernel's comparison is the graph's."""
+    finite = np.isfinite(series)
+    # first day from which each row stays finite (T when its last day is not)
+    tail = np.where(finite[:, ::-1].all(axis=1), 0, np.argmin(finite[:, ::-1], axis=1))
+    since = series.shape[1] - tail
+    return bool(np.all(since[pairs[:, 0]] <= firsts) and np.all(since[pairs[:, 1]] <= firsts))
 
 
 def _setting_rows(
@@ -269,37 +325,57 @@ def _setting_rows(
     node_path: tuple[Any, ...],
     members: list[int],
     indices: np.ndarray,
-    row_of: Callable[[Node, int], int],
-) -> np.ndarray | None:
-    """Each variant's bit row for one swept if/else node: its distinct settings (of the swept
-    fields ``members``) compiled once each. None when a setting reads a branch series."""
+    table: _Rows,
+    pairs: bool,
+) -> tuple[int, np.ndarray] | None:
+    """(kind, each variant's row) for one swept if/else node: its distinct settings (of the
+    swept fields ``members``) compiled once each. A node whose one condition line compares two
+    series with > or < on every day (no forDays, no cross) becomes pairs of series rows, so a
+    grid of windows on both sides costs one series per window, not one condition per pair.
+    None when a setting reads a branch series."""
     settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     node = _node_at(strategy.request, node_path)
     raw = _dict_at(spec.base, (*node_path, "conditions"))
     fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
     where = json_path(*node_path)
-    setting_rows = np.empty(len(settings), dtype=np.int32)
-    for u, setting in enumerate(settings.tolist()):
+    candidates = []
+    for setting in settings.tolist():
         lines = list(node.conditions)
         updates: dict[int, dict[str, Any]] = {}
         for (line, name, values), v in zip(fields, setting):
             updates.setdefault(line, {})[name] = values[v]
         for line, update in updates.items():
             lines[line] = lines[line].model_copy(update=update)
+        candidates.append(tuple(lines))
+    as_pairs = pairs and all(
+        len(lines) == 1 and lines[0].metric != DATE_METRIC and lines[0].expanded
+        and lines[0].comparator in ("gt", "lt") and lines[0].for_days == 1
+        for lines in candidates
+    )
+    setting_rows = np.empty(len(settings), dtype=np.int32)
+    for u, lines in enumerate(candidates):
         # Each value passed the rules alone when the spec was made; only a custom formula's
         # lookback depends on two fields (formula and window) together.
         if strategy.formulas:
             try:
-                check_conditions(node.model_copy(update={"conditions": tuple(lines)}), where,
+                check_conditions(node.model_copy(update={"conditions": lines}), where,
                                  strategy.formulas, {}, spec.limits)
             except GpubtError:
                 spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
                 raise
-        truth, first = compiler.lines(node, tuple(lines))
-        if truth is None or compiler.branches:
+        if as_pairs:
+            line = lines[0]
+            left, f1 = compiler.series(line.metric, line.ticker, line.window, node)
+            right, f2 = compiler.series(*line.right, node)
+            setting_rows[u] = table.pair(left, right, 0 if line.comparator == "gt" else 1, max(f1, f2))
+        else:
+            truth, first = compiler.lines(node, lines)
+            if truth is None:
+                return None
+            setting_rows[u] = table.bit(truth, first)
+        if compiler.branches:
             return None
-        setting_rows[u] = row_of(truth, first)
-    return setting_rows[inverse]
+    return int(as_pairs), setting_rows[inverse]
 
 
 def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -349,13 +425,13 @@ def _tables(
     strategy: Strategy,
     market: Market,
     weights: np.ndarray,
-    bits: np.ndarray,
-    rows: np.ndarray,
+    signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     warmups: np.ndarray,
     cost: np.ndarray,
 ) -> Template:
     """Per-pattern returns, turnovers and positions; per-warm-up backtest windows and centred
-    benchmark returns (the benchmark's mean is over each window's own days)."""
+    benchmark returns (the benchmark's mean is over each window's own days). ``signals``:
+    bits, series, pairs, kinds and rows, as `Template` holds them."""
     request = strategy.request
     lag = LAG[request.mode]
     T = market.n_days
@@ -388,7 +464,7 @@ def _tables(
         for k, (start, stop) in enumerate(zip(starts, stops)):
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        bits, rows, gross, turn, held, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(start_dates), tuple(end_dates),
     )
