@@ -8,8 +8,11 @@ first prices, independently of the reference interpreter, and must agree with it
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from gpubt.collector import paused
 from gpubt.compiler.plan import (
     Blend,
     Choose,
@@ -23,7 +26,6 @@ from gpubt.compiler.plan import (
     step_children,
     step_signals,
 )
-from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
 from gpubt.ir.nodes import Builder, Node, topological
@@ -52,6 +54,9 @@ class Compiler:
     _first: dict[str, int] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
+    # numbers the `branch` leaves; programs sharing one Builder share one counter, so two
+    # variants' `branch0` leaves never become one graph node
+    branch_counter: Iterator[int] = field(default_factory=itertools.count)
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -185,7 +190,7 @@ class Compiler:
         """The `branch` leaf key standing for a step's equity series."""
         key = self._branch_keys.get(id(step))
         if key is None:
-            key = f"branch{len(self._branch_keys)}"
+            key = f"branch{next(self.branch_counter)}"
             self._branch_keys[id(step)] = key
             self.branches[key] = step
         return key

@@ -14,7 +14,7 @@ from gpubt.metrics import compute_metrics
 from gpubt.sim import equity_and_drawdown
 
 # Weights smaller than this are float dust from combining children, not positions.
-_MIN_WEIGHT = 1e-12
+MIN_WEIGHT = 1e-12
 
 
 def json_safe(value: float) -> float | None:
@@ -47,7 +47,7 @@ def _points(
 
 def _held(weights: np.ndarray) -> np.ndarray:
     """Positions worth reporting (and counting in avgHoldings)."""
-    return np.abs(weights) >= _MIN_WEIGHT
+    return np.abs(weights) >= MIN_WEIGHT
 
 
 def _entries(holdings: np.ndarray, tickers: Sequence[str]) -> list[list[dict[str, Any]]]:

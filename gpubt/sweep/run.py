@@ -47,7 +47,7 @@ from gpubt.backends import get_backend
 from gpubt.backends.base import Backend
 from gpubt.compiler.compile import Compiler
 from gpubt.compiler.execute import _branch_reads, _shared_steps, _signals
-from gpubt.compiler.plan import Program, Step
+from gpubt.compiler.plan import Program
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
@@ -57,6 +57,7 @@ from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import KEYS as METRIC_KEYS
 from gpubt.metrics.core import compute_metrics
 from gpubt.schema.parse import Strategy
+from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns, simulate
 from gpubt.sweep.spec import SweepSpec, load_spec, make_spec, parse_memory
@@ -86,8 +87,6 @@ SIGNAL_CACHE_BYTES = 128 * 2**20
 FUSED_CHUNK = 16_384
 MAX_GRAPH_NODES = 200_000
 MAX_GRAPHS = 8
-# Weights below this are float dust, not positions (as in the response's holdings).
-_MIN_WEIGHT = 1e-12
 
 MarketSource = Market | str | Path | None
 
@@ -167,7 +166,7 @@ def evaluate_programs(
     """`evaluate_signals` for many programs compiled through one Builder: every distinct signal
     of all of them in one backend call per stage (one call when no branch series feeds an
     indicator), into one value table that every allocator reads. Branch keys must be unique
-    across the programs (see `_SweepCompiler`). With a ``cache`` (of the same Builder and
+    across the programs (`Compiler.branch_counter` shared with the Builder). With a ``cache`` (of the same Builder and
     calendar), signals computed for earlier chunks are reused and new ones kept; a signal that
     reads a branch series belongs to one program and is never cached."""
     values: dict[Node, np.ndarray] = {}
@@ -265,22 +264,6 @@ def _graph(market: Market, calendar: np.ndarray, spec: SweepSpec, backend: str) 
                 graphs.pop(next(iter(graphs)))
             graph = graphs[key] = _Graph()
         return graph
-
-
-@dataclass
-class _SweepCompiler(Compiler):
-    """A Compiler whose branch keys never repeat among the programs sharing its Builder (the
-    counter lives with the Builder): two `branch0` leaves of two variants would be one node."""
-
-    counter: Iterator[int] = field(default_factory=itertools.count)
-
-    def branch_key(self, step: Step) -> str:
-        key = self._branch_keys.get(id(step))
-        if key is None:
-            key = f"branch{next(self.counter)}"
-            self._branch_keys[id(step)] = key
-            self.branches[key] = step
-        return key
 
 
 class _AllocatorFactory:
@@ -422,8 +405,8 @@ def _run_group(
             strategy = strategies[k]
 
             def compile_one(s: Strategy = strategy) -> tuple[Program, tuple[int, int, Any]]:
-                program = _SweepCompiler(
-                    s, market, builder, _series=series, _first=first, counter=counter
+                program = Compiler(
+                    s, market, builder, _series=series, _first=first, branch_counter=counter
                 ).program()
                 return program, backtest_window(s, market.dates, program.warmup)
 
@@ -455,7 +438,7 @@ def _run_group(
                 # positions counted as the response counts them (|w| ≥ 1e-12), per variant while
                 # its rows are in cache; a product with ones, as a reduction over a short
                 # trailing ticker axis is several times slower
-                held[r] = (np.abs(alloc[start : start + n_decisions]) >= _MIN_WEIGHT).astype(np.float64) @ ones
+                held[r] = (np.abs(alloc[start : start + n_decisions]) >= MIN_WEIGHT).astype(np.float64) @ ones
                 allocators[pos] = None  # type: ignore[call-overload]  # its matrices can go now
         with _phase("simulate"):
             sim = simulate(batch, market.open[rows], market.close[rows], mode, cost_bps, 0, rows.stop - 1 - start)

@@ -41,9 +41,10 @@ from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import N_KEYS, centre, row_metrics
-from gpubt.schema.models import BacktestRequest, Condition, FlowNode
 from gpubt.schema.catalogue import DATE_METRIC
+from gpubt.schema.models import BacktestRequest, Condition, FlowNode
 from gpubt.schema.parse import Strategy, check_conditions
+from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns
 from gpubt.sweep.spec import Parameter, SweepSpec
@@ -52,7 +53,6 @@ from gpubt.sweep.spec import Parameter, SweepSpec
 # conditions vary by day takes the general path.
 MAX_BITS = 12
 STATIC_WEIGHTINGS = ("equal", "defined", "capped")
-_MIN_WEIGHT = 1e-12  # as the response counts positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,8 +134,7 @@ def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.nd
                 prev = p
         if prev != cash:
             positions += held[prev] * (hi - lo - since)
-        b = bench[which, lo:hi] if bench.shape[1] else bench[which, :0]
-        row_metrics(net, turnover, positions, b, bench_squares[which], out[s])
+        row_metrics(net, turnover, positions, bench[which, lo:hi], bench_squares[which], out[s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -247,9 +246,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     flow = _flow_nodes(request)
     node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow}
     position = {id(c): k for k, c in enumerate(chooses)}
-    for k, c in enumerate(chooses):
-        fn = node_of[id(c)]
-        rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+    swept: set[int] = set()
     for node_path, members in groups.items():
         step = base._steps.get(id(_node_at(request, node_path)))
         if step is None:  # an unreachable node: its settings change nothing
@@ -259,7 +256,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         found = _setting_rows(spec, base, strategy0, node_path, members, indices, table, pairs)
         if found is None:
             return None
-        kinds[position[id(step)]], rows[:, position[id(step)]] = found
+        k = position[id(step)]
+        kinds[k], rows[:, k] = found
+        swept.add(k)
+    for k, c in enumerate(chooses):  # the others: one setting, the base's
+        if k not in swept:
+            fn = node_of[id(c)]
+            rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
 
     values = engine.evaluate([*table.bit_nodes, *table.series_nodes], tmarket, {})
     bits = np.empty((len(table.bit_nodes), tmarket.n_days), dtype=np.uint8)
@@ -454,7 +457,7 @@ def _tables(
     gross[:, : R.shape[0]] = weights @ np.where(np.isfinite(R), R, 0.0).T
     cash = np.vstack([weights, np.zeros((1, weights.shape[1]))])
     turn = 0.5 * np.abs(cash[:, None, :] - weights[None, :, :]).sum(axis=-1)
-    held = (np.abs(weights) >= _MIN_WEIGHT).sum(axis=1).astype(np.float64)
+    held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
 
     bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
     squares = np.zeros(len(starts))
