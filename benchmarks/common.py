@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +36,17 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}{gpu_name()}"
+
+
+def gpu_name() -> str:
+    """", GPU: <name>, driver <version>" where nvidia-smi answers, else ""."""
+    if shutil.which("nvidia-smi") is None:
+        return ""
+    done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                          capture_output=True, text=True, check=False)
+    first = done.stdout.strip().splitlines()[:1]
+    return f", GPU: {first[0].replace(', ', ', driver ')}" if done.returncode == 0 and first else ""
 
 
 def versions(*modules: str) -> str:

@@ -59,7 +59,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     table.add_column("item")
     table.add_column("value")
     table.add_row("python", platform.python_version())
-    for package in ("polars", "numpy", "numba", "pyarrow", "pydantic", "cupy-cuda12x", "cudf-polars-cu12"):
+    for package in ("polars", "numpy", "numba", "numba-cuda", "pyarrow", "pydantic", "cupy-cuda12x", "cupy-cuda13x",
+                    "cudf-polars-cu12"):
         try:
             table.add_row(package, md.version(package))
         except md.PackageNotFoundError:

@@ -4,7 +4,9 @@ computed for one strategy or a whole batch at once.
 One Numba function, `row_metrics`, defines every metric of one strategy; the batch entry point
 runs it over rows in parallel, and the sweep's fused kernel calls it on each variant's returns
 while they are still in cache, so a single backtest and a million-variant sweep share one
-definition of each metric.
+definition of each metric. The functions that `row_metrics` calls are written in the subset that
+also compiles for CUDA (`math` not NumPy scalar functions, comparisons not `min`/`max`), so the
+GPU sweep runs their twins (`gpubt.backends.twins`) compiled from this same source.
 """
 
 from __future__ import annotations
@@ -54,13 +56,13 @@ def centre(bench: np.ndarray, out: np.ndarray) -> float:
     n = 0
     s = 0.0
     for d in range(bench.size):
-        if np.isfinite(bench[d]):
+        if math.isfinite(bench[d]):
             n += 1
             s += bench[d]
     mean = s / n if n else np.nan
     ss = 0.0
     for d in range(bench.size):
-        out[d] = bench[d] - mean if np.isfinite(bench[d]) else 0.0
+        out[d] = bench[d] - mean if math.isfinite(bench[d]) else 0.0
         ss += out[d] * out[d]
     return ss if ss > n * (_NOISE * mean) ** 2 else 0.0
 
@@ -131,13 +133,18 @@ def row_metrics(
         r = net[d]
         total += r
         equity *= 1.0 + r
-        peak = max(peak, equity)
-        max_dd = min(max_dd, equity / peak - 1.0)
+        if equity > peak:
+            peak = equity
+        drawdown = equity / peak - 1.0
+        if drawdown < max_dd:
+            max_dd = drawdown
         wins += r > 0.0
-        best = max(best, r)
-        worst = min(worst, r)
-        loss = min(r, 0.0)
-        down += loss * loss
+        if r > best:
+            best = r
+        if r < worst:
+            worst = r
+        if r < 0.0:
+            down += r * r
     mean = total / D
     squares = _squares(net, mean)
     has_bench = bench.size > 0

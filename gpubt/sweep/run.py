@@ -28,6 +28,7 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import threading
@@ -43,8 +44,9 @@ import numpy as np
 import polars as pl
 
 from gpubt.alloc.allocate import Allocator
-from gpubt.backends import get_backend
+from gpubt.backends import get_backend, pick
 from gpubt.backends.base import Backend
+from gpubt.collector import paused
 from gpubt.compiler.compile import Compiler
 from gpubt.compiler.execute import _branch_reads, _shared_steps, _signals
 from gpubt.compiler.plan import Program
@@ -83,12 +85,17 @@ MAX_CHUNK = 256
 # distinct thresholds makes a million nodes: the graph starts afresh beyond this).
 SIGNAL_CACHE_BYTES = 128 * 2**20
 # Variants per chunk on the fused path (`gpubt.sweep.template`): its memory does not grow with
-# the chunk (one day series per thread), so chunks are sized for progress and resume only.
+# the chunk (one day series per thread), so chunks are sized for progress and resume only; on a
+# GPU a chunk is one launch, which needs hundreds of thousands of threads to fill the device.
 FUSED_CHUNK = 16_384
+FUSED_CHUNK_DEVICE = 262_144
+# Backends whose fused sweeps run on the GPU (`gpubt.sweep.device`).
+DEVICE_BACKENDS = ("cupy",)
 MAX_GRAPH_NODES = 200_000
 MAX_GRAPHS = 8
 
 MarketSource = Market | str | Path | None
+log = logging.getLogger(__name__)
 
 # Seconds spent in each phase of `run_chunk` in this process (parse, compile, evaluate, allocate,
 # simulate, metrics, table; backtest for the reference, one whole run per variant), for
@@ -303,12 +310,10 @@ def run_chunk(
     template = fused_template(spec, market, backend)
     if template is not None:
         with _phase("fused"):
-            values = template.run(lo, hi)
-        start_of = template.start_of[lo:hi]
-        for which in np.unique(start_of).tolist():
-            rows = np.flatnonzero(start_of == which)
-            metrics.set(rows, {key: values[rows, k] for k, key in enumerate(METRIC_KEYS)},
-                        template.start_dates[which], template.end_dates[which])
+            values = _fused_values(template, lo, hi, backend)
+        metrics.values = dict(zip(METRIC_KEYS, values))
+        metrics.windows = list(zip(template.start_dates, template.end_dates))
+        metrics.window = template.start_of[lo:hi]
         with _phase("table"):
             return _frame(spec, indices, metrics)
     with _phase("parse"):
@@ -341,9 +346,37 @@ def fused_template(spec: SweepSpec, market: Market, backend: str) -> Template | 
     with _GRAPHS_LOCK:
         templates = _TEMPLATES.setdefault(market, {})
         if key not in templates:
-            with _phase("prepare"):
+            with _phase("prepare"), paused():
                 templates[key] = prepare(spec, market, get_backend(backend))
         return templates[key]
+
+
+# Template -> its tables on the GPU (`gpubt.sweep.device.DeviceTemplate`), made on first use.
+_ON_DEVICE: weakref.WeakKeyDictionary[Template, Any] = weakref.WeakKeyDictionary()
+
+
+def _fused_values(template: Template, lo: int, hi: int, backend: str) -> np.ndarray:
+    """The fused kernel's metrics of variants lo..hi-1, on the GPU for a GPU backend. A CUDA
+    failure runs the same variants on the CPU kernel (the same source, so the same numbers)
+    with a warning; nothing partial is ever returned."""
+    if pick(backend)[0] in DEVICE_BACKENDS:
+        try:
+            with _GRAPHS_LOCK:
+                device = _ON_DEVICE.get(template)
+                if device is None:
+                    from gpubt.sweep.device import DeviceTemplate
+
+                    with _phase("to_device"):
+                        device = _ON_DEVICE[template] = DeviceTemplate(template)
+            before = dict(device.seconds)
+            values = device.run(lo, hi)
+            for key, seconds in device.seconds.items():
+                PHASES[f"gpu {key}"] = PHASES.get(f"gpu {key}", 0.0) + seconds - before[key]
+            return values
+        except Exception as exc:  # a CUDA error: never a wrong number, the CPU kernel answers
+            log.warning("GPU sweep kernel failed for variants %d..%d (%s: %s); running them on the CPU",
+                        lo, hi - 1, type(exc).__name__, exc)
+    return template.run(lo, hi)
 
 
 def _checked(spec: SweepSpec, i: int, fn: Callable[[], Any]) -> Any:
@@ -493,18 +526,21 @@ def table_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
 
 
 class _Metrics:
-    """The metric columns of one chunk, filled group by group."""
+    """The metric columns of one chunk, filled group by group; each row's backtest window (start
+    and end dates) is an index into the distinct windows, so a million rows are not a million
+    date strings until the table gathers them."""
 
     def __init__(self, n: int) -> None:
         self.values = {key: np.full(n, np.nan) for key in METRIC_KEYS}
-        self.dates = {"startDate": np.full(n, None, dtype=object), "endDate": np.full(n, None, dtype=object)}
+        self.windows: list[tuple[str | None, str | None]] = [(None, None)]
+        self.window = np.zeros(n, dtype=np.int64)
 
     def set(self, rows: Sequence[int] | np.ndarray, values: Mapping[str, np.ndarray], start: str | None,
             end: str | None) -> None:
         for key in METRIC_KEYS:
             self.values[key][rows] = values[key]
-        self.dates["startDate"][rows] = start
-        self.dates["endDate"][rows] = end
+        self.window[rows] = len(self.windows)
+        self.windows.append((start, end))
 
 
 def _frame(spec: SweepSpec, indices: list[int], metrics: _Metrics) -> pl.DataFrame:
@@ -515,7 +551,8 @@ def _frame(spec: SweepSpec, indices: list[int], metrics: _Metrics) -> pl.DataFra
         cell = _converter(schema[p.name])
         values = pl.Series(p.name, [cell(v) for v in p.values], dtype=schema[p.name])
         series.append(values.gather(at[:, j]))
-    series += [pl.Series(name, dates.tolist(), dtype=pl.String) for name, dates in metrics.dates.items()]
+    for name, dates in zip(("startDate", "endDate"), zip(*metrics.windows)):
+        series.append(pl.Series(name, dates, dtype=pl.String).gather(metrics.window))
     for key in METRIC_KEYS:
         # non-finite metrics are missing, as `null` in the JSON response
         values = metrics.values[key]
@@ -631,8 +668,11 @@ class ChunkStore:
 
 def merge_frames(frames: Sequence[pl.DataFrame], spec: SweepSpec) -> pl.DataFrame:
     """Chunk tables as one, each variant exactly once (a retried chunk may arrive twice)."""
+    frames = sorted(frames, key=lambda frame: frame[VARIANT][0] if frame.height else -1)
     table = pl.concat(frames) if frames else pl.DataFrame(schema=table_schema(spec))
-    table = table.unique(VARIANT, keep="first", maintain_order=True).sort(VARIANT)
+    variants = table[VARIANT].to_numpy()
+    if not (variants[1:] > variants[:-1]).all():  # a chunk twice, or out of order: dedupe and sort
+        table = table.unique(VARIANT, keep="first", maintain_order=True).sort(VARIANT)
     if table.height != spec.n_variants:
         missing = sorted(set(range(spec.n_variants)) - set(table[VARIANT].to_list()))
         raise GpubtError(
@@ -678,7 +718,10 @@ def run_sweep(
     n_tickers = len(set(spec.tickers) | {b for b in spec.benchmarks if local_market.has(b)})
     if chunk_size is None:
         fused = fused_template(spec, local_market, backend) is not None
-        chunk_size = FUSED_CHUNK if fused else chunk_size_for(memory, local_market.n_days, n_tickers)
+        if not fused:
+            chunk_size = chunk_size_for(memory, local_market.n_days, n_tickers)
+        else:
+            chunk_size = FUSED_CHUNK_DEVICE if pick(backend)[0] in DEVICE_BACKENDS else FUSED_CHUNK
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise GpubtError(f"chunk size must be a positive integer, got {chunk_size!r}", "chunkSize")
     if resume and out is None:

@@ -77,64 +77,84 @@ class Template:
     end_dates: tuple[str | None, ...]
 
     def run(self, lo: int, hi: int) -> np.ndarray:
-        """(hi − lo, N_KEYS) metrics of variants lo..hi-1, in `KEYS` order."""
-        out = np.empty((hi - lo, N_KEYS))
+        """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
+        out = np.empty((N_KEYS, hi - lo))
         _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
                self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
                self.cost[lo:hi], out)
         return out
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+@numba.njit(**_JIT)
+def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
+                    rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
+                    start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
+                    bench_squares: np.ndarray, cost: np.ndarray, pattern: np.ndarray, net: np.ndarray,
+                    out: np.ndarray) -> None:
+    """Every metric of variant s (a row of ``rows``, ``start_of`` and ``cost``) into ``out``
+    (its column of the (N_KEYS, variants) result);
+    ``pattern`` and ``net`` are its scratch, at least as long as its window. Written in the
+    subset that also compiles for CUDA: the CPU kernel and the GPU kernel run this one source."""
+    K = rows.shape[1]
+    cash = gross.shape[0]
+    which = start_of[s]
+    lo = starts[which]
+    n = stops[which] - lo
+    # The pattern of every day first (K passes over contiguous rows, vectorised: a bit row, or a
+    # comparison of two series rows, which is False where a side is missing, as a condition that
+    # is not True), then its returns, without a dependency from one day to the next but the
+    # previous pattern.
+    for i in range(n):
+        pattern[i] = 0
+    for k in range(K):
+        r = rows[s, k]
+        if kinds[k] == 0:
+            bit = bits[r, lo : lo + n]
+            for i in range(n):
+                pattern[i] |= np.int32(bit[i]) << k
+        else:
+            left = series[pairs[r, 0], lo : lo + n]
+            right = series[pairs[r, 1], lo : lo + n]
+            if pairs[r, 2] == 0:
+                for i in range(n):
+                    pattern[i] |= np.int32(left[i] > right[i]) << k
+            else:
+                for i in range(n):
+                    pattern[i] |= np.int32(left[i] < right[i]) << k
+    # Patterns hold for weeks: turnover, costs and position counts are booked when the pattern
+    # changes (a well-predicted branch), the day loop only copies returns.
+    prev = cash
+    since = 0
+    turnover = 0.0
+    positions = 0.0
+    for i in range(n):
+        p = pattern[i]
+        net[i] = gross[p, lo + i]
+        if p != prev:
+            traded = turn[prev, p]
+            net[i] -= traded * cost[s]
+            turnover += traded
+            if prev != cash:
+                positions += held[prev] * (i - since)
+            since = i
+            prev = p
+    if prev != cash:
+        positions += held[prev] * (n - since)
+    row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
+
+
+@numba.njit(parallel=True, **_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
            held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
-    S, K = rows.shape
-    cash = gross.shape[0]
-    for s in numba.prange(S):
-        which = start_of[s]
-        lo, hi = starts[which], stops[which]
-        # The pattern of every day first (K passes over contiguous rows, vectorised: a bit row,
-        # or a comparison of two series rows, which is False where a side is missing, as a
-        # condition that is not True), then its returns, without a dependency from one day to
-        # the next but the previous pattern.
-        pattern = np.zeros(hi - lo, dtype=np.int64)
-        for k in range(K):
-            if kinds[k] == 0:
-                bit = bits[rows[s, k], lo:hi]
-                for i in range(hi - lo):
-                    pattern[i] |= np.int64(bit[i]) << k
-            else:
-                a, b, op = pairs[rows[s, k]]
-                left, right = series[a, lo:hi], series[b, lo:hi]
-                if op == 0:
-                    for i in range(hi - lo):
-                        pattern[i] |= np.int64(left[i] > right[i]) << k
-                else:
-                    for i in range(hi - lo):
-                        pattern[i] |= np.int64(left[i] < right[i]) << k
-        # Patterns hold for weeks: turnover, costs and position counts are booked when the
-        # pattern changes (a well-predicted branch), the day loop only copies returns.
-        net = np.empty(hi - lo)
-        prev = cash
-        since = 0
-        turnover = 0.0
-        positions = 0.0
-        for i in range(hi - lo):
-            p = pattern[i]
-            net[i] = gross[p, lo + i]
-            if p != prev:
-                traded = turn[prev, p]
-                net[i] -= traded * cost[s]
-                turnover += traded
-                if prev != cash:
-                    positions += held[prev] * (i - since)
-                since = i
-                prev = p
-        if prev != cash:
-            positions += held[prev] * (hi - lo - since)
-        row_metrics(net, turnover, positions, bench[which, lo:hi], bench_squares[which], out[s])
+    T = gross.shape[1]
+    for s in numba.prange(rows.shape[0]):
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops,
+                        bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -388,8 +408,20 @@ def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, n
     if math.prod(sizes) >= 2**62:
         distinct, inverse = np.unique(indices, axis=0, return_inverse=True)
         return distinct, inverse.ravel()
-    keys, inverse = np.unique(np.ravel_multi_index(tuple(indices.T), sizes), return_inverse=True)
-    return np.stack(np.unravel_index(keys, sizes), axis=1), inverse.ravel()
+    keys, inverse = _unique(np.ravel_multi_index(tuple(indices.T), sizes))
+    return np.stack(np.unravel_index(keys, sizes), axis=1), inverse
+
+
+def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for non-negative integers; through a table of seen
+    keys when they span few values (counting a million keys instead of sorting them)."""
+    span = int(keys.max()) + 1 if keys.size else 0
+    if span > max(2**20, 4 * keys.size):
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        return distinct, inverse.ravel()
+    seen = np.zeros(span, dtype=bool)
+    seen[keys] = True
+    return np.flatnonzero(seen), (np.cumsum(seen) - 1)[keys]
 
 
 def _dict_at(body: dict[str, Any], path: Sequence[Any]) -> Any:
@@ -438,7 +470,7 @@ def _tables(
     request = strategy.request
     lag = LAG[request.mode]
     T = market.n_days
-    distinct, start_of = np.unique(warmups, return_inverse=True)
+    distinct, start_of = _unique(warmups)
     starts, stops, start_dates, end_dates = [], [], [], []
     for w in distinct.tolist():
         try:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU checks of one lent device session, in one command (device time is scarce):
+#   the gpu-marked tests, the cupy parity suite, the sweep benchmark (numba and cupy, the
+#   65,536 and 1,048,576 grids, same machine, same run) and the cupy backend check.
+# Packages the device image lacks (polars, pydantic) travel as wheels in .whl/ (see
+# ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
+#   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
+set -uo pipefail
+OUT=${OUT:-/tmp/gpubt-gpu}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-$PWD}
+step() { echo "== $1 ($(date +%T))"; }
+
+step device
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+  python3 -c "import numpy, numba, cupy, polars; print('numpy', numpy.__version__, 'numba', numba.__version__, 'cupy', cupy.__version__, 'polars', polars.__version__)"
+} 2>&1 | tee "$OUT/device.txt"
+
+step "gpu tests"
+timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+
+step "parity on cupy"
+PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-120}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
+
+step "sweep benchmark"
+timeout "${SWEEP_S:-200}" python3 benchmarks/bench_sweep.py --backends numba,cupy --local-workers 0 --huge 2>&1 | tee "$OUT/bench_sweep.log" | tail -20
+
+if [ -f benchmarks/cupy_backend_check.py ]; then
+    step "cupy backend check"
+    timeout "${BACKEND_S:-120}" python3 benchmarks/cupy_backend_check.py 2>&1 | tee "$OUT/cupy_backend.log" | tail -30
+fi
+cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+step done

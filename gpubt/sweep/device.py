@@ -1,0 +1,105 @@
+"""The fused sweep kernel on a CUDA GPU: one thread per variant.
+
+The kernel runs `gpubt.sweep.template.variant_metrics` and `gpubt.metrics.core.row_metrics`
+compiled for the device from the same source as the CPU kernel (`gpubt.backends.twins`), so a
+variant's numbers cannot differ between the two but by the order of floating-point operations,
+which is the same. The template's tables (condition bits, series, per-pattern returns, windows,
+benchmark) go to the device once; each launch covers as many variants as the memory budget
+allows, each thread with one column of two (days × variants) scratch matrices (a column per
+thread, so the threads of a warp touch adjacent words on each day), and only the (metrics ×
+variants) table comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import cuda
+
+from gpubt.backends.twins import twins
+from gpubt.metrics import core
+from gpubt.metrics.core import N_KEYS
+from gpubt.sweep import template as fused
+from gpubt.sweep.template import Template, variant_metrics
+
+THREADS = 128
+# Device memory one launch's scratch may take: GPUBT_GPU_MEMORY bytes, else this share of free memory.
+FREE_SHARE = 0.5
+
+
+def _kernel(bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops, bench,  # type: ignore[no-untyped-def]
+            bench_squares, cost, pattern, net, out):
+    s = cuda.grid(1)
+    if s < rows.shape[0]:
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts,
+                        stops, bench, bench_squares, cost, pattern[:, s], net[:, s], out[:, s])
+
+
+_DEVICE = None
+
+
+def _compiled():  # type: ignore[no-untyped-def]
+    """The CUDA kernel, with its twins, made once per process."""
+    global _DEVICE
+    if _DEVICE is None:
+        _DEVICE = twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics,
+                        kernels=(_kernel,))
+    return _DEVICE
+
+
+def _budget() -> int:
+    if "GPUBT_GPU_MEMORY" in os.environ:
+        from gpubt.sweep.spec import parse_memory
+
+        return parse_memory(os.environ["GPUBT_GPU_MEMORY"])
+    free, _ = cuda.current_context().get_memory_info()
+    return int(free * FREE_SHARE)
+
+
+@dataclass
+class DeviceTemplate:
+    """A `Template` whose tables live on the GPU; `run` is `Template.run` on the device."""
+
+    template: Template
+    memory: int | None = None  # scratch budget in bytes (default: `_budget`)
+    seconds: dict[str, float] = field(default_factory=lambda: {"to_device": 0.0, "kernel": 0.0, "to_host": 0.0})
+
+    def __post_init__(self) -> None:
+        t = self.template
+        began = time.perf_counter()
+        self._tables = [cuda.to_device(np.ascontiguousarray(a)) for a in (
+            t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of, t.starts,
+            t.stops, t.bench, t.bench_squares, t.cost)]
+        cuda.synchronize()
+        self.seconds["to_device"] += time.perf_counter() - began
+        days = t.gross.shape[1]
+        per_variant = days * (4 + 8) + N_KEYS * 8
+        budget = self.memory if self.memory is not None else _budget()
+        chunk = max(1, min(len(t.rows), budget // per_variant))
+        self.chunk = chunk if chunk < THREADS else chunk // THREADS * THREADS
+
+    def run(self, lo: int, hi: int) -> np.ndarray:
+        """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
+        kernel = _compiled()._kernel
+        bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops, bench, squares, cost = self._tables
+        days = self.template.gross.shape[1]
+        out = np.empty((N_KEYS, hi - lo))
+        size = min(self.chunk, hi - lo)
+        pattern = cuda.device_array((days, size), dtype=np.int32)
+        net = cuda.device_array((days, size))
+        values = cuda.device_array((N_KEYS, size))
+        for a in range(lo, hi, size):
+            b = min(hi, a + size)
+            began = time.perf_counter()
+            kernel[(b - a + THREADS - 1) // THREADS, THREADS](
+                bits, series, pairs, kinds, rows[a:b], gross, turn, held, start_of[a:b], starts, stops, bench,
+                squares, cost[a:b], pattern, net, values)
+            cuda.synchronize()
+            copied = time.perf_counter()
+            out[:, a - lo : b - lo] = values[:, : b - a].copy_to_host()
+            self.seconds["kernel"] += copied - began
+            self.seconds["to_host"] += time.perf_counter() - copied
+        return out
