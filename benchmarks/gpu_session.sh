@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of one lent device session, in one command (device time is scarce):
-#   the gpu-marked tests, the cupy parity suite, the sweep benchmark (numba and cupy, the
-#   65,536 and 1,048,576 grids, same machine, same run) and the cupy backend check.
+#   the sweep benchmark (numba, cupy and auto, the 65,536 and 1,048,576 grids, same machine, same
+#   run), the gpu-marked tests, the cupy backend check (parity and scenario timings against
+#   numba) and the cupy parity suite; each step has a time limit (env *_S seconds).
 # Packages the device image lacks (polars, pydantic) travel as wheels in .whl/ (see
 # ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
@@ -18,21 +19,20 @@ step() { echo "== $1 ($(date +%T))"; }
 step device
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nproc
-  python3 -c "import numpy, numba, cupy, polars; print('numpy', numpy.__version__, 'numba', numba.__version__, 'cupy', cupy.__version__, 'polars', polars.__version__)"
+  python3 -c "import numpy, numba, numba_cuda, cupy, polars; print('numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'cupy', cupy.__version__, 'polars', polars.__version__)"
 } 2>&1 | tee "$OUT/device.txt"
 
+step "sweep benchmark"
+timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
+
 step "gpu tests"
-timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+timeout "${GPU_TESTS_S:-90}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+
+step "cupy backend check"
+timeout "${BACKEND_S:-100}" python3 benchmarks/cupy_backend_check.py --runs 3 2>&1 | tee "$OUT/cupy_backend.log" | tail -30
 
 step "parity on cupy"
-PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-120}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
+PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
 
-step "sweep benchmark"
-timeout "${SWEEP_S:-200}" python3 benchmarks/bench_sweep.py --backends numba,cupy --local-workers 0 --huge 2>&1 | tee "$OUT/bench_sweep.log" | tail -20
-
-if [ -f benchmarks/cupy_backend_check.py ]; then
-    step "cupy backend check"
-    timeout "${BACKEND_S:-120}" python3 benchmarks/cupy_backend_check.py 2>&1 | tee "$OUT/cupy_backend.log" | tail -30
-fi
 cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
 step done

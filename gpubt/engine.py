@@ -5,10 +5,11 @@ This is the single entry point the CLI and (later) the API call, so both answer 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from gpubt.backends import REGISTRY, get_backend
+from gpubt.backends import AUTO_ORDER, GPU_BACKENDS, REGISTRY, get_backend, usable
 from gpubt.compiler.execute import run_compiled
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
@@ -16,6 +17,8 @@ from gpubt.data.synthetic import synthetic_market
 from gpubt.errors import GpubtError
 from gpubt.reference.backtest import run_reference
 from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("reference", *REGISTRY)  # concrete engines (parity tests run each)
 CHOICES = ("auto", *BACKENDS)  # what a user may ask for
@@ -43,7 +46,17 @@ def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACK
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
     if backend == "reference":
         return run_reference(strategy, market)
-    return run_compiled(strategy, market, get_backend(backend))
+    engine = get_backend(backend)
+    if engine.name not in GPU_BACKENDS:
+        return run_compiled(strategy, market, engine)
+    try:
+        return run_compiled(strategy, market, engine)
+    except GpubtError:
+        raise
+    except Exception as exc:  # a CUDA failure: the CPU answers the same numbers, never a partial one
+        fallback = next(name for name in AUTO_ORDER if name not in GPU_BACKENDS and usable(name)[0])
+        log.warning("backend %s failed (%s: %s); running on %s", engine.name, type(exc).__name__, exc, fallback)
+        return run_compiled(strategy, market, get_backend(fallback))
 
 
 def backtest(

@@ -10,6 +10,10 @@ parity suite): "default" (and "ci", its derandomized twin) run 300 examples with
 derandomized when the environment sets ``CI``; "thorough" runs 3,000 — select it with
 ``pytest --hypothesis-profile=thorough``. Registering "default" changes the active profile in
 place, so an explicit ``--hypothesis-profile`` still wins whichever is loaded first.
+
+`backend_params(names)` turns backend names into pytest params for a parametrization over
+`gpubt.engine.BACKENDS`: a GPU backend is marked `gpu` and skipped, with the reason
+`gpubt.backends.usable` gives, where it cannot run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ _PROFILE = {
 settings.register_profile("default", max_examples=300, derandomize=_CI, **_PROFILE)
 settings.register_profile("ci", max_examples=300, derandomize=True, **_PROFILE)
 settings.register_profile("thorough", max_examples=3000, derandomize=_CI, **_PROFILE)
+
+
+def backend_params(names: Sequence[str]) -> list:
+    """One pytest param per backend name; GPU backends marked `gpu` and skipped where unusable."""
+    from gpubt.backends import GPU_BACKENDS, usable
+
+    params = []
+    for name in names:
+        if name in GPU_BACKENDS:
+            ok, why = usable(name)
+            marks = [pytest.mark.gpu, pytest.mark.skipif(not ok, reason=f"{name} backend unusable: {why}")]
+            params.append(pytest.param(name, marks=marks))
+        else:
+            params.append(pytest.param(name))
+    return params
 
 
 def business_days(n: int, start: str = "2021-01-04") -> np.ndarray:

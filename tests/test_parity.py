@@ -43,13 +43,14 @@ from gpubt.data.synthetic import synthetic_market
 from gpubt.engine import BACKENDS, run_backtest
 from gpubt.errors import GpubtError
 from gpubt.schema.parse import parse_request
-from tests.conftest import make_market
+from tests.conftest import backend_params, make_market
 from tests.golden import EXAMPLES, KEPT, golden_path, load
 from tests.strategies import MarketSpec, market_requests, markets, requests
 
 COMPILED = [b for b in BACKENDS if b != "reference"]
-# Without a compiled backend the parity tests compare the reference with a second reference run.
-UNDER_TEST = COMPILED or ["reference"]
+# Without a compiled backend the parity tests compare the reference with a second reference run;
+# a GPU backend is marked `gpu` and skipped where it cannot run (tests/conftest.py).
+UNDER_TEST = backend_params(COMPILED) if COMPILED else ["reference"]
 
 REL, ABS = 1e-9, 1e-12  # curves and metrics
 WEIGHT_TOL = 1e-12  # allocations

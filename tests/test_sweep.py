@@ -24,7 +24,7 @@ from gpubt.errors import GpubtError
 from gpubt.metrics.core import KEYS
 from gpubt.sweep import load_spec, make_spec, parse_memory, run_chunk, run_sweep
 from gpubt.sweep.run import MAX_CHUNK, METRIC_COLUMNS, chunk_size_for, chunks_of, merge_frames
-from tests.conftest import make_market
+from tests.conftest import backend_params, make_market
 
 ROOT = Path(__file__).resolve().parents[1]
 TQQQ = ROOT / "examples" / "tqqq_rsi.json"
@@ -77,7 +77,7 @@ def test_every_variant_equals_its_single_compiled_run(short_market: Market) -> N
         assert_metrics_equal(row, single, spec.label(i))
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+@pytest.mark.parametrize("backend", backend_params([b for b in BACKENDS if b != "reference"]))
 def test_every_backend_sweeps_like_its_single_runs(short_market: Market, backend: str) -> None:
     spec = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     table = run_sweep(spec, market=short_market, backend=backend).table

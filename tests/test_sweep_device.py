@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import cuda
 
-from gpubt.backends.twins import cuda_usable
+from gpubt.backends.twins import cuda_usable, exact_arithmetic, twins
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Equal to the CPU kernel up to rounding: the device may fuse a multiply and an add into one FMA.
-DEVICE_REL = 1e-10
+# The device rounds every + − × ÷ and sqrt as the CPU does (no FMA contraction); its pow (the
+# CAGR's root) may differ from the CPU's libm in the last bit.
+DEVICE_REL = 1e-12
 
 
 def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: ignore[no-untyped-def]
@@ -86,9 +88,37 @@ def test_the_kernel_compiles_for_hopper(monkeypatch: pytest.MonkeyPatch) -> None
     t = template
     arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of, t.starts, t.stops,
               t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)), np.empty((16, 2)))
-    ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in arrays), cc=(9, 0))
+    with exact_arithmetic():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in arrays), cc=(9, 0))
+        root, _ = cuda.compile_ptx(_root, (numba.float64[::1],), cc=(9, 0))
     assert ".entry" in ptx and "sm_90" in ptx
+    # every + − × ÷ rounded as on the CPU: the only fused multiply-adds are those inside CUDA's
+    # pow (the CAGR's root), as many as in a kernel that takes that root alone
+    assert ptx.count("fma.rn") == root.count("fma.rn")
     monkeypatch.setattr(device, "_DEVICE", None)
+
+
+def _mul_add(x, out):  # type: ignore[no-untyped-def]
+    if cuda.grid(1) == 0:
+        out[0] = x[0] * x[1] + x[2]
+
+
+@pytest.mark.gpu
+def test_the_device_rounds_a_product_before_adding_as_the_cpu_does() -> None:
+    """(1 + 2⁻³⁰)(1 − 2⁻³⁰) − 1 is 0 when the product is rounded first (the CPU), −2⁻⁶⁰ when
+    fused into one FMA: the twins must be compiled without contraction (`exact_arithmetic`)."""
+    _gpu()
+    kernel = twins(kernels=(_mul_add,))._mul_add
+    x = cuda.to_device(np.array([1 + 2.0**-30, 1 - 2.0**-30, -1.0]))
+    out = cuda.to_device(np.array([np.nan]))
+    with exact_arithmetic():
+        kernel[1, 1](x, out)
+    ptx = "\n".join(kernel.inspect_asm().values())
+    assert out.copy_to_host()[0] == 0.0, [line for line in ptx.splitlines() if "f64" in line][:12]
+
+
+def _root(x):  # type: ignore[no-untyped-def]
+    x[0] = x[0] ** (1.0 / x[1])
 
 
 def _gpu() -> None:
@@ -109,3 +139,24 @@ def test_on_the_gpu_every_variant_equals_the_cpu_kernel() -> None:
     whole = DeviceTemplate(template)
     assert whole.chunk >= n
     np.testing.assert_allclose(whole.run(0, n), template.run(0, n), rtol=DEVICE_REL, atol=1e-14, equal_nan=True)
+
+
+def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Where the device fails (here: there is none, so the first copy to it raises), the chunk
+    runs on the CPU kernel with a warning: the same table, nothing partial."""
+    if cuda_usable()[0]:
+        pytest.skip("a working device would not fail")
+    from gpubt.sweep import run as runner
+    from gpubt.sweep import run_sweep
+    from tests.test_sweep import market_slice
+
+    spec, _ = small_sweep()
+    from gpubt.data.synthetic import synthetic_market
+
+    market = market_slice(synthetic_market(), "2010-03-01", "2011-06-30")
+    expected = run_sweep(spec, market=market, backend="numba").table
+    monkeypatch.setattr(runner, "gpu_sweeps", lambda name: True)
+    with caplog.at_level("WARNING", logger="gpubt.sweep.run"):
+        got = run_sweep(spec, market=market, backend="numba").table
+    assert got.equals(expected)
+    assert "GPU sweep kernel failed for variants 0..31" in caplog.text and "running them on the CPU" in caplog.text

@@ -1,8 +1,9 @@
 """Backends execute column-graph nodes over a market; each is one module behind `Backend`.
 
 The registry maps a name to the module and class that implement it, imported only when used,
-so a machine without CUDA never imports a GPU library. Adding a backend adds one line here
-(and, if it should ever be picked automatically, one place in `AUTO_ORDER`).
+so a machine without CUDA never imports a GPU library (`cupy` imports CuPy only in its own
+module, which refuses to import without a usable device). Adding a backend adds one line here
+(and, if it should be picked automatically, one place in `AUTO_ORDER` or `GPU_BACKENDS`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ log = logging.getLogger(__name__)
 REGISTRY: dict[str, tuple[str, str]] = {
     "polars": ("gpubt.backends.polars_cpu", "PolarsBackend"),
     "numba": ("gpubt.backends.numba_cpu", "NumbaBackend"),
+    "cupy": ("gpubt.backends.cupy_gpu", "CupyBackend"),
 }
 
-# Fastest first: measured in benchmarks/RESULTS.md (numba ~15x polars on signals, bit-equal).
+# What auto picks for a backtest's signals, fastest first, as measured in benchmarks/RESULTS.md:
+# numba ~15x polars on signals (bit-equal); on an H200, numba on the host CPU beat cupy at every
+# scenario (cupy 0.2-0.55x end to end: a graph's groups are too small to fill the device), so
+# cupy runs only when asked for. Sweeps use the GPU where it pays (`gpu_sweeps`).
 AUTO_ORDER = ("numba", "polars")
+# Backends that run on a CUDA device: their tests are marked `gpu`, a CUDA failure in them falls
+# back to a CPU backend with a warning, and fused sweeps run their kernel on the device.
+GPU_BACKENDS = ("cupy",)
 
 
 def usable(name: str) -> tuple[bool, str]:
@@ -41,10 +49,22 @@ def pick(name: str) -> tuple[str, str]:
     for candidate in AUTO_ORDER:
         ok, why = usable(candidate)
         if ok:
+            gpus = [g for g in GPU_BACKENDS if usable(g)[0]]
+            if gpus:
+                skipped.append(f"{', '.join(gpus)} usable but slower for one backtest's signals")
             reason = "fastest usable backend" + (f" ({'; '.join(skipped)})" if skipped else "")
             return candidate, reason
         skipped.append(f"{candidate} unusable: {why}")
     raise RuntimeError("no usable backend: " + "; ".join(skipped))
+
+
+def gpu_sweeps(name: str) -> bool:
+    """Whether a fused sweep asked to run on ``name`` runs its per-variant kernel on the GPU: when
+    asked for a GPU backend, or for auto where one is usable (one thread per variant: 4.8x the
+    16-core CPU kernel at a million variants on an H200, benchmarks/RESULTS.md)."""
+    if name in GPU_BACKENDS:
+        return True
+    return name == "auto" and any(usable(g)[0] for g in GPU_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
@@ -55,4 +75,4 @@ def get_backend(name: str) -> Backend:
     return getattr(import_module(module), cls)()
 
 
-__all__ = ["AUTO_ORDER", "REGISTRY", "Backend", "get_backend", "pick", "usable"]
+__all__ = ["AUTO_ORDER", "GPU_BACKENDS", "REGISTRY", "Backend", "get_backend", "gpu_sweeps", "pick", "usable"]

@@ -12,35 +12,31 @@ Recursions: a missing input gives a missing output and leaves the state unchange
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
-@numba.njit(**_JIT)
-def _runs(x: np.ndarray) -> np.ndarray:
-    """run[t] = number of consecutive present values ending at t."""
-    run = np.empty(x.size, dtype=np.int64)
-    count = 0
-    for t in range(x.size):
-        count = 0 if np.isnan(x[t]) else count + 1
-        run[t] = count
-    return run
-
-
 # ------------------------------------------------------------------------------------- windows
+# Each `_xxx_into(x, n, out)` fills `out` (x's size) without allocating, counting the present
+# values ending on each day as it goes: it is the per-series loop the CPU runs and, compiled
+# from the same source by `gpubt.backends.twins`, the per-row loop of the CUDA backend; the public
+# `xxx(x, n)` allocates its output and runs it.
 
 
 @numba.njit(**_JIT)
-def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_std_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Population standard deviation of each window, by two passes over the window (mean first),
     so a constant window gives exactly 0 and a series far from 0 loses no digits (the one-pass
     sum-of-squares form loses them)."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         lo = t - n + 1
         first = x[lo]
@@ -58,17 +54,17 @@ def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
         for i in range(lo, t + 1):
             d = x[i] - m
             q += d * d
-        out[t] = np.sqrt(q / n)
-    return out
+        out[t] = math.sqrt(q / n)
 
 
 @numba.njit(**_JIT)
-def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_mad_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Mean absolute deviation of each window around the window's own mean."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         lo = t - n + 1
         s = 0.0
@@ -79,49 +75,49 @@ def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
         for i in range(lo, t + 1):
             a += abs(x[i] - m)
         out[t] = a / n
-    return out
 
 
 @numba.njit(**_JIT)
-def rolling_argmax_age(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_argmax_age_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Days since the highest value of the window (the latest one on ties)."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         best = t - n + 1
         for i in range(t - n + 1, t + 1):
             if x[i] >= x[best]:
                 best = i
         out[t] = t - best
-    return out
 
 
 @numba.njit(**_JIT)
-def rolling_argmin_age(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_argmin_age_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Days since the lowest value of the window (the latest one on ties)."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         best = t - n + 1
         for i in range(t - n + 1, t + 1):
             if x[i] <= x[best]:
                 best = i
         out[t] = t - best
-    return out
 
 
 @numba.njit(**_JIT)
-def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_max_drawdown_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Largest (peak − x)/peak inside each window, the peak running from the window's first value
     (nothing before the window counts). A zero peak makes the window missing."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         peak = x[t - n + 1]
         worst = 0.0
@@ -137,17 +133,17 @@ def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
                 worst = dd
         if ok:
             out[t] = worst
-    return out
 
 
 @numba.njit(**_JIT)
-def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
+def _rolling_ulcer_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """sqrt(mean(dd²)) with dd = 100 (x − peak)/peak, the peak running from the window's first
     value. A zero peak makes the window missing."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
             continue
         peak = x[t - n + 1]
         total = 0.0
@@ -161,7 +157,94 @@ def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
             dd = 100.0 * (x[i] - peak) / peak
             total += dd * dd
         if ok:
-            out[t] = np.sqrt(total / n)
+            out[t] = math.sqrt(total / n)
+
+
+@numba.njit(**_JIT)
+def _rolling_min_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    """Lowest of each window of n present values."""
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
+            continue
+        m = x[t - n + 1]
+        for i in range(t - n + 2, t + 1):
+            if x[i] < m:
+                m = x[i]
+        out[t] = m
+
+
+@numba.njit(**_JIT)
+def _rolling_max_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    """Highest of each window of n present values."""
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        out[t] = math.nan
+        if run < n or n < 1:
+            continue
+        m = x[t - n + 1]
+        for i in range(t - n + 2, t + 1):
+            if x[i] > m:
+                m = x[i]
+        out[t] = m
+
+
+@numba.njit(**_JIT)
+def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_std_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_mad_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_argmax_age(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_argmax_age_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_argmin_age(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_argmin_age_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_max_drawdown_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_ulcer_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_min_into(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_max_into(x, n, out)
     return out
 
 
@@ -169,16 +252,16 @@ def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def ewm(x: np.ndarray, alpha: float, seed: int) -> np.ndarray:
+def _ewm_into(x: np.ndarray, alpha: float, seed: int, out: np.ndarray) -> None:
     """SMA-seeded exponential average: missing until the `seed`-th present value, which gets the
     mean of the first `seed` present values; then e += alpha (x − e)."""
-    out = np.full(x.size, np.nan)
     count = 0
     s = 0.0
     e = 0.0
     for t in range(x.size):
+        out[t] = math.nan
         v = x[t]
-        if np.isnan(v):
+        if math.isnan(v):
             continue
         if count < seed:
             count += 1
@@ -189,20 +272,26 @@ def ewm(x: np.ndarray, alpha: float, seed: int) -> np.ndarray:
             continue
         e = e + alpha * (v - e)
         out[t] = e
+
+
+@numba.njit(**_JIT)
+def ewm(x: np.ndarray, alpha: float, seed: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _ewm_into(x, alpha, seed, out)
     return out
 
 
 @numba.njit(**_JIT)
-def wilder_mean(x: np.ndarray, n: int) -> np.ndarray:
+def _wilder_mean_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Wilder's smoothing in TA-Lib's arithmetic: missing until the n-th present value, which gets
     the mean of the first n present values; then e = (e (n − 1) + x)/n."""
-    out = np.full(x.size, np.nan)
     count = 0
     s = 0.0
     e = 0.0
     for t in range(x.size):
+        out[t] = math.nan
         v = x[t]
-        if np.isnan(v):
+        if math.isnan(v):
             continue
         if count < n:
             count += 1
@@ -213,52 +302,66 @@ def wilder_mean(x: np.ndarray, n: int) -> np.ndarray:
             continue
         e = (e * (n - 1) + v) / n
         out[t] = e
+
+
+@numba.njit(**_JIT)
+def wilder_mean(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _wilder_mean_into(x, n, out)
     return out
+
+
+@numba.njit(**_JIT)
+def _ewm_var_into(x: np.ndarray, alpha: np.ndarray, seed_offset: int, out: np.ndarray) -> None:
+    """Exponential average with a factor per day (KAMA): e = x on the day `seed_offset` days
+    before alpha's first present value, then e += alpha_t (x_t − e) on the days both are present."""
+    first = -1
+    for t in range(x.size):
+        out[t] = math.nan
+        if first < 0 and not math.isnan(alpha[t]):
+            first = t
+    if first < 0:
+        return
+    start = first - seed_offset
+    if start < 0 or math.isnan(x[start]):
+        return
+    e = x[start]
+    out[start] = e
+    for t in range(start + 1, x.size):
+        if math.isnan(x[t]) or math.isnan(alpha[t]):
+            continue
+        e = e + alpha[t] * (x[t] - e)
+        out[t] = e
 
 
 @numba.njit(**_JIT)
 def ewm_var(x: np.ndarray, alpha: np.ndarray, seed_offset: int) -> np.ndarray:
-    """Exponential average with a factor per day (KAMA): e = x on the day `seed_offset` days
-    before alpha's first present value, then e += alpha_t (x_t − e) on the days both are present."""
-    out = np.full(x.size, np.nan)
-    first = -1
-    for t in range(alpha.size):
-        if not np.isnan(alpha[t]):
-            first = t
-            break
-    if first < 0:
-        return out
-    start = first - seed_offset
-    if start < 0 or np.isnan(x[start]):
-        return out
-    e = x[start]
-    out[start] = e
-    for t in range(start + 1, x.size):
-        if np.isnan(x[t]) or np.isnan(alpha[t]):
-            continue
-        e = e + alpha[t] * (x[t] - e)
-        out[t] = e
+    out = np.empty(x.size)
+    _ewm_var_into(x, alpha, seed_offset, out)
     return out
 
 
 @numba.njit(**_JIT)
-def laguerre_rsi(x: np.ndarray, gamma: float) -> np.ndarray:
+def _laguerre_rsi_into(x: np.ndarray, gamma: float, out: np.ndarray) -> None:
     """Ehlers' Laguerre RSI on a 0 … 100 scale, the four filter values 0 before the first value;
     50 when the filters show no up or down movement."""
-    out = np.full(x.size, np.nan)
     l0 = 0.0
     l1 = 0.0
     l2 = 0.0
     l3 = 0.0
     for t in range(x.size):
+        out[t] = math.nan
         price = x[t]
-        if np.isnan(price):
+        if math.isnan(price):
             continue
         n0 = (1 - gamma) * price + gamma * l0
         n1 = -gamma * n0 + l0 + gamma * l1
         n2 = -gamma * n1 + l1 + gamma * l2
         n3 = -gamma * n2 + l2 + gamma * l3
-        l0, l1, l2, l3 = n0, n1, n2, n3
+        l0 = n0
+        l1 = n1
+        l2 = n2
+        l3 = n3
         cu = 0.0
         cd = 0.0
         if l0 >= l1:
@@ -274,30 +377,47 @@ def laguerre_rsi(x: np.ndarray, gamma: float) -> np.ndarray:
         else:
             cd += l3 - l2
         out[t] = 100.0 * cu / (cu + cd) if cu + cd != 0.0 else 50.0
+
+
+@numba.njit(**_JIT)
+def laguerre_rsi(x: np.ndarray, gamma: float) -> np.ndarray:
+    out = np.empty(x.size)
+    _laguerre_rsi_into(x, gamma, out)
     return out
+
+
+@numba.njit(**_JIT)
+def _cum_sum_into(x: np.ndarray, out: np.ndarray) -> None:
+    """Running sum of the present values (missing days: missing, sum carried)."""
+    s = 0.0
+    for t in range(x.size):
+        out[t] = math.nan
+        if not math.isnan(x[t]):
+            s += x[t]
+            out[t] = s
 
 
 @numba.njit(**_JIT)
 def cum_sum(x: np.ndarray) -> np.ndarray:
-    """Running sum of the present values (missing days: missing, sum carried)."""
-    out = np.full(x.size, np.nan)
-    s = 0.0
-    for t in range(x.size):
-        if not np.isnan(x[t]):
-            s += x[t]
-            out[t] = s
+    out = np.empty(x.size)
+    _cum_sum_into(x, out)
     return out
 
 
 @numba.njit(**_JIT)
-def forward_fill(x: np.ndarray) -> np.ndarray:
+def _forward_fill_into(x: np.ndarray, out: np.ndarray) -> None:
     """x, else its last present value (missing before the first)."""
-    out = np.empty(x.size)
-    last = np.nan
+    last = math.nan
     for t in range(x.size):
-        if not np.isnan(x[t]):
+        if not math.isnan(x[t]):
             last = x[t]
         out[t] = last
+
+
+@numba.njit(**_JIT)
+def forward_fill(x: np.ndarray) -> np.ndarray:
+    out = np.empty(x.size)
+    _forward_fill_into(x, out)
     return out
 
 
@@ -310,6 +430,35 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
 # so the result is the plain loop's to the bit. A missing value (NaN) in a window makes its sum NaN.
 
 _BLOCK = 512
+
+
+@numba.njit(**_JIT)
+def _unit_sums_into(x: np.ndarray, n: int, divisor: float, out: np.ndarray) -> None:
+    """The plain loop `_unit_sums` is blocked from, to the bit: each window added oldest first
+    from 0.0, then divided (not when the divisor is 1). The CUDA backend's per-row loop."""
+    for t in range(x.size):
+        out[t] = math.nan
+        if t < n - 1 or n < 1:
+            continue
+        s = 0.0
+        for i in range(t - n + 1, t + 1):
+            s += x[i]
+        out[t] = s / divisor if divisor != 1.0 else s
+
+
+@numba.njit(**_JIT)
+def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """The plain loop `rolling_dot` is blocked from, to the bit (weights[i]·x added in the order
+    i = 0 … n − 1 from 0.0). The CUDA backend's per-row loop."""
+    n = weights.size
+    for t in range(x.size):
+        out[t] = math.nan
+        if t < n - 1 or n < 1:
+            continue
+        s = 0.0
+        for i in range(n):
+            s += weights[i] * x[t - n + 1 + i]
+        out[t] = s
 
 
 @numba.njit(**_JIT)
@@ -372,42 +521,9 @@ def rolling_dot(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    """Lowest of each window of n present values."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
-            continue
-        m = x[t - n + 1]
-        for i in range(t - n + 2, t + 1):
-            if x[i] < m:
-                m = x[i]
-        out[t] = m
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    """Highest of each window of n present values."""
-    out = np.full(x.size, np.nan)
-    run = _runs(x)
-    for t in range(n - 1, x.size):
-        if run[t] < n:
-            continue
-        m = x[t - n + 1]
-        for i in range(t - n + 2, t + 1):
-            if x[i] > m:
-                m = x[i]
-        out[t] = m
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
+def _rolling_all_into(c: np.ndarray, n: int, out: np.ndarray) -> None:
     """Kleene AND of the last n days of a three-valued int8 series (1 true, 0 false, −1 null);
     days before the first count as null, so a False decides even before n days exist."""
-    out = np.empty(c.size, dtype=np.int8)
     last_false = -(1 << 62)
     last_null = -(1 << 62)
     for t in range(c.size):
@@ -422,6 +538,12 @@ def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
             out[t] = -1
         else:
             out[t] = 1
+
+
+@numba.njit(**_JIT)
+def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(c.size, dtype=np.int8)
+    _rolling_all_into(c, n, out)
     return out
 
 

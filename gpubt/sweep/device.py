@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numba import cuda
 
-from gpubt.backends.twins import twins
+from gpubt.backends.twins import exact_arithmetic, twins
 from gpubt.metrics import core
 from gpubt.metrics.core import N_KEYS
 from gpubt.sweep import template as fused
@@ -80,26 +81,40 @@ class DeviceTemplate:
         budget = self.memory if self.memory is not None else _budget()
         chunk = max(1, min(len(t.rows), budget // per_variant))
         self.chunk = chunk if chunk < THREADS else chunk // THREADS * THREADS
+        self._pattern: Any = None
+        self._net: Any = None
 
     def run(self, lo: int, hi: int) -> np.ndarray:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         kernel = _compiled()._kernel
         bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops, bench, squares, cost = self._tables
-        days = self.template.gross.shape[1]
         out = np.empty((N_KEYS, hi - lo))
         size = min(self.chunk, hi - lo)
-        pattern = cuda.device_array((days, size), dtype=np.int32)
-        net = cuda.device_array((days, size))
-        values = cuda.device_array((N_KEYS, size))
+        pattern, net = self._scratch(size)
         for a in range(lo, hi, size):
             b = min(hi, a + size)
             began = time.perf_counter()
-            kernel[(b - a + THREADS - 1) // THREADS, THREADS](
-                bits, series, pairs, kinds, rows[a:b], gross, turn, held, start_of[a:b], starts, stops, bench,
-                squares, cost[a:b], pattern, net, values)
+            values = cuda.device_array((N_KEYS, b - a))
+            with exact_arithmetic():
+                kernel[(b - a + THREADS - 1) // THREADS, THREADS](
+                    bits, series, pairs, kinds, rows[a:b], gross, turn, held, start_of[a:b], starts, stops, bench,
+                    squares, cost[a:b], pattern, net, values)
             cuda.synchronize()
             copied = time.perf_counter()
-            out[:, a - lo : b - lo] = values[:, : b - a].copy_to_host()
+            if b - a == hi - lo:
+                values.copy_to_host(out)
+            else:
+                out[:, a - lo : b - lo] = values.copy_to_host()
             self.seconds["kernel"] += copied - began
             self.seconds["to_host"] += time.perf_counter() - copied
         return out
+
+    def _scratch(self, size: int) -> tuple[Any, Any]:
+        """The (days × variants) pattern and return matrices, kept for the next chunks (allocating
+        gigabytes of device memory per chunk costs more than the kernel)."""
+        if self._pattern is None or self._pattern.shape[1] < size:
+            self._pattern = self._net = None
+            days = self.template.gross.shape[1]
+            self._pattern = cuda.device_array((days, size), dtype=np.int32)
+            self._net = cuda.device_array((days, size))
+        return self._pattern, self._net

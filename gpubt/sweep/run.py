@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from gpubt.alloc.allocate import Allocator
-from gpubt.backends import get_backend, pick
+from gpubt.backends import get_backend, gpu_sweeps
 from gpubt.backends.base import Backend
 from gpubt.collector import paused
 from gpubt.compiler.compile import Compiler
@@ -89,8 +89,6 @@ SIGNAL_CACHE_BYTES = 128 * 2**20
 # GPU a chunk is one launch, which needs hundreds of thousands of threads to fill the device.
 FUSED_CHUNK = 16_384
 FUSED_CHUNK_DEVICE = 262_144
-# Backends whose fused sweeps run on the GPU (`gpubt.sweep.device`).
-DEVICE_BACKENDS = ("cupy",)
 MAX_GRAPH_NODES = 200_000
 MAX_GRAPHS = 8
 
@@ -356,10 +354,10 @@ _ON_DEVICE: weakref.WeakKeyDictionary[Template, Any] = weakref.WeakKeyDictionary
 
 
 def _fused_values(template: Template, lo: int, hi: int, backend: str) -> np.ndarray:
-    """The fused kernel's metrics of variants lo..hi-1, on the GPU for a GPU backend. A CUDA
+    """The fused kernel's metrics of variants lo..hi-1, on the GPU where `gpu_sweeps`. A CUDA
     failure runs the same variants on the CPU kernel (the same source, so the same numbers)
     with a warning; nothing partial is ever returned."""
-    if pick(backend)[0] in DEVICE_BACKENDS:
+    if gpu_sweeps(backend):
         try:
             with _GRAPHS_LOCK:
                 device = _ON_DEVICE.get(template)
@@ -721,7 +719,7 @@ def run_sweep(
         if not fused:
             chunk_size = chunk_size_for(memory, local_market.n_days, n_tickers)
         else:
-            chunk_size = FUSED_CHUNK_DEVICE if pick(backend)[0] in DEVICE_BACKENDS else FUSED_CHUNK
+            chunk_size = FUSED_CHUNK_DEVICE if gpu_sweeps(backend) else FUSED_CHUNK
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise GpubtError(f"chunk size must be a positive integer, got {chunk_size!r}", "chunkSize")
     if resume and out is None:

@@ -1,0 +1,313 @@
+"""The CUDA (`cupy`) backend: equal to the CPU Numba backend, checked three ways.
+
+* Numba's CUDA simulator, on this CPU: each test runs in a subprocess with NUMBA_ENABLE_CUDASIM=1
+  (the switch must be set before Numba's CUDA target is imported), where the backend's array
+  module is NumPy and its kernels run thread by thread in Python: every primitive of `PRIMITIVES`
+  (the CPU backend's own primitive graph, with gaps, zeros, constants and NaN constants) bit-equal
+  to the Numba backend, also in chunks under a tiny memory budget, and every example end to end.
+* PTX for sm_90 (an H100) of every kernel, compiled on this CPU with libNVVM: catches constructs
+  the CUDA target refuses and the simulator accepts, and checks that no FMA is contracted.
+* On a real device only (`gpu` mark): primitives and the indicator catalogue on the synthetic
+  market, and the examples, against the Numba backend. Bit-equal, except nodes computed through
+  pow, log or exp, which CUDA's libm may round differently by an ulp (1e-12 relative there).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpubt.backends import AUTO_ORDER, GPU_BACKENDS, REGISTRY, gpu_sweeps, kernels, pick, usable
+from gpubt.ir.nodes import Node, topological
+
+ROOT = Path(__file__).resolve().parents[1]
+USABLE, WHY = usable("cupy")
+LIBM = frozenset({"pow", "log", "exp"})  # CUDA's libm is not the CPU's: last-ulp differences
+
+
+def simulate(code: str, **env: str) -> str:
+    """Run `code` in a fresh interpreter under Numba's CUDA simulator; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return done.stdout
+
+
+# -- registry ---------------------------------------------------------------------------------------
+
+
+def test_registered_and_never_picked_by_auto_for_one_backtest() -> None:
+    """numba beat cupy at every scenario on an H200 (benchmarks/RESULTS.md): auto says so."""
+    assert REGISTRY["cupy"] == ("gpubt.backends.cupy_gpu", "CupyBackend")
+    assert "cupy" not in AUTO_ORDER and "cupy" in GPU_BACKENDS
+    name, why = pick("auto")
+    assert name == "numba"
+    assert gpu_sweeps("cupy") and not gpu_sweeps("numba") and gpu_sweeps("auto") == USABLE
+
+
+def test_auto_under_the_simulator_picks_numba_and_sweeps_on_the_gpu() -> None:
+    out = simulate("""
+        from gpubt.backends import get_backend, gpu_sweeps, pick
+        name, why = pick("auto")
+        print(name, get_backend("auto").name, gpu_sweeps("auto"), why)
+    """)
+    assert out.split()[:3] == ["numba", "numba", "True"]
+    assert "cupy usable but slower for one backtest's signals" in out
+
+
+# -- the simulator ----------------------------------------------------------------------------------
+
+
+def test_every_primitive_equals_numba_bit_for_bit_in_the_simulator() -> None:
+    """The CPU backend's primitive graph (1,274 nodes over 260 days: every primitive, missing values,
+    constants, NaN constants, windows 1–21), once whole and once in chunks of a few rows."""
+    out = simulate("""
+        import os
+        import numpy as np
+        from gpubt.backends.cupy_gpu import CupyBackend
+        from gpubt.backends.numba_cpu import NumbaBackend
+        from gpubt.ir.nodes import PRIMITIVES
+        from tests.test_numba_backend import _primitive_graph, _random_setup
+
+        market, branches, _, _ = _random_setup()
+        cases = _primitive_graph()
+        assert set(cases) == set(PRIMITIVES) and all(cases.values())
+        nodes = list(dict.fromkeys(n for ns in cases.values() for n in ns))
+        want = NumbaBackend().evaluate(nodes, market, branches)
+        for budget in (None, "100000"):
+            if budget:
+                os.environ["GPUBT_GPU_MEMORY"] = budget  # a few rows per launch
+            backend = CupyBackend()
+            got = backend.evaluate(nodes, market, branches)
+            for op, ns in cases.items():
+                for n in ns:
+                    assert got[n].dtype == want[n].dtype and got[n].shape == want[n].shape, (op, n)
+                    np.testing.assert_array_equal(got[n], want[n], err_msg=f"{op}: {n!r}")
+            print(backend.launches)
+    """)
+    whole, chunked = map(int, out.split())
+    assert whole < 250 and chunked > whole  # grouped: far fewer launches than 1,274 nodes
+
+
+def test_examples_end_to_end_equal_numba_in_the_simulator() -> None:
+    """Every example, the whole pipeline (signals on the simulated device), on the short synthetic
+    market: the same response as the Numba backend, to the character."""
+    out = simulate("""
+        import json
+        from gpubt.engine import run_backtest
+        from gpubt.schema.parse import parse_request
+        from tests.golden import EXAMPLES
+        from tests.test_parity import short_market
+
+        market = short_market()
+        for example in EXAMPLES:
+            got = run_backtest(parse_request(example.read_text()), market, "cupy")
+            want = run_backtest(parse_request(example.read_text()), market, "numba")
+            assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), example.stem
+            print(example.stem)
+    """)
+    assert len(out.split()) >= 5
+
+
+def test_small_graph_boundary_encoding_in_the_simulator() -> None:
+    """Outputs that are constants, leaves, date ranges and unread intermediates; a node twice."""
+    simulate("""
+        import math
+        import numpy as np
+        from gpubt.backends.cupy_gpu import CupyBackend
+        from gpubt.ir.nodes import Builder
+        from tests.conftest import make_market
+
+        m = make_market({"A": [1, 2, 4, 3, 5], "B": [None, 2, 2, 1, 2]})
+        b = Builder()
+        x, y = b.price("A"), b.price("B")
+        three = b.node("add", (), (b.const(1.0), b.const(2.0)))
+        nodes = [x, b.const(2.5), three, b.node("add", (), (x, y)), b.node("gt", (), (y, b.const(1.5))),
+                 b.node("const", (math.inf,)), b.node("date_between", (1, 5, 1, 6)), x]
+        got = CupyBackend().evaluate(nodes, m, {})
+        assert got[nodes[0]].tolist() == [1, 2, 4, 3, 5] and got[nodes[0]].flags.writeable
+        assert got[nodes[1]].tolist() == [2.5] * 5 and got[nodes[2]].tolist() == [3.0] * 5
+        assert np.isnan(got[nodes[3]][0]) and got[nodes[3]][1:].tolist() == [4, 6, 4, 7]
+        assert got[nodes[4]].dtype == np.int8 and got[nodes[4]].tolist() == [-1, 1, 1, 0, 1]
+        assert np.isnan(got[nodes[5]]).all()
+        assert got[nodes[6]].tolist() == [0, 1, 1, 0, 0]
+        assert CupyBackend().evaluate([], m, {}) == {}
+    """)
+
+
+# -- the CPU loops the GPU runs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 3, 35, 600, 2000])
+def test_plain_sum_loops_equal_the_blocked_cpu_kernels(n: int) -> None:
+    """The GPU's per-row sums are the plain loops the CPU's vectorised kernels are blocked from."""
+    rng = np.random.default_rng(n)
+    x = np.exp(rng.normal(0, 6, 1500)) * rng.choice([-1.0, 1.0], 1500)
+    x[rng.random(1500) < 0.01] = np.nan
+    weights = rng.normal(size=n)
+    out = np.empty(x.size)
+    for divisor, blocked in ((1.0, kernels.rolling_sum), (float(n), kernels.rolling_mean)):
+        kernels._unit_sums_into(x, n, divisor, out)
+        np.testing.assert_array_equal(out, blocked(x, n))
+    kernels._rolling_dot_into(x, weights, out)
+    np.testing.assert_array_equal(out, kernels.rolling_dot(x, weights))
+    x[200:260] = 3.25
+    kernels._rolling_std_into(x, n, out)
+    np.testing.assert_array_equal(out, kernels.rolling_std_blocked(x, n))
+
+
+# -- PTX for the real device ------------------------------------------------------------------------
+
+
+def _nvvm_missing() -> str | None:
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        return None if nvvm.is_available() else "libNVVM is not installed"
+    except Exception as exc:  # a broken toolkit: nothing to compile with
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.skipif(_nvvm_missing() is not None, reason=f"no PTX compiler: {_nvvm_missing()}")
+def test_every_kernel_compiles_to_ptx_for_sm90_without_fma(monkeypatch) -> None:
+    from numba.cuda import dispatcher
+
+    from gpubt.backends import cuda_kernels
+
+    # compiling a kernel that calls device functions asks the driver for the current device
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    assert {k.__name__ for k in cuda_kernels.KERNELS} == set(cuda_kernels.SIGNATURES)
+    for name in cuda_kernels.SIGNATURES:
+        code = cuda_kernels.ptx(name, cc=(9, 0))
+        assert ".target sm_90" in code, name
+        assert "fma.rn" not in code, f"{name}: a contracted multiply-add rounds unlike the CPU"
+
+
+# -- a real device ----------------------------------------------------------------------------------
+
+needs_device = pytest.mark.skipif(not USABLE, reason=f"cupy backend unusable: {WHY}")
+
+
+def _libm(node: Node) -> bool:
+    return any(n.op in LIBM for n in topological([node]))
+
+
+def _assert_equal(got: np.ndarray, want: np.ndarray, node: Node) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape, node
+    if got.dtype == np.int8 or not _libm(node):
+        np.testing.assert_array_equal(got, want, err_msg=repr(node))
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=repr(node))
+
+
+@cache
+def _synthetic_graph() -> tuple[object, list[Node]]:
+    from gpubt.data.synthetic import synthetic_market
+    from gpubt.indicators import expand, ticker_source
+    from gpubt.ir.nodes import Builder
+    from gpubt.schema.catalogue import METRICS
+
+    market = synthetic_market()
+    b = Builder()
+    nodes = []
+    for ticker in ("SPY", "TQQQ", "QQQ/SPY", "BIL"):
+        src = ticker_source(b, ticker)
+        for metric in METRICS:
+            for window in (2, 14, 50, 200):
+                node = expand(b, metric.name, src, window)
+                nodes += [node, b.node("gt", (), (node, b.const(0.5))), b.node("lt", (), (b.const(-1.0), node))]
+    return market, list(dict.fromkeys(nodes))
+
+
+@pytest.mark.gpu
+@needs_device
+def test_device_primitives_equal_numba() -> None:
+    from gpubt.backends.cupy_gpu import CupyBackend
+    from gpubt.backends.numba_cpu import NumbaBackend
+    from tests.test_numba_backend import _primitive_graph, _random_setup
+
+    market, branches, _, _ = _random_setup()
+    nodes = list(dict.fromkeys(n for ns in _primitive_graph().values() for n in ns))
+    got = CupyBackend().evaluate(nodes, market, branches)
+    want = NumbaBackend().evaluate(nodes, market, branches)
+    for node in nodes:
+        _assert_equal(got[node], want[node], node)
+
+
+@pytest.mark.gpu
+@needs_device
+def test_device_catalogue_on_the_synthetic_market_equals_numba() -> None:
+    from gpubt.backends.cupy_gpu import CupyBackend
+    from gpubt.backends.numba_cpu import NumbaBackend
+
+    market, nodes = _synthetic_graph()
+    got = CupyBackend().evaluate(nodes, market, {})
+    want = NumbaBackend().evaluate(nodes, market, {})
+    for node in nodes:
+        _assert_equal(got[node], want[node], node)
+
+
+def _examples() -> list[Path]:
+    from tests.golden import EXAMPLES
+
+    return EXAMPLES
+
+
+@pytest.mark.gpu
+@needs_device
+@pytest.mark.parametrize("example", _examples(), ids=lambda p: p.stem)
+def test_device_examples_equal_numba(example: Path) -> None:
+    from gpubt.data.synthetic import synthetic_market
+    from gpubt.engine import run_backtest
+    from gpubt.schema.parse import parse_request
+    from tests.test_parity import differences
+
+    market = synthetic_market()
+    got = run_backtest(parse_request(example.read_text()), market, "cupy")
+    want = run_backtest(parse_request(example.read_text()), market, "numba")
+    assert differences(want, got) == []
+
+
+# -- a CUDA failure at run time ---------------------------------------------------------------------
+
+
+class _FailingDevice:
+    """A GPU backend whose device fails mid-run (as a launch failure or an out-of-memory would)."""
+
+    name = "cupy"
+
+    def evaluate(self, outputs, market, branches):  # noqa: ANN001, ANN201
+        raise RuntimeError("cudaErrorLaunchFailure: unspecified launch failure")
+
+
+def test_a_cuda_failure_falls_back_to_the_cpu_with_a_warning(monkeypatch, caplog) -> None:
+    from gpubt import engine
+    from gpubt.data.synthetic import synthetic_market
+    from gpubt.schema.parse import parse_request
+
+    strategy = parse_request((ROOT / "examples" / "tqqq_rsi.json").read_text())
+    market = synthetic_market()
+    expected = engine.run_backtest(strategy, market, "numba")
+    real = engine.get_backend
+    monkeypatch.setattr(engine, "get_backend", lambda name: _FailingDevice() if name == "cupy" else real(name))
+    with caplog.at_level("WARNING", logger="gpubt.engine"):
+        got = engine.run_backtest(strategy, market, "cupy")
+    assert got == expected
+    assert "backend cupy failed (RuntimeError: cudaErrorLaunchFailure" in caplog.text
+    assert "running on numba" in caplog.text
