@@ -204,6 +204,52 @@ def test_window_grids_on_both_sides_run_as_series_pairs(
     runner._TEMPLATES.clear()
 
 
+def test_threshold_grids_run_from_one_series_per_window(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swept line comparing a series with a threshold: one series per window, its bits taken
+    from the series for every threshold; equal to condition bits from the graph, to the general
+    path and to single runs."""
+    from gpubt.backends import get_backend
+    from gpubt.sweep import template
+
+    tree = {"id": "root", "kind": "indicator", "conditions": [
+        {"id": "a", "metric": "Relative Strength Index", "ticker": "SPY", "window": 10, "comparator": "gt",
+         "threshold": 70}],
+        "children": {"then": [{"id": "h", "kind": "position", "positions": ["TLT"]}],
+                     "else": [{"id": "inner", "kind": "indicator", "conditions": [
+                         {"id": "b", "metric": "Simple Moving Average", "ticker": "QQQ", "window": 20,
+                          "comparator": "lt", "threshold": 60}],
+                         "children": {"then": [{"id": "t", "kind": "position", "positions": ["TQQQ"]}],
+                                      "else": [{"id": "s", "kind": "position", "positions": ["SPY"]}]}}]}}
+    spec = make_spec({"costBps": 4, "payload": tree}, {"a.window": [5, 14, 30], "a.threshold": [55, 65, 75],
+                                                       "b.window": [10, 40], "b.threshold": [50.5, 70.25]})
+    plan = template.prepare(spec, short_market, get_backend("numba"))
+    assert plan is not None and not plan.kinds.any()
+    assert len(plan.series) == 5 and len(plan.bits) == 3 * 3 + 2 * 2  # a series per window, a bit row per setting
+    graph = template.prepare(spec, short_market, get_backend("numba"), pairs=False)
+    assert graph is not None and len(graph.series) == 0
+    np.testing.assert_array_equal(plan.bits, graph.bits)
+    np.testing.assert_array_equal(plan.run(0, spec.n_variants), graph.run(0, spec.n_variants))
+    fused = run_sweep(spec, market=short_market, backend="numba").table
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=short_market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    for i in (0, 17, 35):
+        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+
+
+def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
+    """A backend answers ±inf as missing, which a comparison inside the graph would see as a
+    number: a series with a gap on a day a decision reads sends the sweep back to graph bits."""
+    from gpubt.sweep.template import _finite_from
+
+    series = np.array([[np.nan, 1.0, 2.0, 3.0], [np.nan, 1.0, np.nan, 3.0]])
+    assert _finite_from(series, [0, 0], [1, 3])
+    assert _finite_from(series, [1], [3]) and not _finite_from(series, [1], [1])
+    assert _finite_from(series, [], [])
+
+
 @pytest.mark.parametrize("parameters", [
     {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
     {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field

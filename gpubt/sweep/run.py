@@ -303,17 +303,16 @@ def run_chunk(
     """The result rows of variants lo..hi-1: parameters and every §7 metric, one row each."""
     if backend not in CHOICES:
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
-    indices = list(range(lo, hi))
-    metrics = _Metrics(len(indices))
     template = fused_template(spec, market, backend)
     if template is not None:
         with _phase("fused"):
             values = _fused_values(template, lo, hi, backend)
-        metrics.values = dict(zip(METRIC_KEYS, values))
-        metrics.windows = list(zip(template.start_dates, template.end_dates))
-        metrics.window = template.start_of[lo:hi]
+        metrics = _Metrics(dict(zip(METRIC_KEYS, values)), list(zip(template.start_dates, template.end_dates)),
+                           template.start_of[lo:hi])
         with _phase("table"):
-            return _frame(spec, indices, metrics)
+            return _frame(spec, lo, hi, metrics)
+    indices = list(range(lo, hi))
+    metrics = _Metrics.empty(hi - lo)
     with _phase("parse"):
         strategies = [spec.strategy(i) for i in indices]
     if backend == "reference":  # the oracle has no batch form: one full backtest per variant
@@ -328,7 +327,7 @@ def run_chunk(
             graph = _graph(market, calendar, spec, backend)
             _run_group(spec, indices, strategies, members, group_market, engine, metrics, graph)
     with _phase("table"):
-        return _frame(spec, indices, metrics)
+        return _frame(spec, lo, hi, metrics)
 
 
 # market -> {(spec fingerprint, backend): Template or None}: prepared once per process, used by
@@ -523,15 +522,19 @@ def table_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
     return schema
 
 
+@dataclass
 class _Metrics:
     """The metric columns of one chunk, filled group by group; each row's backtest window (start
     and end dates) is an index into the distinct windows, so a million rows are not a million
     date strings until the table gathers them."""
 
-    def __init__(self, n: int) -> None:
-        self.values = {key: np.full(n, np.nan) for key in METRIC_KEYS}
-        self.windows: list[tuple[str | None, str | None]] = [(None, None)]
-        self.window = np.zeros(n, dtype=np.int64)
+    values: dict[str, np.ndarray]
+    windows: list[tuple[str | None, str | None]]
+    window: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Metrics:
+        return cls({key: np.full(n, np.nan) for key in METRIC_KEYS}, [(None, None)], np.zeros(n, dtype=np.int64))
 
     def set(self, rows: Sequence[int] | np.ndarray, values: Mapping[str, np.ndarray], start: str | None,
             end: str | None) -> None:
@@ -541,10 +544,11 @@ class _Metrics:
         self.windows.append((start, end))
 
 
-def _frame(spec: SweepSpec, indices: list[int], metrics: _Metrics) -> pl.DataFrame:
+def _frame(spec: SweepSpec, lo: int, hi: int, metrics: _Metrics) -> pl.DataFrame:
+    """The result rows of variants lo..hi-1."""
     schema = table_schema(spec)
-    series = [pl.Series(VARIANT, indices, dtype=pl.Int64)]
-    at = spec.value_indices(indices[0], indices[-1] + 1) if indices else np.empty((0, len(spec.parameters)), np.int64)
+    series = [pl.Series(VARIANT, np.arange(lo, hi, dtype=np.int64))]
+    at = spec.value_indices(lo, hi)
     for j, p in enumerate(spec.parameters):
         cell = _converter(schema[p.name])
         values = pl.Series(p.name, [cell(v) for v in p.values], dtype=schema[p.name])

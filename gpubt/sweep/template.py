@@ -9,7 +9,8 @@ on a day is fixed by which branch each of its K if/else nodes takes that day. Th
    over two nodes is 2 × 256 condition lists, not 65,536 trees) and all of them evaluated in ONE
    backend call, kept as one bit per (setting, day); a node whose one line compares two series
    with > or < keeps the series instead (a 100 × 100 crossover grid is 200 series, compared in
-   the kernel, not 10,000 conditions);
+   the kernel, not 10,000 conditions), and one whose line compares a series with a threshold
+   gets its bits from the series (16 windows × 16 thresholds are 16 series);
 2. the allocation of each of the 2^K branch patterns is built once by the ordinary `Allocator`
    (on a market of 2^K pseudo-days, day p taking pattern p), so weights follow exactly the rules
    of a single backtest, and turned into tables: the pattern's return on every day, the
@@ -284,14 +285,23 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
 
-    values = engine.evaluate([*table.bit_nodes, *table.series_nodes], tmarket, {})
-    bits = np.empty((len(table.bit_nodes), tmarket.n_days), dtype=np.uint8)
-    for r, node in enumerate(table.bit_nodes):
-        bits[r] = values[node] == TRUE
+    truths = [key for key in table.bits if isinstance(key, Node)]
+    values = engine.evaluate([*truths, *table.series_nodes], tmarket, {})
     series = np.array([values[node] for node in table.series_nodes]).reshape(-1, tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
-    if pairs and not _finite_after(series, pair_rows, np.asarray(table.pair_firsts)):
+    thresholds = [(r, key) for key, r in table.bits.items() if not isinstance(key, Node)]
+    if pairs and not (_finite_from(series, pair_rows[:, 0], table.pair_firsts)
+                      and _finite_from(series, pair_rows[:, 1], table.pair_firsts)
+                      and _finite_from(series, [table.series_nodes[key[0]] for _, key in thresholds],
+                                       [table.bit_firsts[r] for r, _ in thresholds])):
         return prepare(spec, market, engine, pairs=False)
+    bits = np.empty((len(table.bits), tmarket.n_days), dtype=np.uint8)
+    for key, r in table.bits.items():
+        if isinstance(key, Node):
+            bits[r] = values[key] == TRUE
+        else:  # a comparison with a threshold, as the graph's (the series is finite where read)
+            x = series[table.series_nodes[key[0]]]
+            bits[r] = x > key[2] if key[1] == 0 else x < key[2]
     weights = _pattern_weights(program.root, chooses, tmarket.tickers)
     static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
     warmups = np.full(spec.n_variants, static)
@@ -305,21 +315,28 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
 
 class _Rows:
-    """The distinct rows the kernel reads: condition truths (bit rows) and comparisons of two
-    series (series rows and pairs), each with the first day it can be decided."""
+    """The distinct rows the kernel reads: condition truths (bit rows: a graph node, or a series
+    compared with a threshold after the backend call) and comparisons of two series (series rows
+    and pairs), each with the first day it can be decided."""
 
     def __init__(self) -> None:
-        self.bit_nodes: dict[Node, int] = {}
+        self.bits: dict[Node | tuple[Node, int, float], int] = {}
         self.bit_firsts: list[int] = []
         self.series_nodes: dict[Node, int] = {}
         self.pairs: dict[tuple[int, int, int], int] = {}
         self.pair_firsts: list[int] = []
 
-    def bit(self, truth: Node, first: int) -> int:
-        row = self.bit_nodes.setdefault(truth, len(self.bit_nodes))
+    def bit(self, truth: Node | tuple[Node, int, float], first: int) -> int:
+        row = self.bits.setdefault(truth, len(self.bits))
         if row == len(self.bit_firsts):
             self.bit_firsts.append(first)
         return row
+
+    def threshold(self, series: Node, op: int, value: float, first: int) -> int:
+        """The bit row of ``series`` > value (op 0) or < value (op 1): a threshold grid over one
+        window is one series, not one graph comparison per threshold."""
+        self.series_nodes.setdefault(series, len(self.series_nodes))
+        return self.bit((series, op, value), first)
 
     def pair(self, left: Node, right: Node, op: int, first: int) -> int:
         a = self.series_nodes.setdefault(left, len(self.series_nodes))
@@ -330,15 +347,18 @@ class _Rows:
         return row
 
 
-def _finite_after(series: np.ndarray, pairs: np.ndarray, firsts: np.ndarray) -> bool:
-    """Whether both sides of every pair are finite from the pair's first day on. A backend
-    returns ±inf as missing while a comparison inside the graph sees the infinity; with finite
-    sides on every day a decision can read, the kernel's comparison is the graph's."""
+def _finite_from(series: np.ndarray, rows: Sequence[int] | np.ndarray, firsts: Sequence[int]) -> bool:
+    """Whether each series row is finite from its comparison's first day on. A backend returns
+    ±inf as missing while a comparison inside the graph sees the infinity; with finite values on
+    every day a decision can read, a comparison outside the graph is the graph's."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not rows.size:
+        return True
     finite = np.isfinite(series)
     # first day from which each row stays finite (T when its last day is not)
     tail = np.where(finite[:, ::-1].all(axis=1), 0, np.argmin(finite[:, ::-1], axis=1))
     since = series.shape[1] - tail
-    return bool(np.all(since[pairs[:, 0]] <= firsts) and np.all(since[pairs[:, 1]] <= firsts))
+    return bool(np.all(since[rows] <= np.asarray(firsts, dtype=np.int64)))
 
 
 def _setting_rows(
@@ -352,10 +372,12 @@ def _setting_rows(
     pairs: bool,
 ) -> tuple[int, np.ndarray] | None:
     """(kind, each variant's row) for one swept if/else node: its distinct settings (of the
-    swept fields ``members``) compiled once each. A node whose one condition line compares two
-    series with > or < on every day (no forDays, no cross) becomes pairs of series rows, so a
-    grid of windows on both sides costs one series per window, not one condition per pair.
-    None when a setting reads a branch series."""
+    swept fields ``members``) compiled once each. A node whose one condition line compares with
+    > or < on every day (no forDays, no cross) keeps the series: two series become a pair of
+    series rows (a grid of windows on both sides costs one series per window, not one condition
+    per pair), a series and a threshold become a bit row computed from the series (a threshold
+    grid costs one series, not one graph comparison per threshold). None when a setting reads a
+    branch series."""
     settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     node = _node_at(strategy.request, node_path)
     raw = _dict_at(spec.base, (*node_path, "conditions"))
@@ -370,11 +392,12 @@ def _setting_rows(
         for line, update in updates.items():
             lines[line] = lines[line].model_copy(update=update)
         candidates.append(tuple(lines))
-    as_pairs = pairs and all(
-        len(lines) == 1 and lines[0].metric != DATE_METRIC and lines[0].expanded
-        and lines[0].comparator in ("gt", "lt") and lines[0].for_days == 1
-        for lines in candidates
+    simple = pairs and all(
+        len(lines) == 1 and lines[0].metric != DATE_METRIC and lines[0].comparator in ("gt", "lt")
+        and lines[0].for_days == 1 for lines in candidates
     )
+    as_pairs = simple and all(lines[0].expanded for lines in candidates)
+    as_thresholds = simple and not any(lines[0].expanded for lines in candidates)
     setting_rows = np.empty(len(settings), dtype=np.int32)
     for u, lines in enumerate(candidates):
         # Each value passed the rules alone when the spec was made; only a custom formula's
@@ -391,6 +414,11 @@ def _setting_rows(
             left, f1 = compiler.series(line.metric, line.ticker, line.window, node)
             right, f2 = compiler.series(*line.right, node)
             setting_rows[u] = table.pair(left, right, 0 if line.comparator == "gt" else 1, max(f1, f2))
+        elif as_thresholds:
+            line = lines[0]
+            left, first = compiler.series(line.metric, line.ticker, line.window, node)
+            setting_rows[u] = table.threshold(left, 0 if line.comparator == "gt" else 1,
+                                              float(line.threshold), first)
         else:
             truth, first = compiler.lines(node, lines)
             if truth is None:
