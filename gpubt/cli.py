@@ -156,7 +156,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         result = run_sweep(
             spec, data=data, backend=backend, memory=memory,
             chunk_size=args.chunk_size or settings.get("chunkSize"), out=out, resume=args.resume,
-            local_workers=args.local_workers, scheduler=args.scheduler,
+            local_workers=args.local_workers, local_gpus=args.local_gpus, scheduler=args.scheduler,
             progress=reporter.advance, on_start=on_start,
         )
     except KeyboardInterrupt:
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = sweep.add_mutually_exclusive_group()
     where.add_argument("--local-workers", type=int, dest="local_workers", metavar="N",
                        help="run chunks on a Dask LocalCluster of N worker processes (127.0.0.1)")
+    where.add_argument("--local-gpus", type=int, dest="local_gpus", metavar="N",
+                       help="run chunks on a dask-cuda LocalCUDACluster: one worker per GPU of this machine")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run chunks on a Dask cluster, e.g. tcp://host:8786")
     sweep.set_defaults(func=_cmd_sweep)

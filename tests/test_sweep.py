@@ -589,6 +589,34 @@ def test_local_workers_start_and_stop_their_own_cluster(data_folder: Path) -> No
     assert result.table.equals(run_sweep(spec, chunk_size=3, data=str(data_folder)).table)
 
 
+def test_local_gpus_start_one_dask_cuda_worker_per_gpu(data_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring of --local-gpus, on CPU: dask-cuda's LocalCUDACluster is asked for one worker
+    per GPU with the sweep's worker settings (here a stand-in LocalCluster plays the GPUs), and
+    the table is the local run's. Without dask-cuda the error says what to install."""
+    import types
+
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    asked: list[dict] = []
+
+    class LocalCUDACluster(distributed.LocalCluster):
+        def __init__(self, **kwargs: Any) -> None:
+            asked.append(kwargs)
+            super().__init__(processes=True, **kwargs)
+
+    spec = make_spec(TQQQ, {"c1.window": [6, 10], "c2.threshold": [25, 31]})
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)
+    with pytest.raises(GpubtError, match="--local-gpus needs dask-cuda"):
+        run_sweep(spec, local_gpus=2, data=str(data_folder))
+    with pytest.raises(GpubtError, match="local GPUs must be a positive integer"):
+        run_sweep(spec, local_gpus=0, data=str(data_folder))
+    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=LocalCUDACluster))
+    result = run_sweep(spec, chunk_size=2, local_gpus=2, data=str(data_folder))
+    assert asked == [{"n_workers": 2, "threads_per_worker": 1, "host": "127.0.0.1",
+                      "dashboard_address": "127.0.0.1:0", "env": {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}}]
+    assert result.workers.startswith("dask LocalCUDACluster tcp://127.0.0.1:") and "(2 workers)" in result.workers
+    assert result.table.equals(run_sweep(spec, chunk_size=2, data=str(data_folder)).table)
+
+
 def test_dask_survives_a_worker_dying_mid_sweep(dask_client: Any) -> None:
     from gpubt.sweep.distributed import run_chunks
 

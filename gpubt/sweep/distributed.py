@@ -13,6 +13,7 @@ by variant index when merging, so every variant is in the result exactly once.
     dask scheduler                       # on one machine: tcp://HOST:8786
     dask worker tcp://HOST:8786          # on each worker machine (gpubt installed, data reachable)
     gpubt sweep spec.json --scheduler tcp://HOST:8786 --out results.parquet
+    gpubt sweep spec.json --local-gpus 4 # one dask-cuda worker per GPU of this machine
 """
 
 from __future__ import annotations
@@ -57,16 +58,34 @@ class DaskSession:
 
     def describe(self) -> str:
         workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {})) if self.client else 0
-        kind = "LocalCluster" if self.cluster is not None else "scheduler"
+        kind = type(self.cluster).__name__ if self.cluster is not None else "scheduler"
         return f"dask {kind} {self.address} ({workers} workers)"
+
+
+def _local_cuda_cluster(gpus: int) -> Any:
+    """dask-cuda's LocalCUDACluster: one worker process per GPU, each seeing only its own device
+    (CUDA_VISIBLE_DEVICES), so a worker's fused kernels run on its GPU."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise GpubtError(
+            "--local-gpus needs dask-cuda on a machine with CUDA devices: pip install dask-cuda "
+            "(or use --local-workers N for CPU worker processes)",
+            "local_gpus",
+        ) from None
+    return LocalCUDACluster(
+        n_workers=gpus, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", env=WORKER_ENV,
+    )
 
 
 @contextlib.contextmanager
 def dask_session(
-    client: Any = None, scheduler: str | None = None, local_workers: int | None = None
+    client: Any = None, scheduler: str | None = None, local_workers: int | None = None,
+    local_gpus: int | None = None,
 ) -> Iterator[DaskSession]:
-    """A client: the one given, one connected to ``scheduler``, or a LocalCluster of
-    ``local_workers`` single-threaded worker processes on 127.0.0.1 (closed afterwards)."""
+    """A client: the one given, one connected to ``scheduler``, a LocalCluster of
+    ``local_workers`` single-threaded worker processes on 127.0.0.1, or a LocalCUDACluster of
+    one worker per GPU for ``local_gpus`` (clusters made here are closed afterwards)."""
     if client is not None:
         yield DaskSession(client, None, str(getattr(client.scheduler, "address", "")))
         return
@@ -81,12 +100,17 @@ def dask_session(
         finally:
             own.close()
         return
-    if not local_workers or local_workers < 1:
+    if local_gpus is not None:
+        if isinstance(local_gpus, bool) or not isinstance(local_gpus, int) or local_gpus < 1:
+            raise GpubtError(f"local GPUs must be a positive integer, got {local_gpus!r}", "local_gpus")
+        cluster = _local_cuda_cluster(local_gpus)
+    elif not local_workers or local_workers < 1:
         raise GpubtError(f"local workers must be a positive integer, got {local_workers!r}", "local_workers")
-    cluster = distributed.LocalCluster(
-        n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0", env=WORKER_ENV,
-    )
+    else:
+        cluster = distributed.LocalCluster(
+            n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", env=WORKER_ENV,
+        )
     own = distributed.Client(cluster)
     try:
         yield DaskSession(own, cluster, cluster.scheduler_address)

@@ -701,13 +701,15 @@ def run_sweep(
     out: str | Path | None = None,
     resume: bool = False,
     local_workers: int | None = None,
+    local_gpus: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
     progress: ProgressFn | None = None,
     on_start: Callable[[int, int, int], None] | None = None,
 ) -> SweepResult:
     """Run every variant of ``spec``: chunks locally, or on Dask (a ``client``, a ``scheduler``
-    address, or ``local_workers`` processes on this machine). With ``out`` each finished chunk
+    address, ``local_workers`` processes on this machine, or one dask-cuda worker per GPU of
+    this machine for ``local_gpus``). With ``out`` each finished chunk
     is written at once and merged into ``out`` at the end; ``resume`` skips the chunks a previous
     interrupted run finished. ``progress(n)`` is told of every n variants done; ``on_start(total,
     already_done, chunk_size)`` once before the first chunk runs."""
@@ -750,10 +752,11 @@ def run_sweep(
             progress(frame.height)
 
     where = "local"
-    if client is not None or scheduler is not None or local_workers:
+    if client is not None or scheduler is not None or local_workers or local_gpus is not None:
         from gpubt.sweep.distributed import dask_session, run_chunks
 
-        with dask_session(client=client, scheduler=scheduler, local_workers=local_workers) as session:
+        with dask_session(client=client, scheduler=scheduler, local_workers=local_workers,
+                          local_gpus=local_gpus) as session:
             where = session.describe()
             for index, frame in run_chunks(session.client, spec, todo, market if market is not None else data, backend):
                 finished(index, frame)
@@ -783,6 +786,7 @@ def sweep(
     out: str | Path | None = None,
     resume: bool = False,
     local_workers: int | None = None,
+    local_gpus: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
     progress: bool = False,
@@ -816,7 +820,7 @@ def sweep(
             backend=backend or settings.get("backend", DEFAULT_BACKEND),
             memory=memory or settings.get("memory", DEFAULT_MEMORY),
             chunk_size=chunk_size or settings.get("chunkSize"), out=out, resume=resume,
-            local_workers=local_workers, scheduler=scheduler, client=client,
+            local_workers=local_workers, local_gpus=local_gpus, scheduler=scheduler, client=client,
             progress=reporter.advance if reporter else None,
             on_start=reporter.start if reporter else None,
         )
