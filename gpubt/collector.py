@@ -6,6 +6,11 @@ reference cycles. Every 700 allocations the collector scans the young objects, a
 the whole heap (100–250 ms with big trees and Numba loaded, measured): work that frees nothing
 here. Paused, those passes wait until the burst is over; the previous state is restored after,
 so nested pauses and threads that each pause for one request compose.
+
+Pause around the whole job (a backtest, an API request) rather than each stage: when the
+collector resumes, the first pass scans every object made during the pause that is still alive.
+After a whole backtest little is (its graph and plan are gone), after a stage everything is, so
+one pause around `run_compiled` took 1,485 ms to 1,195 ms on the 1,000 × 10,000 scenario.
 """
 
 from __future__ import annotations

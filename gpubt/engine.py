@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gpubt.backends import AUTO_ORDER, GPU_BACKENDS, REGISTRY, get_backend, usable
+from gpubt.collector import paused
 from gpubt.compiler.execute import run_compiled
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
@@ -59,6 +60,7 @@ def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACK
         return run_compiled(strategy, market, get_backend(fallback))
 
 
+@paused()  # one pause for parse and run: the collector resumes once their objects are gone
 def backtest(
     body: bytes | str | dict[str, Any],
     data: str | Path | None = None,

@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpubt import __version__, engine
+from gpubt.collector import paused
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
@@ -187,6 +188,7 @@ def create_app(settings: Settings | None = None, market: Market | None = None) -
     ) -> Response:
         body = await _read_body(request, settings.limits.max_request_bytes)
 
+        @paused()  # one pause per request: the collector resumes once its objects are gone
         def work() -> bytes:
             strategy = parse_request(body, settings.limits)
             state.market.require(strategy.tickers)

@@ -18,6 +18,7 @@ is how CI checks the GPU kernels' logic without a GPU.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import types
@@ -75,17 +76,19 @@ def cuda_usable() -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def _nvvm_modules() -> list[Any]:
+@functools.cache
+def _nvvm_modules() -> tuple[Any, ...]:
     """The NVVM binding modules kernels are compiled through: the one Numba's CUDA code generator
     imported, and any other loaded under a `cudadrv.nvvm` name (numba-cuda may be reached both
-    as `numba.cuda` and as `numba_cuda.numba.cuda`)."""
+    as `numba.cuda` and as `numba_cuda.numba.cuda`); found once per process, as kernels are
+    launched inside `exact_arithmetic` many times."""
     from numba.cuda import codegen
 
     found = {id(codegen.nvvm): codegen.nvvm}
     for name, module in list(sys.modules.items()):
         if name.endswith("cudadrv.nvvm") and hasattr(module, "compile_ir"):
             found[id(module)] = module
-    return list(found.values())
+    return tuple(found.values())
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import numpy as np
 
 from gpubt.alloc.allocate import Allocator
 from gpubt.backends.base import Backend
+from gpubt.collector import paused
 from gpubt.compiler.compile import compile_strategy
 from gpubt.compiler.plan import Program, Step, step_children, step_signals
 from gpubt.data.market import Market
@@ -26,6 +27,7 @@ from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_ma
 from gpubt.sim.simulate import period_returns, simulate
 
 
+@paused()  # one pause for the whole run: the collector resumes once its temporaries are gone
 def run_compiled(
     strategy: Strategy, market: Market, backend: Backend, timings: dict[str, float] | None = None
 ) -> dict[str, Any]:
