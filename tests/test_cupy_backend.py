@@ -60,6 +60,16 @@ def test_registered_and_never_picked_by_auto_for_one_backtest() -> None:
     assert gpu_sweeps("cupy") and not gpu_sweeps("numba") and gpu_sweeps("auto") == USABLE
 
 
+def test_asking_for_cupy_without_a_device_says_why() -> None:
+    if USABLE:
+        pytest.skip("cupy is usable here")
+    from gpubt.backends import get_backend
+    from gpubt.errors import GpubtError
+
+    with pytest.raises(GpubtError, match=r"backend 'cupy' cannot run here \(.+\); use --backend auto"):
+        get_backend("cupy")
+
+
 def test_auto_under_the_simulator_picks_numba_and_sweeps_on_the_gpu() -> None:
     out = simulate("""
         from gpubt.backends import get_backend, gpu_sweeps, pick

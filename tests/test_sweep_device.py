@@ -83,7 +83,7 @@ def test_the_kernel_compiles_for_hopper(monkeypatch: pytest.MonkeyPatch) -> None
     # A device function's compile asks the current device for its capability; there is none here.
     monkeypatch.setattr("numba.cuda.dispatcher.get_current_device",
                         lambda: types.SimpleNamespace(compute_capability=(9, 0)))
-    monkeypatch.setattr(device, "_DEVICE", None)
+    device._compiled.cache_clear()
     kernel = device._compiled()._kernel
     t = template
     arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of, t.starts, t.stops,
@@ -95,7 +95,7 @@ def test_the_kernel_compiles_for_hopper(monkeypatch: pytest.MonkeyPatch) -> None
     # every + − × ÷ rounded as on the CPU: the only fused multiply-adds are those inside CUDA's
     # pow (the CAGR's root), as many as in a kernel that takes that root alone
     assert ptx.count("fma.rn") == root.count("fma.rn")
-    monkeypatch.setattr(device, "_DEVICE", None)
+    device._compiled.cache_clear()  # compiled against a stand-in device
 
 
 def _mul_add(x, out):  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import logging
 from importlib import import_module
 
 from gpubt.backends.base import Backend
+from gpubt.errors import GpubtError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ def get_backend(name: str) -> Backend:
     resolved, reason = pick(name)
     if name == "auto":
         log.info("backend auto -> %s (%s)", resolved, reason)
+    ok, why = usable(resolved)
+    if not ok:  # asked for by name (a GPU backend on a machine without CUDA): say why, no traceback
+        raise GpubtError(f"backend {resolved!r} cannot run here ({why}); use --backend auto", "backend")
     module, cls = REGISTRY[resolved]
     return getattr(import_module(module), cls)()
 

@@ -13,12 +13,15 @@ Rules, the CPU backend's own (so its values are equal):
 * element-wise primitives are CuPy expressions of the CPU rules (a non-finite arithmetic result is
   missing, true division, a comparison with a missing side is NULL, Kleene and/or/not);
 * windows and recursions run the `_xxx_into` loops of `gpubt.backends.kernels` compiled for the
-  GPU from the same Python source (`gpubt.backends.cuda_kernels`, a thread per row); NVVM's FMA
-  contraction is switched off while they compile, so `e + a * (x − e)` rounds twice as on the CPU.
+  GPU from the same Python source (`gpubt.backends.cuda_kernels`, a thread per row), without FMA
+  contraction or link-time optimisation (`gpubt.backends.twins`), so `e + a * (x − e)` rounds
+  twice as on the CPU.
 
 Bit-equal to the CPU backend wherever the arithmetic is IEEE's (+ − × ÷ sqrt, comparisons,
 min/max, every window and recursion); pow, log and exp use CUDA's libm, which may differ from the
-CPU's by an ulp or two.
+CPU's by an ulp or two (on an H200: 1,234 of 1,274 primitive nodes bit-equal, the other 40 within
+1e-12, all reading pow, log or exp). Slower than numba for one backtest (benchmarks/RESULTS.md):
+`auto` does not pick it.
 
 Data crosses the bus once each way per `evaluate`: the market columns and branch series the graph
 reads go up as one matrix, the outputs come back as two stacked arenas (float64, int8), one copy

@@ -11,9 +11,10 @@ rounds every operation as the CPU function does. Kernels are built without link-
 optimisation (numba-cuda's default where nvJitLink is installed), whose final compile would
 contract them again (seen on an H200 with numba-cuda 0.30.4: DFMA in the SASS of `.rn` PTX).
 
-`numba.cuda` is imported only here, on first use; with `NUMBA_ENABLE_CUDASIM=1` (set before
-anything imports Numba's CUDA target) the twins run in Numba's CUDA simulator on the CPU, which
-is how CI checks the GPU kernels' logic without a GPU.
+This module imports `numba.cuda` only when a twin is made, and the modules that launch kernels
+(`gpubt.sweep.device`, `gpubt.backends.cupy_gpu`) are imported only on a GPU path. With
+`NUMBA_ENABLE_CUDASIM=1` (set before anything imports Numba's CUDA target) the twins run in
+Numba's CUDA simulator on the CPU, which is how CI checks the GPU kernels' logic without a GPU.
 """
 
 from __future__ import annotations

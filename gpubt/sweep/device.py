@@ -1,9 +1,9 @@
 """The fused sweep kernel on a CUDA GPU: one thread per variant.
 
 The kernel runs `gpubt.sweep.template.variant_metrics` and `gpubt.metrics.core.row_metrics`
-compiled for the device from the same source as the CPU kernel (`gpubt.backends.twins`), so a
-variant's numbers cannot differ between the two but by the order of floating-point operations,
-which is the same. The template's tables (condition bits, series, per-pattern returns, windows,
+compiled for the device from the same source as the CPU kernel (`gpubt.backends.twins`), with
+every operation rounded as on the CPU, so a variant's metrics differ from the CPU kernel's only
+where CUDA's pow (the CAGR's root) differs from the CPU's by an ulp. The template's tables (condition bits, series, per-pattern returns, windows,
 benchmark) go to the device once; each launch covers as many variants as the memory budget
 allows, each thread with one column of two (days × variants) scratch matrices (a column per
 thread, so the threads of a warp touch adjacent words on each day), and only the (metrics ×
@@ -12,6 +12,7 @@ variants) table comes back.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,16 +40,10 @@ def _kernel(bits, series, pairs, kinds, rows, gross, turn, held, start_of, start
                         stops, bench, bench_squares, cost, pattern[:, s], net[:, s], out[:, s])
 
 
-_DEVICE = None
-
-
-def _compiled():  # type: ignore[no-untyped-def]
+@functools.cache
+def _compiled() -> Any:
     """The CUDA kernel, with its twins, made once per process."""
-    global _DEVICE
-    if _DEVICE is None:
-        _DEVICE = twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics,
-                        kernels=(_kernel,))
-    return _DEVICE
+    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics, kernels=(_kernel,))
 
 
 def _budget() -> int:
