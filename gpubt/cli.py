@@ -53,7 +53,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import importlib.metadata as md
     import platform
 
-    from gpubt.backends import REGISTRY, pick, usable
+    from gpubt.backends import REGISTRY, gpu_sweeps, pick, usable
 
     table = Table(title=f"gpubt {__version__}")
     table.add_column("item")
@@ -72,6 +72,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         table.add_row(f"backend {name}", "usable" if ok else f"unusable: {why}")
     chosen, reason = pick("auto")
     table.add_row("backend auto", f"{chosen} ({reason})")
+    table.add_row("fused sweeps (auto)", "GPU kernel, one thread per variant" if gpu_sweeps("auto")
+                  else "CPU kernel (Numba, all cores)")
     console.print(table)
     return 0
 

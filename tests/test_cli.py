@@ -71,6 +71,9 @@ def test_info_lists_backends_and_the_auto_pick():
     assert done.returncode == 0, done.stderr
     assert "backend numba" in done.stdout and "backend auto" in done.stdout
     assert "CUDA device" in done.stdout
+    from gpubt.backends import gpu_sweeps
+
+    assert ("GPU kernel" if gpu_sweeps("auto") else "CPU kernel (Numba") in done.stdout
 
 
 def test_auto_picks_a_usable_backend():
