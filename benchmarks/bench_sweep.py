@@ -8,7 +8,10 @@ in a fresh process so its peak RSS (getrusage) is its own; the phase profile (pa
 evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES`.
 
     python benchmarks/bench_sweep.py [--backends polars] [--memory 2GB] [--max-seconds 300]
-                                     [--local-workers 2] [--no-record]
+                                     [--local-workers 2] [--huge] [--batch] [--no-record]
+
+--huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
+(1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,36 @@ def template() -> dict:
         }}}
 
 
+BATCH_NODES = 10
+BATCH_TICKERS = ("SPY", "QQQ", "IWM", "TLT", "GLD", "EFA", "EEM", "VNQ", "DBC", "BIL", "SHY")
+
+
+def batch_template() -> dict:
+    """The batch case of the backend issue: strategies of 10 indicator nodes each (an equal-weight
+    group of 10 if/else nodes, one oscillator condition each), 1,000 of them drawn at random
+    (seeded) from every node's metric × window × ticker × comparator × threshold, compiled
+    together."""
+    nodes = [{"id": f"n{i}", "kind": "indicator", "conditions": [
+        {"id": f"c{i}", "metric": "Relative Strength Index", "ticker": BATCH_TICKERS[i], "window": 14,
+         "comparator": "gt", "threshold": 50}],
+        "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": [BATCH_TICKERS[i]]}],
+                     "else": [{"id": f"e{i}", "kind": "position", "positions": ["SHY"]}]}}
+        for i in range(BATCH_NODES)]
+    return {"mode": "CC", "costBps": 5, "benchmark": "SPY",
+            "payload": {"id": "root", "kind": "basic", "weighting": "equal", "children": {"next": nodes}}}
+
+
+def batch_parameters() -> dict:
+    out: dict = {}
+    for i in range(BATCH_NODES):
+        out[f"c{i}.metric"] = ["Relative Strength Index", "Stochastic %K"]
+        out[f"c{i}.window"] = [5, 10, 14, 20, 30, 40, 50, 60]
+        out[f"c{i}.ticker"] = list(BATCH_TICKERS)
+        out[f"c{i}.comparator"] = ["gt", "lt"]
+        out[f"c{i}.threshold"] = [30, 50, 70]
+    return out
+
+
 def parameters(grid: str) -> dict:
     """'full': 16 values each; 'small': 16×16×4×4; 'pilot': 16×16×2×2; 'huge': 32 values each
     (1,048,576 variants: windows 5..36, thresholds 50..81 and 20..51, a GPU-sized sweep)."""
@@ -78,7 +111,10 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
     from gpubt.sweep import run as runner
 
     m = market()
-    spec = make_spec(template(), parameters(grid))
+    if grid == "batch":
+        spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
+    else:
+        spec = make_spec(template(), parameters(grid))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runner.PHASES.clear()
     t0 = time.perf_counter()
@@ -168,6 +204,8 @@ def main() -> None:
     parser.add_argument("--local-workers", type=int, default=2, help="also run on a Dask LocalCluster (0: skip)")
     parser.add_argument("--reference", action="store_true", help="also time the reference on a 16-variant grid")
     parser.add_argument("--huge", action="store_true", help="also run the 1,048,576-variant grid (32 values each)")
+    parser.add_argument("--batch", action="store_true",
+                        help="also run the batch case: 1,000 random strategies of 10 indicator nodes each")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,10 +231,16 @@ def main() -> None:
         runs = [("local", 0)] + ([("dask", args.local_workers)] if args.local_workers and backend != "reference" else [])
         if args.huge and backend != "reference":
             runs.append(("huge", 0))
+        if args.batch and backend != "reference":
+            runs.append(("batch", 0))
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
                 grid_note = f"{backend}: the 32⁴ = 1,048,576 grid"
+            elif kind == "batch":
+                r = in_fresh_process(backend, "batch", args.memory)
+                grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
+                             "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
             elif backend == "reference":
                 r, grid_note = pilot, f"reference: a {pilot['variants']}-variant grid only (65,536 would take ~{projected / 3600:.1f} h)"
             else:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of one lent device session, in one command (device time is scarce):
-#   the sweep benchmark (numba, cupy and auto, the 65,536 and 1,048,576 grids, same machine, same
-#   run), the gpu-marked tests, the cupy backend check (parity and scenario timings against
-#   numba) and the cupy parity suite; each step has a time limit (env *_S seconds).
+#   the sweep benchmark (numba, cupy and auto: the 65,536 and 1,048,576 grids and the batch of
+#   1,000 strategies of 10 nodes, same machine, same run), the gpu-marked tests, the cupy
+#   backend check (parity and scenario timings against numba) and the cupy parity suite; each
+#   step has a time limit (env *_S seconds).
 # Packages the device image lacks (polars, pydantic) travel as wheels in .whl/ (see
 # ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
@@ -23,7 +24,7 @@ step device
 } 2>&1 | tee "$OUT/device.txt"
 
 step "sweep benchmark"
-timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
+timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge --batch 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
 
 step "gpu tests"
 timeout "${GPU_TESTS_S:-90}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
