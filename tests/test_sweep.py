@@ -149,6 +149,19 @@ def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "fused_template", lambda *args: None)
 
 
+def _fused_equals_general_and_single(spec: Any, market: Market, monkeypatch: pytest.MonkeyPatch,
+                                     sample: tuple[int, ...]) -> None:
+    """The fused sweep's table equals the general path's, and the sampled variants' single runs."""
+    fused = run_sweep(spec, market=market, backend="numba").table
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    for i in sample:
+        single = run_backtest(spec.strategy(i), market, "polars")["metrics"]
+        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+
+
 @pytest.mark.parametrize("combine", ["grid", "zip", {"mode": "random", "samples": 40, "seed": 5}])
 def test_fused_path_equals_the_general_path_and_single_runs(
     short_market: Market, combine: Any, monkeypatch: pytest.MonkeyPatch
@@ -190,17 +203,10 @@ def test_window_grids_on_both_sides_run_as_series_pairs(
     spec = make_spec(body, {"cb.window": [3, 8, 21], "cb.rightWindow": [30, 55], "ca.threshold": [60, 75]})
     plan = template.prepare(spec, short_market, get_backend("numba"))
     assert plan is not None and plan.kinds.tolist().count(1) == 1 and len(plan.series) == 5
-    fused = run_sweep(spec, market=short_market, backend="numba").table
     bits_plan = template.prepare(spec, short_market, get_backend("numba"), pairs=False)
     assert bits_plan is not None and not bits_plan.kinds.any()
     np.testing.assert_array_equal(plan.run(0, spec.n_variants), bits_plan.run(0, spec.n_variants))
-    with monkeypatch.context() as patch:
-        _general_path(patch)
-        general = run_sweep(spec, market=short_market, backend="numba").table
-    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
-    for i in (0, 5, 11):
-        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
-        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, (0, 5, 11))
     runner._TEMPLATES.clear()
 
 
@@ -229,14 +235,7 @@ def test_threshold_grids_run_from_one_series_per_window(short_market: Market, mo
     assert graph is not None and len(graph.series) == 0
     np.testing.assert_array_equal(plan.bits, graph.bits)
     np.testing.assert_array_equal(plan.run(0, spec.n_variants), graph.run(0, spec.n_variants))
-    fused = run_sweep(spec, market=short_market, backend="numba").table
-    with monkeypatch.context() as patch:
-        _general_path(patch)
-        general = run_sweep(spec, market=short_market, backend="numba").table
-    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
-    for i in (0, 17, 35):
-        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
-        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, (0, 17, 35))
 
 
 def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
