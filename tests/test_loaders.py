@@ -120,6 +120,8 @@ DATE_COLUMNS = {
     ),
     "unix seconds": pl.Series([1704153600, 1704240000], dtype=pl.Int64),
     "unix seconds int32": pl.Series([1704153600, 1704240000], dtype=pl.Int32),
+    "integer YYYYMMDD": pl.Series([20240102, 20240103], dtype=pl.Int64),
+    "integer YYYYMMDD int32": pl.Series([20240102, 20240103], dtype=pl.Int32),
 }
 
 
@@ -140,12 +142,20 @@ def test_date_types_parquet(tmp_path: Path, kind: str) -> None:
         ("2024-01-02 00:00:00-05:00", "2024-01-03 00:00:00-05:00"),
         ("2024-01-02T16:00:00", "2024-01-03T16:00:00"),
         ("1704153600", "1704240000"),
+        ("20240102", "20240103"),
     ],
 )
 def test_date_strings_csv(tmp_path: Path, cells: tuple[str, str]) -> None:
     write_csv(tmp_path / "A.csv", f"date,close\n{cells[0]},1\n {cells[1]} ,2")
     market = load_market(tmp_path)
     np.testing.assert_array_equal(market.dates, axis("2024-01-02", "2024-01-03"))
+
+
+def test_an_integer_in_the_yyyymmdd_range_that_is_no_date_is_refused(tmp_path: Path) -> None:
+    """20241399 is not read as seconds (1970-08-23): a YYYYMMDD-sized integer is a date or an error."""
+    write_csv(tmp_path / "A.csv", "date,close\n20240102,1\n20241399,2")
+    with pytest.raises(GpubtError, match=r"A.csv, row 2: cannot parse date .*20241399.*integer YYYYMMDD"):
+        load_market(tmp_path)
 
 
 def test_non_finite_prices_are_missing(tmp_path: Path) -> None:

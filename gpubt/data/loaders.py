@@ -39,6 +39,7 @@ _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}(?:[ T].*)?$"  # a time or UTC offset after the day is ignored
 _INTEGER = r"^-?\d+$"
 _MAX_UNIX_SECONDS = 10**11  # ~year 5000: anything larger is not seconds (milliseconds, say)
+_YYYYMMDD = (18000101, 22001231)  # integers in this range are YYYYMMDD dates
 _ROW = "__row"
 
 
@@ -248,7 +249,7 @@ def _refusal(
     if kind == "date":
         value = raw["date"][i]
         text = "date is missing" if value is None else f"cannot parse date {value!r}"
-        text += " (expected YYYY-MM-DD, a date/datetime or integer UNIX seconds)"
+        text += " (expected YYYY-MM-DD, a date/datetime, an integer YYYYMMDD or integer UNIX seconds)"
     elif kind == "parse":
         text = f"{column} {raw[column][i]!r} is not a number"
     elif kind == "sign":
@@ -270,39 +271,39 @@ def _refusal(
 
 
 def _date_expr(dtype: pl.DataType, file: Path) -> pl.Expr:
-    """Calendar dates from Date, Datetime (tz-aware: the local date), integer UNIX seconds, or
-    strings holding either; unparsable cells become null and are refused by `_normalise`."""
+    """Calendar dates from Date, Datetime (tz-aware: the local date), integer YYYYMMDD or UNIX
+    seconds, or strings holding any of those; unparsable cells become null and are refused by
+    `_normalise`."""
     col = pl.col("date")
     if dtype == pl.Date:
         return col
     if isinstance(dtype, pl.Datetime):
         return col.dt.date()
     if dtype.is_integer():
-        return _from_seconds(col.cast(pl.Int64))
+        return _from_integer(col.cast(pl.Int64))
     if dtype == pl.String:
         text = col.str.strip_chars()
         iso = text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
         return (
             pl.when(text.str.contains(_INTEGER))
-            .then(_from_seconds(text.cast(pl.Int64, strict=False)))
+            .then(_from_integer(text.cast(pl.Int64, strict=False)))
             .when(text.str.contains(_ISO_DATE))
             .then(iso)
             .alias("date")
         )
     raise GpubtError(
-        f"{file.name}: date column has type {dtype}; expected dates, YYYY-MM-DD strings or "
-        "integer UNIX seconds",
+        f"{file.name}: date column has type {dtype}; expected dates, YYYY-MM-DD strings, integer "
+        "YYYYMMDD or integer UNIX seconds",
         path=str(file),
     )
 
 
-def _from_seconds(seconds: pl.Expr) -> pl.Expr:
-    return (
-        pl.when(seconds.abs() < _MAX_UNIX_SECONDS)
-        .then(pl.from_epoch(seconds, time_unit="s"))
-        .dt.date()
-        .alias("date")
-    )
+def _from_integer(value: pl.Expr) -> pl.Expr:
+    """An integer date: YYYYMMDD for 18000101–22001231 (as seconds those would all fall in 47
+    days of 1970), missing there when it is no calendar date (20241399); else UNIX seconds."""
+    ymd = value.cast(pl.String).str.strptime(pl.Date, "%Y%m%d", strict=False)
+    seconds = pl.when(value.abs() < _MAX_UNIX_SECONDS).then(pl.from_epoch(value, time_unit="s")).dt.date()
+    return pl.when(value.is_between(*_YYYYMMDD)).then(ymd).otherwise(seconds).alias("date")
 
 
 def _number_expr(column: str, dtype: pl.DataType, file: Path) -> pl.Expr:
