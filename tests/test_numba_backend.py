@@ -573,3 +573,33 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
     want = PolarsBackend().evaluate(conds, market, {})
     for c in conds:
         assert_same(got[c], want[c], repr(c))
+
+
+def _cross_line(b: Builder, left: Node, right: Node, above: bool) -> Node:
+    """A crossAbove/crossBelow line as `gpubt.compiler.compile.Compiler.condition` writes it."""
+    l0, r0 = b.node("shift", (1,), (left,)), b.node("shift", (1,), (right,))
+    parts = ((b.node("lt", (), (l0, r0)), b.node("ge", (), (left, right))) if above
+             else (b.node("gt", (), (l0, r0)), b.node("le", (), (left, right))))
+    return b.node("null_if_any_missing", (), (b.node("and", (), parts), l0, r0, left, right))
+
+
+def test_a_cross_is_one_kernel_and_equals_its_six_nodes() -> None:
+    """Crosses of two series with gaps, of a series and a threshold (and a NaN threshold), lines
+    sharing a shifted series, a shift asked for as an output: one kernel each, equal to the Polars
+    backend's six-node evaluation. A line whose and/comparisons are read elsewhere keeps them."""
+    market, branches, s, b = _random_setup()
+    lines = [_cross_line(b, s["g"], s["wide"], True), _cross_line(b, s["A"], s["B"], False),
+             _cross_line(b, s["g"], b.const(0.25), True), _cross_line(b, s["wide"], b.const(50.0), False),
+             _cross_line(b, s["A"], b.const(float("nan")), True),
+             _cross_line(b, s["B"], s["g"], True), _cross_line(b, s["B"], s["wide"], True)]
+    exposed = _cross_line(b, s["wide"], s["g"], False)
+    kept = _cross_line(b, s["A"], s["wide"], True)
+    outputs = [*lines, exposed, exposed.inputs[1], kept, kept.inputs[0]]  # shift(wide); the and of `kept`
+    backend = NumbaBackend()
+    got = backend.evaluate(outputs, market, branches)
+    want = PolarsBackend().evaluate(outputs, market, branches)
+    assert backend.crosses == len(lines) + 1  # `kept` is evaluated node by node
+    for node in outputs:
+        assert_same(got[node], want[node], repr(node))
+    assert (got[lines[0]] == TRUE).any() and (got[lines[0]] == FALSE).any() and (got[lines[0]] == NULL).any()
+    assert (got[lines[4]] == NULL).all()  # a NaN threshold
