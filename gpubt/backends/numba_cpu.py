@@ -743,7 +743,8 @@ class NumbaBackend:
         wanted = [position[id(node)] for node in outputs]
         for k in wanted:
             readers[k] += 1  # never dropped
-        # a cross is one kernel over its two series: its five inner nodes are never computed
+        # a cross is one kernel over its two series: its AND and comparisons are never computed,
+        # nor its shifts unless other lines read them
         skip: set[int] = set()
         crosses = _crosses(order, position, readers)
         self.crosses = len(crosses)
