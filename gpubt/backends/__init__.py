@@ -8,6 +8,7 @@ module, which refuses to import without a usable device). Adding a backend adds 
 
 from __future__ import annotations
 
+import functools
 import logging
 from importlib import import_module
 
@@ -32,8 +33,11 @@ AUTO_ORDER = ("numba", "polars")
 GPU_BACKENDS = ("cupy",)
 
 
+@functools.cache
 def usable(name: str) -> tuple[bool, str]:
-    """Whether a registered backend can run here, and if not why (its import error)."""
+    """Whether a registered backend can run here, and if not why (its import error). Asked once
+    per process: a failed import is not cached by Python, and retrying `import cupy` on a machine
+    without it costs ~6 ms, on every `auto` backtest."""
     module, cls = REGISTRY[name]
     try:
         getattr(import_module(module), cls)
