@@ -48,13 +48,13 @@ def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACK
     if backend == "reference":
         return run_reference(strategy, market)
     engine = get_backend(backend)
-    if engine.name not in GPU_BACKENDS:
-        return run_compiled(strategy, market, engine)
     try:
         return run_compiled(strategy, market, engine)
     except GpubtError:
         raise
     except Exception as exc:  # a CUDA failure: the CPU answers the same numbers, never a partial one
+        if engine.name not in GPU_BACKENDS:
+            raise
         fallback = next(name for name in AUTO_ORDER if name not in GPU_BACKENDS and usable(name)[0])
         log.warning("backend %s failed (%s: %s); running on %s", engine.name, type(exc).__name__, exc, fallback)
         return run_compiled(strategy, market, get_backend(fallback))

@@ -39,6 +39,24 @@ settings.register_profile("ci", max_examples=300, derandomize=True, **_PROFILE)
 settings.register_profile("thorough", max_examples=3000, derandomize=_CI, **_PROFILE)
 
 
+@pytest.fixture
+def stand_in_hopper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compile CUDA kernels to PTX for sm_90 without a GPU: skips where libNVVM is missing, and
+    answers the current-device question a kernel that calls device functions asks."""
+    import types
+
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        missing = None if nvvm.is_available() else "libNVVM is not installed"
+    except Exception as exc:  # a broken toolkit: nothing to compile with
+        missing = f"{type(exc).__name__}: {exc}"
+    if missing is not None:
+        pytest.skip(f"no PTX compiler: {missing}")
+    monkeypatch.setattr("numba.cuda.dispatcher.get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+
+
 def backend_params(names: Sequence[str]) -> list:
     """One pytest param per backend name; GPU backends marked `gpu` and skipped where unusable."""
     from gpubt.backends import GPU_BACKENDS, usable

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import types
 from functools import cache
 from pathlib import Path
 
@@ -184,24 +183,10 @@ def test_plain_sum_loops_equal_the_blocked_cpu_kernels(n: int) -> None:
 # -- PTX for the real device ------------------------------------------------------------------------
 
 
-def _nvvm_missing() -> str | None:
-    try:
-        from numba.cuda.cudadrv import nvvm
-
-        return None if nvvm.is_available() else "libNVVM is not installed"
-    except Exception as exc:  # a broken toolkit: nothing to compile with
-        return f"{type(exc).__name__}: {exc}"
-
-
-@pytest.mark.skipif(_nvvm_missing() is not None, reason=f"no PTX compiler: {_nvvm_missing()}")
-def test_every_kernel_compiles_to_ptx_for_sm90_without_fma(monkeypatch) -> None:
-    from numba.cuda import dispatcher
-
+@pytest.mark.usefixtures("stand_in_hopper")
+def test_every_kernel_compiles_to_ptx_for_sm90_without_fma() -> None:
     from gpubt.backends import cuda_kernels
 
-    # compiling a kernel that calls device functions asks the driver for the current device
-    monkeypatch.setattr(dispatcher, "get_current_device",
-                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
     assert {k.__name__ for k in cuda_kernels.KERNELS} == set(cuda_kernels.SIGNATURES)
     for name in cuda_kernels.SIGNATURES:
         code = cuda_kernels.ptx(name, cc=(9, 0))

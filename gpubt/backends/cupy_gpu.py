@@ -25,8 +25,8 @@ CPU's by an ulp or two (on an H200: 1,234 of 1,274 primitive nodes bit-equal, th
 
 Data crosses the bus once each way per `evaluate`: the market columns and branch series the graph
 reads go up as one matrix, the outputs come back as two stacked arenas (float64, int8), one copy
-each. A group's rows are launched in chunks that fit `memory_budget()` bytes (env
-`GPUBT_GPU_MEMORY`, else `MEMORY_FRACTION` of the device's free memory), so a huge graph never
+each. A group's rows are launched in chunks that fit `twins.memory_budget` (env
+`GPUBT_GPU_MEMORY`, else half of the device's free memory), so a huge graph never
 runs out of memory. A CUDA error raises; nothing partial is returned.
 
 With `NUMBA_ENABLE_CUDASIM=1` (set before Numba's CUDA target is imported) the array module is
@@ -65,14 +65,13 @@ if not SIMULATED and not cuda.is_available():
     raise RuntimeError("numba.cuda is not available (no CUDA driver or libNVVM for Numba)")
 
 from gpubt.backends.cuda_kernels import compiled  # noqa: E402
-from gpubt.backends.twins import exact_arithmetic  # noqa: E402
+from gpubt.backends.twins import exact_arithmetic, memory_budget  # noqa: E402
 from gpubt.backends.numba_cpu import _OPS, _branch, _Ctx, _date_between, _price, _scalar  # noqa: E402
 from gpubt.collector import paused  # noqa: E402
 from gpubt.data.market import Market  # noqa: E402
 from gpubt.ir.nodes import PRIMITIVES, Node, topological  # noqa: E402
 
-MEMORY_FRACTION = 0.5  # of the device's free memory a group's launch may use (GPUBT_GPU_MEMORY: bytes)
-SIMULATED_MEMORY = 1 << 30  # the budget in simulator mode (host memory)
+SIMULATED_FREE = 2 << 30  # free "device" memory in simulator mode (host memory)
 THREADS = 128  # threads per block (a thread per series row)
 
 _NAN = math.nan
@@ -101,18 +100,12 @@ def _launch(name: str, rows: int, *args: Any) -> None:
         kernel[blocks, threads](*args)
 
 
-def memory_budget() -> int:
-    """Bytes one chunk of a group may use: GPUBT_GPU_MEMORY, else MEMORY_FRACTION of what the device
-    (and CuPy's pool) has free."""
-    env = os.environ.get("GPUBT_GPU_MEMORY")
-    if env:
-        from gpubt.sweep.spec import parse_memory  # "8GB", "512MiB" or bytes, as --memory
-
-        return parse_memory(env)
+def _free_bytes() -> int:
+    """What the device (and CuPy's pool) has free."""
     if SIMULATED:
-        return SIMULATED_MEMORY
+        return SIMULATED_FREE
     free, _ = xp.cuda.runtime.memGetInfo()
-    return int(MEMORY_FRACTION * (free + xp.get_default_memory_pool().free_bytes()))
+    return int(free + xp.get_default_memory_pool().free_bytes())
 
 
 # ------------------------------------------------------------------------------ group operations
@@ -438,7 +431,7 @@ class CupyBackend:
                 store(rows, xp.asarray(np.stack(arrays)))  # one upload per dtype
         self.transfer["upload"] += time.perf_counter() - started
 
-        budget = memory_budget()
+        budget = memory_budget(_free_bytes)
         launches = 0
         for key in sorted(groups, key=lambda g: g[0]):
             _, op, params, kinds = key
@@ -478,4 +471,4 @@ class CupyBackend:
                 for node in outputs}
 
 
-__all__ = ["CupyBackend", "memory_budget"]
+__all__ = ["CupyBackend"]

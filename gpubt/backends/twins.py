@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -63,6 +64,22 @@ def twins(*functions: Callable[..., Any], kernels: tuple[Callable[..., Any], ...
     for namespace in copies.values():
         namespace.update(made)
     return types.SimpleNamespace(**made)
+
+
+# Share of the device's free memory one launch's working set may take, unless GPUBT_GPU_MEMORY
+# (a size like 8GB, as --memory) says how much.
+FREE_SHARE = 0.5
+
+
+def memory_budget(free: Callable[[], int]) -> int:
+    """Bytes one launch's working set may take: GPUBT_GPU_MEMORY, else FREE_SHARE of ``free()``
+    (asked only then)."""
+    env = os.environ.get("GPUBT_GPU_MEMORY")
+    if env:
+        from gpubt.sweep.spec import parse_memory
+
+        return parse_memory(env)
+    return int(FREE_SHARE * free())
 
 
 def cuda_usable() -> tuple[bool, str]:

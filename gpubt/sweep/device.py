@@ -13,7 +13,6 @@ variants) table comes back.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,15 +20,13 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from gpubt.backends.twins import exact_arithmetic, twins
+from gpubt.backends.twins import exact_arithmetic, memory_budget, twins
 from gpubt.metrics import core
 from gpubt.metrics.core import N_KEYS
 from gpubt.sweep import template as fused
 from gpubt.sweep.template import Template, variant_metrics
 
 THREADS = 128
-# Device memory one launch's scratch may take: GPUBT_GPU_MEMORY bytes, else this share of free memory.
-FREE_SHARE = 0.5
 
 
 def _kernel(bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops, bench,  # type: ignore[no-untyped-def]
@@ -46,21 +43,12 @@ def _compiled() -> Any:
     return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics, kernels=(_kernel,))
 
 
-def _budget() -> int:
-    if "GPUBT_GPU_MEMORY" in os.environ:
-        from gpubt.sweep.spec import parse_memory
-
-        return parse_memory(os.environ["GPUBT_GPU_MEMORY"])
-    free, _ = cuda.current_context().get_memory_info()
-    return int(free * FREE_SHARE)
-
-
 @dataclass
 class DeviceTemplate:
     """A `Template` whose tables live on the GPU; `run` is `Template.run` on the device."""
 
     template: Template
-    memory: int | None = None  # scratch budget in bytes (default: `_budget`)
+    memory: int | None = None  # scratch budget in bytes (default: `twins.memory_budget`)
     seconds: dict[str, float] = field(default_factory=lambda: {"to_device": 0.0, "kernel": 0.0, "to_host": 0.0})
 
     def __post_init__(self) -> None:
@@ -73,7 +61,8 @@ class DeviceTemplate:
         self.seconds["to_device"] += time.perf_counter() - began
         days = t.gross.shape[1]
         per_variant = days * (4 + 8) + N_KEYS * 8
-        budget = self.memory if self.memory is not None else _budget()
+        budget = self.memory if self.memory is not None else memory_budget(
+            lambda: cuda.current_context().get_memory_info()[0])
         chunk = max(1, min(len(t.rows), budget // per_variant))
         self.chunk = chunk if chunk < THREADS else chunk // THREADS * THREADS
         self._pattern: Any = None
