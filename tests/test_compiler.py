@@ -45,7 +45,10 @@ def test_one_rsi_for_a_hundred_conditions(market):
     assert len(compiler.indicators) == 1  # RSI(14) of SPY, built once
     assert len(compiler.conditions) == 40  # one per distinct threshold
     assert compiler.builder.duplicates_removed > 0
-    rsis = [n for n in topological(compiler.conditions) if n.op == "ewm"]
+    truths = [child.truth for child in program.root.children]
+    assert len(set(truths)) == 40 and all(t.op == "lines" for t in truths)  # one node per list
+    assert all(t.inputs == truths[0].inputs for t in truths)  # each reads the one RSI
+    rsis = [n for n in topological(truths) if n.op == "ewm"]
     assert len(rsis) == len(set(map(id, rsis)))
     assert isinstance(program.root, Combine) and len(program.root.children) == 100
     text = compiler.explain(program)

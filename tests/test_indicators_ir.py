@@ -24,6 +24,7 @@ from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
 from gpubt.errors import GpubtError
 from gpubt.indicators import EXPANSIONS, branch_source, expand, expand_formula, ticker_source
+from gpubt.ir.lines import lines_node
 from gpubt.ir.nodes import PRIMITIVES, Builder, Node, topological
 from gpubt.reference.formula_eval import evaluate_formula
 from gpubt.reference.indicators import indicator
@@ -347,6 +348,10 @@ def _primitive_cases() -> list[tuple[str, Node, list[float]]]:
          [U, T, U, T, U]),
         ("rolling_all", n("rolling_all", (2,), (n("gt", (), (y, k(1.5))),)), [U, U, T, F, F]),
         ("rolling_all", n("rolling_all", (3,), (n("lt", (), (x, k(1.5))),)), [U, F, F, F, F]),
+        ("lines", lines_node(b, [[("gt", x, None, 2.5, 1)]]), [F, F, T, T, T]),
+        ("lines", lines_node(b, [[("crossBelow", x, None, 3.5, 1)]]), [U, F, F, T, F]),
+        ("lines", lines_node(b, [[("gt", y, None, 1.5, 2), ("lt", x, None, 4.5, 1)],
+                                 [("is", n("date_between", (1, 5, 1, 7)), None, 0.0, 1)]]), [U, T, T, T, F]),
     ]
 
 

@@ -20,6 +20,7 @@ from gpubt.backends.polars_cpu import PolarsBackend
 from gpubt.data.market import Market
 from gpubt.engine import BACKENDS
 from gpubt.indicators import expand, ticker_source
+from gpubt.ir.lines import lines_node, lowered
 from gpubt.ir.nodes import PRIMITIVES, Builder, Node
 from gpubt.reference.indicators import indicator
 from gpubt.schema.catalogue import METRICS
@@ -247,6 +248,7 @@ def _primitive_graph() -> dict[str, list[Node]]:
     ]
     for c in conds:
         cases["rolling_all"] += [n("rolling_all", (w,), (c,)) for w in (1, 2, 3, 10)]
+    cases["lines"] += _line_lists(b, s)
     return cases
 
 
@@ -575,31 +577,46 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
         assert_same(got[c], want[c], repr(c))
 
 
-def _cross_line(b: Builder, left: Node, right: Node, above: bool) -> Node:
-    """A crossAbove/crossBelow line as `gpubt.compiler.compile.Compiler.condition` writes it."""
-    l0, r0 = b.node("shift", (1,), (left,)), b.node("shift", (1,), (right,))
-    parts = ((b.node("lt", (), (l0, r0)), b.node("ge", (), (left, right))) if above
-             else (b.node("gt", (), (l0, r0)), b.node("le", (), (left, right))))
-    return b.node("null_if_any_missing", (), (b.node("and", (), parts), l0, r0, left, right))
+def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:
+    """`lines` nodes covering every line code, constant and series right sides, a NaN threshold,
+    a constant and a date range as inputs, forDays 1–10, AND-terms, OR-terms and both."""
+    nan = float("nan")
+    A, B, g, wide = s["A"], s["B"], s["g"], s["wide"]
+    dates = b.node("date_between", (11, 15, 2, 10))
+    two = b.const(2.0)
+    one = {
+        "gt": [("gt", g, None, 0.0, 1), ("gt", A, B, 0.0, 1), ("gt", wide, None, 50.0, 3)],
+        "lt": [("lt", g, None, 0.5, 1), ("lt", wide, g, 0.0, 2), ("lt", two, None, 3.0, 1)],
+        "crossAbove": [("crossAbove", g, wide, 0.0, 1), ("crossAbove", g, None, 0.25, 1),
+                       ("crossAbove", A, None, nan, 1), ("crossAbove", B, g, 0.0, 2)],
+        "crossBelow": [("crossBelow", A, B, 0.0, 1), ("crossBelow", wide, None, 50.0, 3),
+                       ("crossBelow", g, two, 0.0, 1)],
+        "is": [("is", dates, None, 0.0, 1), ("is", dates, None, 0.0, 10)],
+    }
+    flat = [line for group in one.values() for line in group]
+    out = [lines_node(b, [[line]]) for line in flat]  # each line alone
+    out += [lines_node(b, [flat[:4]]), lines_node(b, [[line] for line in flat[3:9]]),
+            lines_node(b, [flat[:2], [flat[5]], flat[8:12], [flat[-1], flat[2]]]),
+            lines_node(b, [[("gt", g, None, nan, 1), ("lt", g, None, 0.0, 1)]]),  # NULL AND
+            lines_node(b, [[("gt", g, None, nan, 1)], [("lt", g, None, 9.0, 1)]])]  # NULL OR
+    return out
 
 
-def test_a_cross_is_one_kernel_and_equals_its_six_nodes() -> None:
-    """Crosses of two series with gaps, of a series and a threshold (and a NaN threshold), lines
-    sharing a shifted series, a shift asked for as an output: one kernel each, equal to the Polars
-    backend's six-node evaluation. A line whose and/comparisons are read elsewhere keeps them."""
+def test_lines_equal_their_expansion_into_primitives() -> None:
+    """A `lines` node (one fused kernel pass on numba and polars) equals the primitive graph it
+    stands for (comparisons, shifted comparisons, rolling_all, Kleene and/or) as the Polars
+    backend evaluates it node by node: an independent implementation of every rule."""
     market, branches, s, b = _random_setup()
-    lines = [_cross_line(b, s["g"], s["wide"], True), _cross_line(b, s["A"], s["B"], False),
-             _cross_line(b, s["g"], b.const(0.25), True), _cross_line(b, s["wide"], b.const(50.0), False),
-             _cross_line(b, s["A"], b.const(float("nan")), True),
-             _cross_line(b, s["B"], s["g"], True), _cross_line(b, s["B"], s["wide"], True)]
-    exposed = _cross_line(b, s["wide"], s["g"], False)
-    kept = _cross_line(b, s["A"], s["wide"], True)
-    outputs = [*lines, exposed, exposed.inputs[1], kept, kept.inputs[0]]  # shift(wide); the and of `kept`
-    backend = NumbaBackend()
-    got = backend.evaluate(outputs, market, branches)
-    want = PolarsBackend().evaluate(outputs, market, branches)
-    assert backend.crosses == len(lines) + 1  # `kept` is evaluated node by node
-    for node in outputs:
-        assert_same(got[node], want[node], repr(node))
-    assert (got[lines[0]] == TRUE).any() and (got[lines[0]] == FALSE).any() and (got[lines[0]] == NULL).any()
-    assert (got[lines[4]] == NULL).all()  # a NaN threshold
+    fused = _line_lists(b, s)
+    primitives = lowered(fused)
+    assert all(p.op != "lines" for p in primitives)
+    want = PolarsBackend().evaluate(primitives, market, branches)
+    for backend in (NumbaBackend(), PolarsBackend()):
+        got = backend.evaluate([*fused, s["g"]], market, branches)
+        for node, primitive in zip(fused, primitives):
+            assert_same(got[node], want[primitive], f"{backend.name}: {node.params}")
+        np.testing.assert_array_equal(got[s["g"]], branches["g"])  # an input asked for too
+    values = [want[p] for p in primitives]
+    assert (values[0] == TRUE).any() and (values[0] == FALSE).any() and (values[0] == NULL).any()
+    assert any((v == NULL).all() for v in values)  # the NaN threshold
+    assert all(v[0] == NULL for v, p in zip(values, fused) if p.params[0][0][0].startswith("cross"))

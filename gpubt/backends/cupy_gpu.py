@@ -69,6 +69,7 @@ from gpubt.backends.twins import exact_arithmetic, memory_budget  # noqa: E402
 from gpubt.backends.numba_cpu import _OPS, _branch, _Ctx, _date_between, _price, _scalar  # noqa: E402
 from gpubt.collector import paused  # noqa: E402
 from gpubt.data.market import Market  # noqa: E402
+from gpubt.ir.lines import lowered  # noqa: E402
 from gpubt.ir.nodes import PRIMITIVES, Node, topological  # noqa: E402
 
 SIMULATED_FREE = 2 << 30  # free "device" memory in simulator mode (host memory)
@@ -366,8 +367,10 @@ class CupyBackend:
         outputs = list(dict.fromkeys(outputs))
         if not outputs:
             return {}
+        primitives = lowered(outputs)  # condition lists as comparisons, crosses and Kleene logic
         with paused(), np.errstate(all="ignore"):
-            return self._evaluate(outputs, market, branches)
+            values = self._evaluate(list(dict.fromkeys(primitives)), market, branches)
+        return {node: values[p] for node, p in zip(outputs, primitives)}
 
     def _evaluate(
         self,

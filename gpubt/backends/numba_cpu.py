@@ -24,10 +24,9 @@ its values to the bit on every primitive and catalogue metric tested:
 * `ewm` is the SMA-seeded recursion e += alpha (x − e) of the reference (`kernels.ewm`);
 * comparisons with a missing side are NULL; and/or/not are Kleene's.
 
-Speed: the comparisons of one series with several constants (a tree's thresholds) are computed
-in one kernel call; a crossAbove/crossBelow line (six nodes as the compiler writes it: two
-shifts, two comparisons, their AND and the missing-value mask) is one kernel over its two series
-(`_cross`) when nothing else reads its inner nodes; the cyclic garbage collector is paused
+Speed: the condition lists of a tree (`lines` nodes) are one parallel pass over their input
+series (`gpubt.backends.lines`); the comparisons of one series with several constants elsewhere
+(indicator formulas) are computed in one kernel call; the cyclic garbage collector is paused
 during a call (the walk makes a few small containers per node while the graph's own objects are
 alive, and nothing it makes forms a cycle).
 
@@ -47,6 +46,7 @@ import numba
 import numpy as np
 
 from gpubt.backends import kernels
+from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node, topological
@@ -286,25 +286,6 @@ def _null_where_missing(cond: np.ndarray, x: np.ndarray) -> None:
     for t in range(cond.size):
         if np.isnan(x[t]):
             cond[t] = -1
-
-
-@numba.njit(**_JIT)
-def _cross(a: np.ndarray, b: np.ndarray, above: bool) -> np.ndarray:
-    """crossAbove (a was below b the day before and is at or above it now) or crossBelow, as
-    compile.py's six nodes give it: NULL on the first day and wherever a side is missing on
-    the day or the day before."""
-    out = np.empty(a.size, dtype=np.int8)
-    if a.size:
-        out[0] = -1
-    for t in range(1, a.size):
-        a0, b0, a1, b1 = a[t - 1], b[t - 1], a[t], b[t]
-        if np.isnan(a0) or np.isnan(b0) or np.isnan(a1) or np.isnan(b1):
-            out[t] = -1
-        elif above:
-            out[t] = 1 if a0 < b0 and a1 >= b1 else 0
-        else:
-            out[t] = 1 if a0 > b0 and a1 <= b1 else 0
-    return out
 
 
 @numba.njit(**_JIT)
@@ -643,46 +624,6 @@ def _block(nodes: list[Node], x: Value, n: int, out: np.ndarray | None = None) -
     return out
 
 
-def _crossing(above: bool) -> Callable[..., np.ndarray]:
-    def run(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-        return _cross(_full(a[0], ctx.n), _full(a[1], ctx.n), above)
-
-    return run
-
-
-_CROSS_ABOVE, _CROSS_BELOW = _crossing(True), _crossing(False)
-
-
-def _crosses(order: list[Node], position: dict[int, int], readers: list[int]) -> dict[int, tuple[bool, list[int]]]:
-    """The crossAbove/crossBelow lines in the graph, as the compiler writes them:
-    null_if_any_missing(and(lt(shift(a), shift(b)), ge(a, b)), shift(a), shift(b), a, b) (gt/le
-    below), each whose and/lt/ge nothing else reads (``readers``: outputs counted) is one kernel
-    instead of six: position of the null_if_any_missing -> (above?, positions of the and, the
-    two comparisons and the two shifts; the shifts may be read by other lines too)."""
-    found: dict[int, tuple[bool, list[int]]] = {}
-    for k, node in enumerate(order):
-        if node.op != "null_if_any_missing" or len(node.inputs) != 5:
-            continue
-        cond, l0, r0, left, right = node.inputs
-        if (left is right or cond.op != "and" or len(cond.inputs) != 2
-                or not all(s.op == "shift" and s.params == (1,) and s.inputs[0] is x
-                           for s, x in ((l0, left), (r0, right)))):
-            continue
-        before, now = cond.inputs
-        if before.inputs != (l0, r0) or now.inputs != (left, right):
-            continue
-        if (before.op, now.op) == ("lt", "ge"):
-            above = True
-        elif (before.op, now.op) == ("gt", "le"):
-            above = False
-        else:
-            continue
-        inner = [position[id(x)] for x in (cond, before, now, l0, r0)]
-        if [readers[j] for j in inner[:3]] == [1, 1, 1]:
-            found[k] = (above, inner)
-    return found
-
-
 class NumbaBackend:
     """`Backend` over NumPy arrays and Numba kernels on the CPU, one pass over the graph."""
 
@@ -692,7 +633,6 @@ class NumbaBackend:
         self.live_peak = 0  # most node arrays held at once during the last evaluate
         self.freed = 0  # arrays dropped before the end of the last evaluate
         self.nodes = 0  # nodes in the last evaluate's graph
-        self.crosses = 0  # crossAbove/crossBelow lines computed as one kernel by the last evaluate
 
     def evaluate(
         self,
@@ -703,17 +643,22 @@ class NumbaBackend:
         outputs = list(dict.fromkeys(outputs))
         if not outputs:
             return {}
+        fused, rest = split(outputs)
         # The walk allocates small containers per node while the graph's own objects (hundreds
         # of thousands for a big tree) are alive; nothing made here forms a cycle.
         with paused():
-            return self._evaluate(outputs, market, branches)
+            values, floats, row = self._evaluate(rest, market, branches)
+            if fused:  # their series are rows of the output arena already
+                values.update(evaluate_lines(fused, floats, row, values))
+        return {node: values[node] for node in outputs}
 
     def _evaluate(
         self,
         outputs: list[Node],
         market: Market,
         branches: Mapping[object, np.ndarray],
-    ) -> dict[Node, np.ndarray]:
+    ) -> tuple[dict[Node, np.ndarray], np.ndarray, dict[Node, int]]:
+        """(each output's values, the float outputs' arena, each float output's row there)."""
         order = topological(outputs)
 
         # one pass over the order: what to run for each node (its function, parameters and input
@@ -743,24 +688,6 @@ class NumbaBackend:
         wanted = [position[id(node)] for node in outputs]
         for k in wanted:
             readers[k] += 1  # never dropped
-        # a cross is one kernel over its two series: its AND and comparisons are never computed,
-        # nor its shifts unless other lines read them
-        skip: set[int] = set()
-        crosses = _crosses(order, position, readers)
-        self.crosses = len(crosses)
-        for k, (above, (cond, before, now, *shifts)) in crosses.items():
-            left, right = steps[k][2][3:]
-            steps[k] = (_CROSS_ABOVE if above else _CROSS_BELOW, (), [left, right])
-            skip.update((cond, before, now))
-            readers[left] -= 1  # the comparison of the day no longer reads them (the cross does,
-            readers[right] -= 1  # in the place of the null_if_any_missing)
-            for shift, source in zip(shifts, (left, right)):
-                readers[shift] -= 2  # read by the day-before comparison and the null_if_any_missing
-                if not readers[shift]:  # no other line reads it: never computed
-                    skip.add(shift)
-                    readers[source] -= 1
-        if skip:
-            groups = {series: [k for k in ks if k not in skip] for series, ks in groups.items()}
         # comparisons of one series with constants are one kernel call: member -> (series, row)
         blocks = {k: (series, row) for series, ks in groups.items() if len(ks) > 1 for row, k in enumerate(ks)}
         computed: dict[int, np.ndarray] = {}  # series -> the rows of its group, until all are read
@@ -794,8 +721,6 @@ class NumbaBackend:
         ndarray = np.ndarray
         with np.errstate(all="ignore"):
             for k, (fn, params, ins) in enumerate(steps):
-                if k in skip:
-                    continue
                 block = blocks.get(k)
                 if block is None:
                     value = fn([values[j] for j in ins], params, ctx)
@@ -830,7 +755,8 @@ class NumbaBackend:
         self.live_peak, self.freed, self.nodes = peak, freed, len(order)
         if n_f:
             _finite_inplace(arena_f.reshape(-1))  # the boundary: ±inf (a window's overflow) → NaN
-        return {node: values[k] for node, k in zip(outputs, wanted)}
+        rows = {order[k]: row for k, (condition, row) in slot.items() if not condition}
+        return {node: values[k] for node, k in zip(outputs, wanted)}, arena_f, rows
 
 
 __all__ = ["NumbaBackend"]

@@ -37,6 +37,7 @@ import polars as pl
 
 from gpubt.backends import kernels
 from gpubt.backends.base import NULL
+from gpubt.backends.lines import evaluate_lines, split, stacked
 from gpubt.data.market import Market
 from gpubt.ir.nodes import Node, topological
 
@@ -150,11 +151,16 @@ class PolarsBackend:
         branches: Mapping[object, np.ndarray],
     ) -> dict[Node, np.ndarray]:
         outputs = list(dict.fromkeys(outputs))
-        if not outputs:
-            return {}
-        query, names = self.query(outputs, market, branches)
-        frame = self._collect(query)
-        return {node: self._to_numpy(frame.get_column(names[node]), node) for node in outputs}
+        fused, rest = split(outputs)
+        values: dict[Node, np.ndarray] = {}
+        if rest:
+            query, names = self.query(rest, market, branches)
+            frame = self._collect(query)
+            values = {node: self._to_numpy(frame.get_column(names[node]), node) for node in rest}
+        if fused:
+            floats, row = stacked(rest, values, market.n_days)
+            values.update(evaluate_lines(fused, floats, row, values))
+        return {node: values[node] for node in outputs}
 
     def query(
         self,

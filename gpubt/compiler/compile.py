@@ -28,6 +28,7 @@ from gpubt.compiler.plan import (
 )
 from gpubt.data.market import Market
 from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
+from gpubt.ir.lines import Line, lines_node
 from gpubt.ir.nodes import Builder, Node, topological
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
 from gpubt.schema.formula import formula_lookback, formula_window
@@ -50,7 +51,7 @@ class Compiler:
     branches: dict[str, Step] = field(default_factory=dict)
     latches: list[Latch] = field(default_factory=list)
     indicators: dict[Node, None] = field(default_factory=dict)
-    conditions: dict[Node, None] = field(default_factory=dict)
+    conditions: dict[Line, None] = field(default_factory=dict)
     _first: dict[str, int] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
@@ -64,22 +65,22 @@ class Compiler:
 
     def explain(self, program: Program) -> str:
         """The graph in numbers: what was built, and how much interning saved."""
-        steps, signals, stack, seen = 0, 0, [program.root], set()
+        steps, signals, stack, seen = 0, [], [program.root], set()
         while stack:
             step = stack.pop()
             if id(step) in seen:
                 continue
             seen.add(id(step))
             steps += 1
-            signals += len(step_signals(step))
+            signals += step_signals(step)
             stack.extend(step_children(step))
-        graph = topological([*self.indicators, *self.conditions])
+        graph = topological([*self.indicators, *signals])
         series = sum(1 for n in graph if n.op in ("price", "ratio", "branch"))
         lines = [
             f"series        {series:>8}  (prices, ratios, branch equities)",
             f"indicators    {len(self.indicators):>8}  distinct metric(ticker, window)",
             f"conditions    {len(self.conditions):>8}  distinct condition lines",
-            f"node signals  {signals:>8}  truths, scores and levels read by the plan",
+            f"node signals  {len(signals):>8}  truths, scores and levels read by the plan",
             f"alloc steps   {steps:>8}  ({len(program.branches)} feeding branch series)",
             f"graph nodes   {len(graph):>8}  primitives in topological order",
             f"duplicates    {self.builder.duplicates_removed:>8}  requests answered by an existing node",
@@ -200,59 +201,47 @@ class Compiler:
     def lines(
         self, node: FlowNode, lines: tuple[Condition, ...], group: str | None = None
     ) -> tuple[Node | None, int]:
-        """(truth node or None for "always True", warm-up) of a condition list (spec §2.1)."""
+        """(truth node or None for "always True", warm-up) of a condition list (spec §2.1): one
+        `lines` node, an OR of AND-terms."""
         if not lines:
             return None, 0
-        b = self.builder
         compiled = [self.condition(node, c) for c in lines]
-        truths = [t for t, _ in compiled]
         first = max(f for _, f in compiled)
-        if group in ("and", "or"):
-            return self._join(group, truths), first
-        terms: list[list[Node]] = []
-        for i, (cond, truth) in enumerate(zip(lines, truths)):
-            if i == 0 or cond.type == "or":
-                terms.append([truth])
-            else:
-                terms[-1].append(truth)
-        return self._join("or", [self._join("and", t) for t in terms]), first
+        specs = [line for line, _ in compiled]
+        if group == "and":
+            terms = [specs]
+        elif group == "or":
+            terms = [[line] for line in specs]
+        else:
+            terms = []
+            for i, (cond, line) in enumerate(zip(lines, specs)):
+                if i == 0 or cond.type == "or":
+                    terms.append([line])
+                else:
+                    terms[-1].append(line)
+        return lines_node(self.builder, terms), first
 
-    def _join(self, op: str, inputs: list[Node]) -> Node:
-        return inputs[0] if len(inputs) == 1 else self.builder.node(op, (), inputs)
-
-    def condition(self, node: FlowNode, cond: Condition) -> tuple[Node, int]:
+    def condition(self, node: FlowNode, cond: Condition) -> tuple[Line, int]:
         """One line with its forDays, and the first day it can be decided."""
-        b = self.builder
         if cond.metric == DATE_METRIC:
             to = (cond.date_to.month, cond.date_to.day) if cond.expanded and cond.date_to else (
                 cond.date_month, cond.date_day)
-            truth = b.node("date_between", (cond.date_month, cond.date_day, *to))
+            dates = self.builder.node("date_between", (cond.date_month, cond.date_day, *to))
+            line: Line = ("is", dates, None, 0.0, cond.for_days)
             first = 0
         else:
             left, first = self.series(cond.metric, cond.ticker, cond.window, node)
+            right, threshold = None, cond.threshold
             if cond.expanded:
                 metric, ticker, window = cond.right
                 right, f2 = self.series(metric, ticker, window, node)
-                first = max(first, f2)
-            else:
-                right = b.const(cond.threshold)
-            if cond.comparator == "gt":
-                truth = b.node("gt", (), (left, right))
-            elif cond.comparator == "lt":
-                truth = b.node("lt", (), (left, right))
-            else:
-                l0, r0 = b.node("shift", (1,), (left,)), b.node("shift", (1,), (right,))
-                if cond.comparator == "crossAbove":
-                    parts = (b.node("lt", (), (l0, r0)), b.node("ge", (), (left, right)))
-                else:
-                    parts = (b.node("gt", (), (l0, r0)), b.node("le", (), (left, right)))
-                truth = b.node("null_if_any_missing", (), (b.node("and", (), parts), l0, r0, left, right))
-                first += 1
-        if cond.for_days > 1:
-            truth = b.node("rolling_all", (cond.for_days,), (truth,))
-            first += cond.for_days - 1
-        self.conditions[truth] = None
-        return truth, first
+                first, threshold = max(first, f2), 0.0
+            if cond.comparator in ("crossAbove", "crossBelow"):
+                first += 1  # the day before is read
+            line = (cond.comparator, left, right, threshold, cond.for_days)
+        first += cond.for_days - 1
+        self.conditions[line] = None
+        return line, first
 
     def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
         """metric(window) of a ticker, ratio or branch slot, and its first valid day. Market

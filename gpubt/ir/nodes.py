@@ -65,6 +65,8 @@ PRIMITIVES: dict[str, tuple[str, int | None, str]] = {
     "and": ("b", None, "Kleene AND"), "or": ("b", None, "Kleene OR"), "not": ("b", 1, ""),
     "null_if_any_missing": ("b", None, "inputs (cond, *values): null where any value is missing"),
     "rolling_all": ("b", 1, "params (n,): Kleene AND of the last n days; days before the first count as null (so any False -> False)"),
+    "lines": ("b", None, "params (terms): a condition list fused, OR of Kleene-AND terms of lines; read only by the "
+              "allocation plan (gpubt.ir.lines)"),
 }
 
 

@@ -1,0 +1,167 @@
+"""`lines` nodes on the CPU: every condition list of a tree in one parallel Numba pass.
+
+Each node's truth is built day by day from its input series, line after line, into the node's
+own output row: no boolean column per line, per cross or per forDays window is ever stored,
+which is what made conditions memory-bandwidth bound. The kernel computes in an order code where
+Kleene logic is arithmetic: False 0 < Null 1 < True 2, so AND is `min` and OR is `max` (the
+loops vectorise); the row is turned into the boundary encoding (1/0/−1) at the end.
+
+The backends that use it (numba, polars) compute the input series their own way, hand them over
+as rows of one float matrix (the numba backend's output arena itself, not a copy) with the
+condition inputs (date ranges) apart, and get one int8 row per node back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numba
+import numpy as np
+
+from gpubt.ir.lines import CODES
+from gpubt.ir.nodes import Node
+
+_CODE = {code: i for i, code in enumerate(CODES)}
+_IS = _CODE["is"]
+
+
+def split(outputs: Sequence[Node]) -> tuple[list[Node], list[Node]]:
+    """(the `lines` nodes among `outputs`, what else has to be computed: the other outputs and
+    the lines' inputs), each without repeats."""
+    fused = [n for n in outputs if n.op == "lines"]
+    rest = [n for n in outputs if n.op != "lines"]
+    for node in fused:
+        rest.extend(node.inputs)
+    return fused, list(dict.fromkeys(rest))
+
+
+class Packed:
+    """The lines of many nodes as flat arrays (CSR: node → terms → lines); a line's sides are
+    positions in `float_inputs` (or `flag_inputs` for an ``is`` line)."""
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        floats: dict[Node, int] = {}
+        flags: dict[Node, int] = {}
+        node_terms, term_lines = [0], [0]
+        flat: list[tuple[int, int, int, float, int]] = []
+        code_of = _CODE
+        for node in nodes:
+            rows = [(flags if put.kind == "b" else floats).setdefault(
+                put, len(flags) if put.kind == "b" else len(floats)) for put in node.inputs]
+            for term in node.params:
+                flat.extend((code_of[c], rows[a], -1 if b < 0 else rows[b], y, n) for c, a, b, y, n in term)
+                term_lines.append(len(flat))
+            node_terms.append(len(term_lines) - 1)
+        self.float_inputs, self.flag_inputs = list(floats), list(flags)
+        self.node_terms = np.array(node_terms, dtype=np.int64)
+        self.term_lines = np.array(term_lines, dtype=np.int64)
+        columns = list(zip(*flat)) or [(), (), (), (), ()]
+        self.code, self.left, self.right = (np.array(c, dtype=np.int64) for c in columns[:3])
+        self.threshold = np.array(columns[3], dtype=np.float64)
+        self.for_days = np.array(columns[4], dtype=np.int64)
+
+
+def evaluate_lines(
+    nodes: Sequence[Node],
+    floats: np.ndarray,
+    float_row: Mapping[Node, int],
+    flag_values: Mapping[Node, np.ndarray],
+) -> dict[Node, np.ndarray]:
+    """Each `lines` node's truth (int8 rows of one matrix). The float inputs are rows of
+    `floats` (`float_row`: node → row, so a backend hands over the matrix its series already
+    sit in); the condition inputs are read from `flag_values`."""
+    packed = Packed(nodes)
+    n_days = floats.shape[1]
+    rows = np.array([float_row[node] for node in packed.float_inputs], dtype=np.int64)
+    flags = np.empty((len(packed.flag_inputs), n_days), dtype=np.int8)
+    for i, node in enumerate(packed.flag_inputs):
+        flags[i] = flag_values[node]
+    out = np.empty((len(nodes), n_days), dtype=np.int8)
+    _lines(floats, rows, flags, packed.node_terms, packed.term_lines, packed.code, packed.left,
+           packed.right, packed.threshold, packed.for_days, out)
+    return dict(zip(nodes, out))
+
+
+def stacked(nodes: Sequence[Node], values: Mapping[Node, np.ndarray], n_days: int) -> tuple[np.ndarray, dict[Node, int]]:
+    """The float nodes among `nodes` as rows of one matrix, and each one's row."""
+    floats = [node for node in nodes if node.kind == "f"]
+    matrix = np.empty((len(floats), n_days))
+    for i, node in enumerate(floats):
+        matrix[i] = values[node]
+    return matrix, {node: i for i, node in enumerate(floats)}
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarray,
+               line: np.ndarray) -> None:
+    """One line's order codes per day (b empty: compared with the constant y)."""
+    n = line.size
+    if code == 4:  # is: a condition input, 1/0/-1 -> 2/0/1
+        for t in range(n):
+            f = flag[t]
+            line[t] = 2 * (f == 1) + (f == -1)
+        return
+    constant = b.size == 0
+    if constant and np.isnan(y):
+        line[:] = 1
+        return
+    if code == 0:
+        if constant:
+            for t in range(n):
+                line[t] = 2 * (a[t] > y) + np.isnan(a[t])
+        else:
+            for t in range(n):
+                line[t] = 2 * (a[t] > b[t]) + (np.isnan(a[t]) | np.isnan(b[t]))
+    elif code == 1:
+        if constant:
+            for t in range(n):
+                line[t] = 2 * (a[t] < y) + np.isnan(a[t])
+        else:
+            for t in range(n):
+                line[t] = 2 * (a[t] < b[t]) + (np.isnan(a[t]) | np.isnan(b[t]))
+    else:  # crosses: the day before below (above) and the day at or above (at or below)
+        if n:
+            line[0] = 1
+        for t in range(1, n):
+            a0, a1 = a[t - 1], a[t]
+            b0, b1 = (y, y) if constant else (b[t - 1], b[t])
+            missing = np.isnan(a0) | np.isnan(a1) | np.isnan(b0) | np.isnan(b1)
+            if code == 2:
+                line[t] = 2 * ((a0 < b0) & (a1 >= b1)) + missing
+            else:
+                line[t] = 2 * ((a0 > b0) & (a1 <= b1)) + missing
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: np.ndarray, term_lines: np.ndarray,
+           code: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: np.ndarray,
+           for_days: np.ndarray, out: np.ndarray) -> None:
+    n = out.shape[1]
+    none_f = np.empty(0)
+    none_b = np.empty(0, dtype=np.int8)
+    for i in numba.prange(out.shape[0]):
+        acc = out[i]
+        acc[:] = 0  # OR of no term: False
+        term = np.empty(n, dtype=np.int8)
+        line = np.empty(n, dtype=np.int8)
+        for k in range(node_terms[i], node_terms[i + 1]):
+            term[:] = 2  # AND of no line: True
+            for j in range(term_lines[k], term_lines[k + 1]):
+                c = code[j]
+                if c == _IS:
+                    _line_into(c, none_f, none_f, 0.0, flags[left[j]], line)
+                else:
+                    b = none_f if right[j] < 0 else floats[rows[right[j]]]
+                    _line_into(c, floats[rows[left[j]]], b, threshold[j], none_b, line)
+                # forDays: the AND of the line over its last d days, days before the first Null
+                d = for_days[j]
+                for lag in range(d):
+                    for t in range(min(lag, n)):
+                        term[t] = min(term[t], 1)
+                    for t in range(lag, n):
+                        term[t] = min(term[t], line[t - lag])
+            for t in range(n):
+                acc[t] = max(acc[t], term[t])
+        for t in range(n):
+            c = acc[t]
+            acc[t] = (c >> 1) - (c & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
