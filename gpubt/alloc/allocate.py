@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from gpubt.backends.base import NULL, TRUE
@@ -39,7 +40,28 @@ class Weights:
 
 
 def _union(parts: list[Weights]) -> np.ndarray:
-    return np.unique(np.concatenate([p.cols for p in parts])) if parts else np.empty(0, np.int64)
+    """The sorted columns of all parts (a handful each: a set beats np.unique's sort here)."""
+    cols: set[int] = set()
+    for part in parts:
+        cols.update(part.cols.tolist())
+    return np.array(sorted(cols), dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _select(mask: np.ndarray, a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarray,
+            out: np.ndarray) -> np.ndarray:
+    """np.where(mask, a, b) with a's and b's rows placed at a_rows/b_rows of out (zero elsewhere):
+    an if/else step's weights without building either side on the union first."""
+    out[:] = 0.0
+    for r in range(a_rows.size):
+        row, src = out[a_rows[r]], a[r]
+        for t in range(mask.size):
+            row[t] = src[t] if mask[t] else row[t]
+    for r in range(b_rows.size):
+        row, src = out[b_rows[r]], b[r]
+        for t in range(mask.size):
+            row[t] = row[t] if mask[t] else src[t]
+    return out
 
 
 class Allocator:
@@ -69,6 +91,9 @@ class Allocator:
         self._alloc: dict[int, Weights] = {}
         self._holds: dict[tuple[str, ...], Weights] = {}
         self._active: dict[int, np.ndarray] = {}
+        # one shared (read-only) array for the steps active on every day and one for none
+        self._always, self._never = np.ones(self.n_days, dtype=bool), np.zeros(self.n_days, dtype=bool)
+        self._always.flags.writeable = self._never.flags.writeable = False
         self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._state: dict[int, np.ndarray] = {}
 
@@ -97,14 +122,18 @@ class Allocator:
         found = self._active.get(id(step))
         if found is None:
             if isinstance(step, Hold):
-                found = np.full(self.n_days, bool(step.tickers))
+                found = self._always if step.tickers else self._never
             elif isinstance(step, Choose) and step.truth is not None:
-                chosen = self.values[step.truth] == TRUE
-                found = np.where(chosen, self.active(step.then), self.active(step.other))
+                then, other = self.active(step.then), self.active(step.other)
+                found = then if then is other else np.where(self.values[step.truth] == TRUE, then, other)
             elif isinstance(step, Combine) and step.weighting != "capped":
-                found = np.zeros(self.n_days, dtype=bool)
-                for child in step.children:
-                    found |= self.active(child)
+                actives = [self.active(child) for child in step.children]
+                if any(a is self._always for a in actives):
+                    found = self._always
+                else:
+                    found = np.zeros(self.n_days, dtype=bool)
+                    for a in actives:
+                        found |= a
             else:
                 found = self.weights(step).w.any(axis=0)
             self._active[id(step)] = found
@@ -138,7 +167,8 @@ class Allocator:
     def _where(self, mask: np.ndarray, then: Step, other: Step) -> Weights:
         a, b = self.weights(then), self.weights(other)
         cols = _union([a, b])
-        return Weights(cols, np.where(mask, a.on(cols), b.on(cols)))
+        out = np.empty((cols.size, self.n_days))
+        return Weights(cols, _select(mask, a.w, np.searchsorted(cols, a.cols), b.w, np.searchsorted(cols, b.cols), out))
 
     # -- combining children ---------------------------------------------------------------------
 

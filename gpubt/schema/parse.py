@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 
 from gpubt.collector import paused
-from gpubt.errors import GpubtError, json_path
+from gpubt.errors import GpubtError, LazyPath, json_path
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
 from gpubt.schema.formula import Formula, formula_lookback, formula_window, parse_formula
 from gpubt.schema.models import BacktestRequest, Condition, CustomIndicator, FlowNode
@@ -128,7 +128,7 @@ def validate(request: BacktestRequest, limits: Limits = DEFAULT_LIMITS) -> Strat
         (json_path("callChains", k), v) for k, v in request.call_chains.items()
     ]
     for root_path, root in roots:
-        seen: dict[str, str] = {}
+        seen: dict[str, str | LazyPath] = {}
         for path, node in walk(root, root_path):
             if node.id in seen:
                 raise GpubtError(
@@ -141,7 +141,7 @@ def validate(request: BacktestRequest, limits: Limits = DEFAULT_LIMITS) -> Strat
     return Strategy(request=request, formulas=formulas, tickers=tuple(tickers))
 
 
-def walk(node: FlowNode, path: str) -> Iterator[tuple[str, FlowNode]]:
+def walk(node: FlowNode, path: str | LazyPath) -> Iterator[tuple[str | LazyPath, FlowNode]]:
     """Every node of a tree with its JSON path, parents before children (no recursion limit)."""
     stack = [(path, node)]
     while stack:
@@ -151,11 +151,11 @@ def walk(node: FlowNode, path: str) -> Iterator[tuple[str, FlowNode]]:
         for slot, children in node.children.items():
             for i, child in enumerate(children or ()):
                 if child is not None:
-                    kids.append((json_path(path, "children", slot, i), child))
+                    kids.append((LazyPath(path, "children", slot, i), child))
         stack.extend(reversed(kids))
 
 
-def node_conditions(node: FlowNode, path: str) -> Iterator[tuple[str, Condition]]:
+def node_conditions(node: FlowNode, path: str | LazyPath) -> Iterator[tuple[str | LazyPath, Condition]]:
     """Every condition line a node evaluates, with its path."""
     for name, lines in (
         ("conditions", node.conditions),
@@ -163,11 +163,11 @@ def node_conditions(node: FlowNode, path: str) -> Iterator[tuple[str, Condition]
         ("exitConditions", node.exit_conditions),
     ):
         for i, cond in enumerate(lines):
-            yield json_path(path, name, i), cond
+            yield LazyPath(path, name, i), cond
     if node.numbered is not None:
         for i, item in enumerate(node.numbered.items):
             for j, cond in enumerate(item.conditions):
-                yield json_path(path, "numbered", "items", i, "conditions", j), cond
+                yield LazyPath(path, "numbered", "items", i, "conditions", j), cond
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def node_conditions(node: FlowNode, path: str) -> Iterator[tuple[str, Condition]
 
 def _check_node(
     node: FlowNode,
-    path: str,
+    path: str | LazyPath,
     request: BacktestRequest,
     formulas: dict[str, Formula],
     tickers: dict[str, None],
@@ -222,7 +222,7 @@ def _check_node(
 
 
 def check_conditions(
-    node: FlowNode, path: str, formulas: dict[str, Formula], tickers: dict[str, None], limits: Limits
+    node: FlowNode, path: str | LazyPath, formulas: dict[str, Formula], tickers: dict[str, None], limits: Limits
 ) -> None:
     """The rules of a node's condition lines; their market tickers are added to ``tickers``."""
     for cpath, cond in node_conditions(node, path):
@@ -244,7 +244,7 @@ def check_conditions(
 
 
 def _check_metric(
-    metric: str, owner: str, field: str, formulas: dict[str, Formula], window: int | None = None
+    metric: str, owner: str | LazyPath, field: str, formulas: dict[str, Formula], window: int | None = None
 ) -> None:
     """A known metric; a custom formula must also accept the window it is used with."""
     if metric and resolve_metric(metric) is not None:
@@ -266,12 +266,12 @@ def _check_metric(
             raise GpubtError(exc.message, path, status=exc.status) from None
 
 
-def _check_window(window: int, owner: str, field: str, limits: Limits) -> None:
+def _check_window(window: int, owner: str | LazyPath, field: str, limits: Limits) -> None:
     if window > limits.max_window:
         raise GpubtError(f"{window} is over the limit of {limits.max_window}", json_path(owner, field))
 
 
-def _check_ticker(node: FlowNode, ticker: str, owner: str, field: str, tickers: dict[str, None]) -> None:
+def _check_ticker(node: FlowNode, ticker: str, owner: str | LazyPath, field: str, tickers: dict[str, None]) -> None:
     slot = branch_slot(ticker) if ticker else None
     if ticker and slot is None and "/" not in ticker:  # a plain ticker, the common case
         tickers[ticker] = None
@@ -342,10 +342,10 @@ def _check_calls(request: BacktestRequest) -> None:
         visit(key, [])
 
 
-def _check_shape(tree: dict[str, Any], path: str, limits: Limits) -> None:
+def _check_shape(tree: dict[str, Any], path: str | LazyPath, limits: Limits) -> None:
     """Depth and node count of a raw tree, without recursion (refused with 413)."""
     count = 0
-    stack: list[tuple[Any, int, str]] = [(tree, 1, path)]
+    stack: list[tuple[Any, int, str | LazyPath]] = [(tree, 1, path)]
     while stack:
         node, depth, npath = stack.pop()
         if not isinstance(node, dict):
@@ -364,7 +364,7 @@ def _check_shape(tree: dict[str, Any], path: str, limits: Limits) -> None:
             for slot, kids in children.items():
                 if isinstance(kids, (list, tuple)):
                     for i, kid in enumerate(kids):
-                        stack.append((kid, depth + 1, json_path(npath, "children", slot, i)))
+                        stack.append((kid, depth + 1, LazyPath(npath, "children", slot, i)))
 
 
 def _loads(text: bytes | str, path: str) -> Any:
