@@ -179,6 +179,8 @@ class Allocator:
             return self.empty()
         if len(step.children) == 1 and select is None and step.weighting != "capped":
             return self.weights(step.children[0])  # weight 1 when active, nothing otherwise
+        if step.weighting == "equal" and select is None:
+            return self._equal(step)
         # Per-child rows (children × days): each child's weights are one contiguous row.
         allocs = [self.weights(c) for c in step.children]
         active = np.stack([self.active(c) for c in step.children])
@@ -217,6 +219,57 @@ class Allocator:
         if fallback is not None:
             out[np.searchsorted(cols, fallback)] += excess
         return Weights(cols, out)
+
+    def _equal(self, step: Combine) -> Weights:
+        """`combine` for equal weights, without a children × days weight matrix: each child adds
+        1/count times its weights, in child order. A child that chooses per day between two
+        constant allocations (an if/else over positions, the leaves of most trees) is never
+        built: runs of them are added by one kernel from their truth rows."""
+        n = self.n_days
+        actives = [self.active(c) for c in step.children]
+        count = np.zeros(n, dtype=np.int64)
+        always = 0
+        for a in actives:
+            if a is self._always:
+                always += 1
+            elif a is not self._never:
+                count += a
+        with np.errstate(divide="ignore"):
+            inv = 1.0 / (count + always)
+        parts = [self._choice(c) or self.weights(c) for c in step.children]
+        cols = _union([w for part in parts for w in (part[1:] if isinstance(part, tuple) else (part,))])
+        out = np.zeros((cols.size, n))
+        run: list[tuple[np.ndarray, Weights, Weights]] = []
+        for part, active in zip(parts + [None], actives + [None]):
+            if isinstance(part, tuple):
+                run.append(part)
+                continue
+            if run:
+                _add_choices(np.stack([r[0] for r in run]), inv, *_constant_rows([r[1] for r in run], cols),
+                             *_constant_rows([r[2] for r in run], cols), out)
+                run = []
+            if part is not None:
+                weight = inv if active is self._always else np.where(active, inv, 0.0)
+                for row, at in zip(part.w, np.searchsorted(cols, part.cols).tolist()):
+                    out[at] += weight * row
+        return Weights(cols, out)
+
+    def _choice(self, step: Step) -> tuple[np.ndarray, Weights, Weights] | None:
+        """(truth row, then, other) of an if/else between two allocations constant over days and
+        each active on every day or none, not built yet and not kept: `_equal` adds it from
+        these; None for any other step."""
+        if not isinstance(step, Choose) or step.truth is None or id(step) in self._alloc:
+            return None
+        if self.keep is None or id(step) in self.keep:
+            return None
+        sides = []
+        for side in (step.then, step.other):
+            w = self.weights(side)
+            if (w.w.shape[1] > 1 and w.w.strides[1] != 0) or self.active(side) is not (
+                    self._always if w.cols.size else self._never):
+                return None
+            sides.append(w)
+        return self.values[step.truth], sides[0], sides[1]
 
     def _count(self, step: Count) -> Weights:
         if not step.items:
@@ -324,6 +377,34 @@ class Allocator:
             mean = view.sum(axis=1) / window
             out[window - 1 :] = np.sqrt(((view - mean[:, None]) ** 2).sum(axis=1) / window)
         return out
+
+
+def _constant_rows(sides: list[Weights], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constant allocations as CSR (start of each, row in `cols`, weight), for `_add_choices`."""
+    starts = np.zeros(len(sides) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([w.cols.size for w in sides])
+    rows = np.searchsorted(cols, np.concatenate([w.cols for w in sides]))
+    values = np.concatenate([w.w[:, 0] if w.w.shape[1] else np.zeros(w.cols.size) for w in sides])
+    return starts, rows.astype(np.int64), values.astype(np.float64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_choices(truths: np.ndarray, inv: np.ndarray, a_start: np.ndarray, a_row: np.ndarray,
+                 a_value: np.ndarray, b_start: np.ndarray, b_row: np.ndarray, b_value: np.ndarray,
+                 out: np.ndarray) -> None:
+    """Child by child, in order: out += inv * (the `then` allocation where its truth is TRUE,
+    else the `other` one): what adding each child's np.where-built weights gives, to the bit
+    (the side not chosen adds +0.0)."""
+    for i in range(truths.shape[0]):
+        truth = truths[i]
+        for j in range(a_start[i], a_start[i + 1]):
+            row, v = out[a_row[j]], a_value[j]
+            for t in range(inv.size):
+                row[t] += inv[t] * v if truth[t] == 1 else 0.0
+        for j in range(b_start[i], b_start[i + 1]):
+            row, v = out[b_row[j]], b_value[j]
+            for t in range(inv.size):
+                row[t] += 0.0 if truth[t] == 1 else inv[t] * v
 
 
 def _ordered_sum(rows: np.ndarray) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""Allocation building: the equal-weight path (no children × days weight matrix, if/else leaves
+added from their truth rows) gives bit for bit what the general weighting code gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpubt.alloc import allocate
+from gpubt.alloc.allocate import Allocator
+from gpubt.backends.numba_cpu import NumbaBackend
+from gpubt.compiler.compile import compile_strategy
+from gpubt.compiler.execute import _shared_steps, evaluate_signals
+from gpubt.data.synthetic import synthetic_market
+from gpubt.schema.parse import parse_request
+from gpubt.sim.period import backtest_window, prepare_market
+
+
+def _switch(node_id: str, then: list[str], other: list[str], threshold: float = 50.0) -> dict:
+    return {
+        "id": node_id, "kind": "indicator",
+        "conditions": [{"id": f"{node_id}-c", "metric": "RSI", "window": 10, "ticker": "SPY",
+                        "comparator": "gt", "threshold": threshold}],
+        "children": {"then": [{"id": f"{node_id}-t", "kind": "position", "positions": then}],
+                     "else": [{"id": f"{node_id}-e", "kind": "position", "positions": other}]},
+    }
+
+
+def _tree(weighting: str) -> dict:
+    children = [
+        _switch("a", ["SPY"], ["TLT"]),
+        _switch("b", ["SPY"], ["TLT"], 60.0),
+        _switch("empty", ["QQQ"], [], 45.0),  # inactive on some days: built, weighted per day
+        {"id": "p", "kind": "position", "positions": ["QQQ", "SPY"]},
+        _switch("both", ["SPY", "TLT"], ["TLT"], 55.0),  # TLT on both sides
+        {"id": "call1", "kind": "call", "callRefId": "shared"},  # one step read twice: kept
+        {"id": "call2", "kind": "call", "callRefId": "shared"},
+        {"id": "nest", "kind": "basic", "children": {"next": [
+            _switch("n1", ["GLD"], ["SPY"], 40.0), {"id": "n2", "kind": "position", "positions": ["TLT"]}]}},
+        _switch("c", ["GLD"], ["QQQ"], 52.0),
+    ]
+    return {"payload": {"id": "root", "kind": "basic", "weighting": weighting, "children": {"next": children}},
+            "callChains": {"shared": _switch("s", ["QQQ"], ["GLD"], 48.0)}}
+
+
+@pytest.fixture(scope="module")
+def market():
+    return synthetic_market()
+
+
+def _allocation(request: dict, market) -> np.ndarray:
+    strategy = parse_request(request)
+    sub = prepare_market(strategy, market)
+    program = compile_strategy(strategy, sub)
+    start, _, _ = backtest_window(strategy, sub.dates, program.warmup)
+    allocator = Allocator(sub, {}, start, keep=_shared_steps(program))
+    evaluate_signals(program, sub, NumbaBackend(), allocator)
+    return allocator.allocation(program.root)
+
+
+def test_equal_weights_equal_the_general_path_bit_for_bit(market, monkeypatch) -> None:
+    runs: list[int] = []
+    add = allocate._add_choices
+
+    def counted(truths, *rest):
+        runs.append(truths.shape[0])
+        return add(truths, *rest)
+
+    monkeypatch.setattr(allocate, "_add_choices", counted)
+    fast = _allocation(_tree("equal"), market)
+    # runs of if/else leaves, the children built in between flushing them: n1 (inside `nest`,
+    # built while the root lists its children), then the root's a + b, both, c
+    assert runs == [1, 2, 1, 1]
+    general = _allocation(_tree("defined"), market)  # no windows: weight 1 each, the general code
+    np.testing.assert_array_equal(fast, general)
+    held = fast.sum(axis=1)
+    assert np.allclose(held[held > 0], 1.0) and (fast > 0).sum(axis=0).min() > 0
