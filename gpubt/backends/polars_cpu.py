@@ -30,6 +30,7 @@ Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -89,9 +90,12 @@ def _map(x: pl.Expr, fn: Callable[..., np.ndarray], *args: object) -> pl.Expr:
     return x.map_batches(_kernel(fn, *args), return_dtype=pl.Float64)
 
 
+_ROW = pl.int_range(pl.len(), dtype=pl.Int64)  # each row's index (one expression, reused)
+
+
 def _first_index(anchor: pl.Expr) -> pl.Expr:
     """Row index of the anchor's first present value (null when it has none)."""
-    return pl.int_range(pl.len(), dtype=pl.Int64).filter(anchor.is_not_null()).min()
+    return _ROW.filter(anchor.is_not_null()).min()
 
 
 def _ewm(x: pl.Expr, alpha: float, seed: int, seed_count: pl.Expr) -> pl.Expr:
@@ -114,7 +118,7 @@ def _rolling_all(x: pl.Expr, n: int) -> pl.Expr:
     """Kleene AND over the last n days; days before the first count as null."""
     false = (~x).fill_null(False).cast(pl.Float64).rolling_max(n, min_samples=1) > 0.0
     null = x.is_null().cast(pl.Float64).rolling_max(n, min_samples=1) > 0.0
-    short = pl.int_range(pl.len(), dtype=pl.Int64) < n - 1
+    short = _ROW < n - 1
     return (
         pl.when(false)
         .then(pl.lit(False))
@@ -291,8 +295,15 @@ class _Exprs:
 
 
 def _literal(value: float) -> pl.Expr:
-    value = float(value)
-    return pl.lit(value if np.isfinite(value) else None, dtype=pl.Float64)
+    """A float literal (null if not finite), memoised: `pl.lit` with a dtype builds a Series
+    each time (~60 µs), and a big tree reads the same few constants thousands of times."""
+    return _literal_of(float(value).hex())  # the hex text keeps -0.0 apart from 0.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_of(text: str) -> pl.Expr:
+    value = float.fromhex(text)
+    return pl.lit(value if math.isfinite(value) else None, dtype=pl.Float64)
 
 
 # element-wise primitives: a literal input broadcasts; every other primitive reads whole columns
@@ -321,8 +332,7 @@ def _null_if_any_missing(a: list[pl.Expr], p: tuple) -> pl.Expr:
 
 def _valid_from(a: list[pl.Expr], p: tuple) -> pl.Expr:
     x, anchor = a
-    idx = pl.int_range(pl.len(), dtype=pl.Int64)
-    return pl.when(idx >= _first_index(anchor) + int(p[0])).then(x)
+    return pl.when(_ROW >= _first_index(anchor) + int(p[0])).then(x)
 
 
 def _ewm_var(a: list[pl.Expr], p: tuple) -> pl.Expr:
