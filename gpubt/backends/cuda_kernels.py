@@ -24,6 +24,7 @@ from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins
     _rolling_argmax_age_into,
     _rolling_argmin_age_into,
     _rolling_dot_into,
+    _rolling_extreme_into,
     _rolling_mad_into,
     _rolling_max_drawdown_into,
     _rolling_max_into,
@@ -142,7 +143,7 @@ def _k_forward_fill(x, out):  # noqa: ANN001, ANN202
 
 DEVICE_FUNCTIONS = (
     _rolling_std_into, _rolling_mad_into, _rolling_argmax_age_into, _rolling_argmin_age_into,
-    _rolling_max_drawdown_into, _rolling_ulcer_into, _rolling_min_into, _rolling_max_into,
+    _rolling_max_drawdown_into, _rolling_ulcer_into, _rolling_extreme_into, _rolling_min_into, _rolling_max_into,
     _wilder_mean_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _ewm_into,
     _ewm_var_into, _laguerre_rsi_into, _cum_sum_into, _forward_fill_into,
 )

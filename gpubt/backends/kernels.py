@@ -161,35 +161,46 @@ def _rolling_ulcer_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
 
 
 @numba.njit(**_JIT)
+def _rolling_extreme_into(x: np.ndarray, n: int, sign: float, out: np.ndarray) -> None:
+    """Highest (sign 1) or lowest (sign −1) of each window of n present values. The extreme of
+    the present run is carried and the window is rescanned only when it slides out, so a window
+    costs O(1) unless its extreme expires (the naive scan is O(n) every day); on ties the first
+    occurrence is kept, as a scan from the window's start keeps it, so the bits (a −0.0 among
+    0.0s) are the scan's."""
+    run = 0
+    m = 0.0
+    at = -1
+    for t in range(x.size):
+        out[t] = math.nan
+        v = x[t]
+        if math.isnan(v):
+            run = 0
+            continue
+        run += 1
+        if run == 1 or sign * v > sign * m:
+            m = v
+            at = t
+        elif at < t - n + 1:  # the extreme left the window: scan what is left of it
+            at = t - n + 1 if n < run else t - run + 1
+            m = x[at]
+            for i in range(at + 1, t + 1):
+                if sign * x[i] > sign * m:
+                    m = x[i]
+                    at = i
+        if run >= n and n >= 1:
+            out[t] = m
+
+
+@numba.njit(**_JIT)
 def _rolling_min_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Lowest of each window of n present values."""
-    run = 0
-    for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        m = x[t - n + 1]
-        for i in range(t - n + 2, t + 1):
-            if x[i] < m:
-                m = x[i]
-        out[t] = m
+    _rolling_extreme_into(x, n, -1.0, out)
 
 
 @numba.njit(**_JIT)
 def _rolling_max_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     """Highest of each window of n present values."""
-    run = 0
-    for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        m = x[t - n + 1]
-        for i in range(t - n + 2, t + 1):
-            if x[i] > m:
-                m = x[i]
-        out[t] = m
+    _rolling_extreme_into(x, n, 1.0, out)
 
 
 @numba.njit(**_JIT)

@@ -46,10 +46,13 @@ class Packed:
         flat: list[tuple[int, int, int, float, int]] = []
         code_of = _CODE
         for node in nodes:
-            rows = [(flags if put.kind == "b" else floats).setdefault(
-                put, len(flags) if put.kind == "b" else len(floats)) for put in node.inputs]
+            rows = []
+            for put in node.inputs:
+                table = flags if put.kind == "b" else floats
+                rows.append(table.setdefault(put, len(table)))
             for term in node.params:
-                flat.extend((code_of[c], rows[a], -1 if b < 0 else rows[b], y, n) for c, a, b, y, n in term)
+                for c, a, b, y, n in term:
+                    flat.append((code_of[c], rows[a], -1 if b < 0 else rows[b], y, n))
                 term_lines.append(len(flat))
             node_terms.append(len(term_lines) - 1)
         self.float_inputs, self.flag_inputs = list(floats), list(flags)

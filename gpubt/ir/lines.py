@@ -31,19 +31,15 @@ Line = tuple[str, Node, "Node | None", float, int]
 def lines_node(builder: Builder, terms: Sequence[Sequence[Line]]) -> Node:
     """The `lines` node of an OR of AND-terms (a term of one line is that line)."""
     position: dict[Node, int] = {}
-
-    def at(node: Node) -> int:
-        return position.setdefault(node, len(position))
-
-    packed = tuple(
-        tuple(
-            (code, at(left), -1 if right is None else at(right),
-             _NAN if threshold != threshold else float(threshold), int(for_days))
-            for code, left, right, threshold, for_days in term
-        )
-        for term in terms
-    )
-    return builder.node("lines", packed, tuple(position))
+    packed = []
+    for term in terms:
+        lines = []
+        for code, left, right, threshold, for_days in term:
+            a = position.setdefault(left, len(position))
+            b = -1 if right is None else position.setdefault(right, len(position))
+            lines.append((code, a, b, _NAN if threshold != threshold else float(threshold), int(for_days)))
+        packed.append(tuple(lines))
+    return builder.node("lines", tuple(packed), tuple(position))
 
 
 def expand(builder: Builder, node: Node) -> Node:
