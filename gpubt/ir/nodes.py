@@ -79,11 +79,11 @@ class Node:
     __slots__ = ("op", "params", "inputs", "_hash", "__weakref__")
 
     def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...], key_hash: int) -> None:
-        setattr_ = object.__setattr__  # bypass the immutability guard while constructing
-        setattr_(self, "op", op)
-        setattr_(self, "params", params)
-        setattr_(self, "inputs", inputs)
-        setattr_(self, "_hash", key_hash)
+        # the slots' own descriptors bypass the immutability guard while constructing
+        _OP(self, op)
+        _PARAMS(self, params)
+        _INPUTS(self, inputs)
+        _HASH(self, key_hash)
 
     def __hash__(self) -> int:
         return self._hash
@@ -106,6 +106,9 @@ class Node:
         return f"{self.op}({params}{'; ' if params and self.inputs else ''}{len(self.inputs)} in)"
 
 
+_OP, _PARAMS, _INPUTS, _HASH = (getattr(Node, name).__set__ for name in ("op", "params", "inputs", "_hash"))
+
+
 class Builder:
     """The intern table: `node()` returns the one existing node equal to what is asked for."""
 
@@ -117,7 +120,11 @@ class Builder:
         spec = PRIMITIVES.get(op)
         if spec is None:
             raise ValueError(f"unknown primitive {op!r}")
-        params = tuple(_NAN if p != p else p for p in params)  # only NaN differs from itself
+        params = tuple(params)
+        for p in params:
+            if p != p:  # only NaN differs from itself: one NaN object, so equal keys stay equal
+                params = tuple(_NAN if q != q else q for q in params)
+                break
         inputs = tuple(inputs)
         if spec[1] is not None and len(inputs) != spec[1]:
             raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
@@ -125,8 +132,7 @@ class Builder:
         self.requests += 1
         found = self._table.get(key)
         if found is None:
-            found = Node(op, params, inputs, hash(key))
-            self._table[key] = found
+            found = self._table[key] = Node(op, params, inputs, hash(key))
         return found
 
     def __len__(self) -> int:
