@@ -64,14 +64,17 @@ def _entries(holdings: np.ndarray, tickers: Sequence[str]) -> list[list[dict[str
     held = _held(rows)
     rank = np.broadcast_to(np.argsort(np.argsort(np.asarray(tickers))), rows.shape)
     order = np.lexsort((rank, -rows, ~held), axis=-1)  # held first, then -weight, then ticker
-    sorted_weights = np.take_along_axis(rows, order, axis=-1)
-    weights = sorted_weights.astype(object)
-    weights[~np.isfinite(sorted_weights)] = None
-    names = np.asarray(tickers, dtype=object)[order]
-    distinct = [
-        [{"ticker": t, "weight": w} for t, w in zip(ts[:n], ws[:n])]
-        for ts, ws, n in zip(names.tolist(), weights.tolist(), held.sum(axis=-1).tolist())
-    ]
+    counts = held.sum(axis=-1)
+    first = np.arange(rows.shape[1]) < counts[:, None]  # the held entries of each sorted row
+    weights = np.take_along_axis(rows, order, axis=-1)[first]
+    values = weights.tolist()
+    if not np.isfinite(weights).all():
+        values = [w if math.isfinite(w) else None for w in values]
+    names = np.asarray(tickers, dtype=object)[order[first]].tolist()
+    # every entry of every distinct row in one pass, then cut into rows
+    flat = [{"ticker": t, "weight": w} for t, w in zip(names, values)]
+    ends = np.cumsum(counts).tolist()
+    distinct = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
     return [distinct[i] for i in which[np.cumsum(new) - 1].tolist()]
 
 
