@@ -22,7 +22,7 @@ from gpubt.ir.lines import CODES
 from gpubt.ir.nodes import Node
 
 _CODE = {code: i for i, code in enumerate(CODES)}
-_IS = _CODE["is"]
+_GT, _LT, _ABOVE, _IS = (_CODE[c] for c in ("gt", "lt", "crossAbove", "is"))  # else crossBelow
 
 
 def split(outputs: Sequence[Node]) -> tuple[list[Node], list[Node]]:
@@ -99,7 +99,7 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarr
                line: np.ndarray) -> None:
     """One line's order codes per day (b empty: compared with the constant y)."""
     n = line.size
-    if code == 4:  # is: a condition input, 1/0/-1 -> 2/0/1
+    if code == _IS:  # a condition input, 1/0/-1 -> 2/0/1
         for t in range(n):
             f = flag[t]
             line[t] = 2 * (f == 1) + (f == -1)
@@ -108,14 +108,14 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarr
     if constant and np.isnan(y):
         line[:] = 1
         return
-    if code == 0:
+    if code == _GT:
         if constant:
             for t in range(n):
                 line[t] = 2 * (a[t] > y) + np.isnan(a[t])
         else:
             for t in range(n):
                 line[t] = 2 * (a[t] > b[t]) + (np.isnan(a[t]) | np.isnan(b[t]))
-    elif code == 1:
+    elif code == _LT:
         if constant:
             for t in range(n):
                 line[t] = 2 * (a[t] < y) + np.isnan(a[t])
@@ -129,7 +129,7 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarr
             a0, a1 = a[t - 1], a[t]
             b0, b1 = (y, y) if constant else (b[t - 1], b[t])
             missing = np.isnan(a0) | np.isnan(a1) | np.isnan(b0) | np.isnan(b1)
-            if code == 2:
+            if code == _ABOVE:
                 line[t] = 2 * ((a0 < b0) & (a1 >= b1)) + missing
             else:
                 line[t] = 2 * ((a0 > b0) & (a1 <= b1)) + missing
