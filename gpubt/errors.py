@@ -31,7 +31,14 @@ class LazyPath:
         self.parts = parts
 
     def __str__(self) -> str:
-        return json_path(*self.parts)
+        # a path nests through its first part (a node's path, then its child's...): unnest it
+        # with a loop, so a deep tree cannot reach the recursion limit here
+        tails = []
+        head: str | int | LazyPath = self
+        while isinstance(head, LazyPath) and head.parts:
+            tails.append(head.parts[1:])
+            head = head.parts[0]
+        return json_path(head, *(part for tail in reversed(tails) for part in tail))
 
 
 def json_path(*parts: str | int | LazyPath) -> str:
