@@ -320,6 +320,7 @@ def _primitive_cases() -> list[tuple[str, Node, list[float]]]:
         ("rolling_min", n("rolling_min", (2,), (x,)), [NAN, 1, 2, 3, 3]),
         ("rolling_max", n("rolling_max", (2,), (x,)), [NAN, 2, 4, 4, 5]),
         ("rolling_dot", n("rolling_dot", ((1.0, 2.0),), (x,)), [NAN, 5, 10, 10, 13]),
+        ("rolling_dot_centered", n("rolling_dot_centered", ((-1.0, 0.0, 1.0),), (x,)), [NAN, NAN, 3, 1, 1]),
         ("rolling_argmax_age", n("rolling_argmax_age", (3,), (x,)), [NAN, NAN, 0, 1, 0]),
         ("rolling_argmax_age", n("rolling_argmax_age", (2,), (y,)), [NAN, NAN, 0, 1, 0]),  # tie: latest
         ("rolling_argmin_age", n("rolling_argmin_age", (3,), (x,)), [NAN, NAN, 2, 2, 1]),

@@ -222,6 +222,7 @@ def _primitive_graph() -> dict[str, list[Node]]:
             cases["ewm"].append(n("ewm", (2.0 / (w + 1), w), (x,)))
         for weights in ((1.0,), (0.5, -2.0), (1.0, 2.0, 3.0, 4.0, 5.0)):
             cases["rolling_dot"].append(n("rolling_dot", (weights,), (x,)))
+            cases["rolling_dot_centered"].append(n("rolling_dot_centered", (weights,), (x,)))
         for op in ("cum_sum", "forward_fill"):
             cases[op].append(n(op, (), (x,)))
         cases["laguerre_rsi"].append(n("laguerre_rsi", (0.8,), (x,)))
@@ -308,6 +309,18 @@ def test_catalogue_metric_equals_polars_and_reference(ticker: str, metric: str) 
         assert_same(got[(metric, w)], want[(metric, w)], what + " vs polars", abs_=1e-15)
         ref = indicator(metric, market.bars(ticker), w)
         assert_same(got[(metric, w)], ref, what + " vs reference", rel=REL_REF, abs_=ABS_REF)
+
+
+@pytest.mark.parametrize("ticker", CATALOGUE_TICKERS)
+def test_regression_metrics_equal_the_reference_bit_for_bit(ticker: str) -> None:
+    """The slope is the reference's centered sum, to the bit: a function node ranking branch
+    series of equal shape must break their mathematical tie the reference's way
+    (tests/found/near_tie_linreg_branch_scores.json)."""
+    got, _ = _catalogue(ticker)
+    bars = synthetic_slice().bars(ticker)
+    for metric in ("Linear Reg Slope", "Linear Reg Value"):
+        for w in CATALOGUE_WINDOWS:
+            np.testing.assert_array_equal(got[(metric, w)], indicator(metric, bars, w), err_msg=f"{metric}({w})")
 
 
 # -- Kleene logic, comparisons ----------------------------------------------------------------------

@@ -275,6 +275,7 @@ _GROUP_OPS: dict[str, Callable[[list[Array], tuple, int, int], Array]] = {
     "rolling_min": _kernel("_k_rolling_min", _n),
     "rolling_max": _kernel("_k_rolling_max", _n),
     "rolling_dot": _kernel("_k_rolling_dot", _weights),
+    "rolling_dot_centered": _kernel("_k_rolling_dot_centered", _weights),
     "rolling_argmax_age": _kernel("_k_rolling_argmax_age", _n),
     "rolling_argmin_age": _kernel("_k_rolling_argmin_age", _n),
     "rolling_max_drawdown": _kernel("_k_rolling_max_drawdown", _n),

@@ -473,6 +473,33 @@ def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> No
 
 
 @numba.njit(**_JIT)
+def _rolling_dot_centered_into(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """Σ weights[i]·(x[t−n+1+i] − m) with m the window's mean (its values added oldest first from
+    0.0, divided by n), added in the order i = 0 … n − 1 from 0.0: the reference's OLS sum, to
+    the bit. Missing while the window holds a missing value (NaN propagates)."""
+    n = weights.size
+    for t in range(x.size):
+        out[t] = math.nan
+        if t < n - 1 or n < 1:
+            continue
+        m = 0.0
+        for i in range(n):
+            m += x[t - n + 1 + i]
+        m = m / n
+        s = 0.0
+        for i in range(n):
+            s += weights[i] * (x[t - n + 1 + i] - m)
+        out[t] = s
+
+
+@numba.njit(**_JIT)
+def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    out = np.empty(x.size)
+    _rolling_dot_centered_into(x, weights, out)
+    return out
+
+
+@numba.njit(**_JIT)
 def _unit_sums(x: np.ndarray, n: int, divisor: float) -> np.ndarray:
     """out[t] = (x[t−n+1] + … + x[t], added oldest first from 0.0) / divisor (none when the divisor
     is 1); missing for t < n − 1."""

@@ -480,8 +480,13 @@ def _window(fn: Callable[..., np.ndarray], cast: Callable[[Any], Any] = int) -> 
     return run
 
 
-def _rolling_dot(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    return kernels.rolling_dot(_full(a[0], ctx.n), np.asarray([float(w) for w in p[0]], dtype=np.float64))
+def _weighted(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    """A window kernel whose parameter is a weight per position."""
+
+    def run(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
+        return fn(_full(a[0], ctx.n), np.asarray([float(w) for w in p[0]], dtype=np.float64))
+
+    return run
 
 
 def _cum_sum(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
@@ -581,7 +586,8 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
     "rolling_std": _window(kernels.rolling_std_blocked),
     "rolling_min": _window(kernels.rolling_min),
     "rolling_max": _window(kernels.rolling_max),
-    "rolling_dot": _rolling_dot,
+    "rolling_dot": _weighted(kernels.rolling_dot),
+    "rolling_dot_centered": _weighted(kernels.rolling_dot_centered),
     "rolling_argmax_age": _window(kernels.rolling_argmax_age),
     "rolling_argmin_age": _window(kernels.rolling_argmin_age),
     "rolling_max_drawdown": _window(kernels.rolling_max_drawdown),

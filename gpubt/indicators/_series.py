@@ -141,6 +141,9 @@ class S:
     def rolling_dot(self, weights: Sequence[float]) -> S:
         return self._op("rolling_dot", self.node, params=(tuple(float(w) for w in weights),))
 
+    def rolling_dot_centered(self, weights: Sequence[float]) -> S:
+        return self._op("rolling_dot_centered", self.node, params=(tuple(float(w) for w in weights),))
+
     def cum_sum(self) -> S:
         return self._op("cum_sum", self.node)
 

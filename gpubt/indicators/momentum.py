@@ -49,12 +49,13 @@ def trend_clarity(b: Builder, src: Source, p: int) -> S:
 
 
 def _slope(c: S, p: int) -> S:
-    """OLS slope of the last p values on 0 … p − 1 (0 for a single point): Σ(i − x̄)·yᵢ / Sxx."""
+    """OLS slope of the last p values on 0 … p − 1 (0 for a single point): Σ(i − x̄)·(yᵢ − ȳ) / Sxx,
+    centered as the reference sums it (the uncentered Σ(i − x̄)·yᵢ loses digits)."""
     if p == 1:
         return masked(0.0, c)
     xm = (p - 1) / 2.0
     sxx = sum((i - xm) ** 2 for i in range(p))
-    return c.rolling_dot([i - xm for i in range(p)]) / sxx
+    return c.rolling_dot_centered([i - xm for i in range(p)]) / sxx
 
 
 def linreg_slope(b: Builder, src: Source, p: int) -> S:

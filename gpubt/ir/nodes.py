@@ -37,6 +37,10 @@ PRIMITIVES: dict[str, tuple[str, int | None, str]] = {
     "rolling_min": ("f", 1, "params (n,)"),
     "rolling_max": ("f", 1, "params (n,)"),
     "rolling_dot": ("f", 1, "params (weights,): sum of weights[i] * x[t-n+1+i]"),
+    "rolling_dot_centered": ("f", 1, "params (weights,): sum of weights[i] * (x[t-n+1+i] - the window's mean). "
+                             "Added for the regression slope: its uncentered form sum((i - m) x) cancels digits "
+                             "(1e-12 relative on prices near 100), and near-ties between scale-equal branch "
+                             "series then rank differently than the reference's centered sum"),
     "rolling_argmax_age": ("f", 1, "params (n,): days since the highest of the last n values (latest on ties)"),
     "rolling_argmin_age": ("f", 1, "params (n,): days since the lowest of the last n values (latest on ties)"),
     "rolling_max_drawdown": ("f", 1, "params (n,): max over the window of (running peak - x)/running peak"),
