@@ -175,15 +175,10 @@ class PolarsBackend:
         """The lazy query computing `outputs`, and the column name of each node."""
         order = topological(outputs)
         wanted = set(outputs)
-        readers: dict[Node, int] = {}
-        for node in order:
-            for i in node.inputs:
-                readers[i] = readers.get(i, 0) + 1
         names: dict[Node, str] = {}
         base: dict[str, pl.Series] = {_DATE: pl.Series(_DATE, market.dates, dtype=pl.Date)}
-        exprs = _Exprs(names)
         level: dict[Node, int] = {}
-        levels: list[list[pl.Expr]] = []
+        levels: list[list[Node]] = []
         for i, node in enumerate(order):
             name = names[node] = f"_n{i}"
             if node.op in ("price", "branch"):
@@ -193,22 +188,18 @@ class PolarsBackend:
             if node.op == "const" and node not in wanted:
                 level[node] = 0  # inlined as a literal wherever it is read
                 continue
-            expr = exprs.build(node)
-            depth = max((level[i] for i in node.inputs), default=0)
-            if readers.get(node) == 1 and node not in wanted and not exprs.constant(node):
-                # read once: part of its reader's expression, never a column of its own
-                exprs.inline[node] = expr
-                level[node] = depth
-                continue
-            level[node] = depth + 1
-            while len(levels) < depth + 1:
+            depth = 1 + max((level[i] for i in node.inputs), default=0)
+            level[node] = depth
+            while len(levels) < depth:
                 levels.append([])
-            levels[depth].append(expr.alias(name))
+            levels[depth - 1].append(node)
 
+        exprs = _Exprs(names)
+        columns = [[exprs.build(node).alias(names[node]) for node in nodes] for nodes in levels]
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
         query = pl.LazyFrame(base)
-        for level_columns in levels:
+        for level_columns in columns:
             query = query.with_columns(level_columns)
         query = query.select([names[node] for node in dict.fromkeys(outputs)])
         return query, names
@@ -250,7 +241,6 @@ class _Exprs:
     def __init__(self, names: Mapping[Node, str]) -> None:
         self.names = names
         self.divisors: dict[str, float] = {}
-        self.inline: dict[Node, pl.Expr] = {}  # nodes read once: their expression, not a column
         self._constants: dict[Node, bool] = {}
 
     def divisor(self, value: float) -> pl.Expr:
@@ -262,7 +252,7 @@ class _Exprs:
         self.divisors[name] = value
         return pl.col(name)
 
-    def constant(self, node: Node) -> bool:
+    def _constant(self, node: Node) -> bool:
         """Whether a node reads no column (Polars folds it to a scalar)."""
         known = self._constants.get(node)
         if known is None:
@@ -271,7 +261,7 @@ class _Exprs:
             elif not node.inputs:
                 known = False
             else:
-                known = all(self.constant(i) for i in node.inputs)
+                known = all(self._constant(i) for i in node.inputs)
             self._constants[node] = known
         return known
 
@@ -279,8 +269,7 @@ class _Exprs:
         """An input: its column, or a literal for a constant."""
         if node.op == "const":
             return _literal(node.params[0])
-        inline = self.inline.get(node)
-        return pl.col(self.names[node]) if inline is None else inline
+        return pl.col(self.names[node])
 
     def build(self, node: Node) -> pl.Expr:
         args = [self.arg(i) for i in node.inputs]
@@ -291,7 +280,7 @@ class _Exprs:
             ]
         if node.op in ("div", "ratio") and node.inputs[1].op == "const":
             args[1] = self.divisor(node.inputs[1].params[0])
-        elif node.op in ("div", "ratio") and self.constant(node.inputs[1]):
+        elif node.op in ("div", "ratio") and self._constant(node.inputs[1]):
             args[1] = args[1] + self.divisor(0.0)  # a column, not a folded scalar
         elif node.op == "rolling_mean":
             n = int(node.params[0])
