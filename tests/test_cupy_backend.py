@@ -173,7 +173,7 @@ def test_plain_sum_loops_equal_the_blocked_cpu_kernels(n: int) -> None:
     for divisor, blocked in ((1.0, kernels.rolling_sum), (float(n), kernels.rolling_mean)):
         kernels._unit_sums_into(x, n, divisor, out)
         np.testing.assert_array_equal(out, blocked(x, n))
-    kernels._rolling_dot_into(x, weights, out)
+    kernels._rolling_dot_into(x, weights, False, out)
     np.testing.assert_array_equal(out, kernels.rolling_dot(x, weights))
     x[200:260] = 3.25
     kernels._rolling_std_into(x, n, out)

@@ -23,7 +23,6 @@ from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins
     _rolling_all_into,
     _rolling_argmax_age_into,
     _rolling_argmin_age_into,
-    _rolling_dot_centered_into,
     _rolling_dot_into,
     _rolling_extreme_into,
     _rolling_mad_into,
@@ -110,13 +109,13 @@ def _k_unit_sums(x, n, divisor, out):  # noqa: ANN001, ANN202
 def _k_rolling_dot(x, weights, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
     if i < x.shape[0]:
-        _rolling_dot_into(x[i], weights, out[i])
+        _rolling_dot_into(x[i], weights, False, out[i])
 
 
 def _k_rolling_dot_centered(x, weights, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
     if i < x.shape[0]:
-        _rolling_dot_centered_into(x[i], weights, out[i])
+        _rolling_dot_into(x[i], weights, True, out[i])
 
 
 def _k_ewm(x, alpha, seed, out):  # noqa: ANN001, ANN202
@@ -151,7 +150,7 @@ def _k_forward_fill(x, out):  # noqa: ANN001, ANN202
 DEVICE_FUNCTIONS = (
     _rolling_std_into, _rolling_mad_into, _rolling_argmax_age_into, _rolling_argmin_age_into,
     _rolling_max_drawdown_into, _rolling_ulcer_into, _rolling_extreme_into, _rolling_min_into, _rolling_max_into,
-    _wilder_mean_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _rolling_dot_centered_into, _ewm_into,
+    _wilder_mean_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _ewm_into,
     _ewm_var_into, _laguerre_rsi_into, _cum_sum_into, _forward_fill_into,
 )
 KERNELS = (

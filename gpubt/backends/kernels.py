@@ -458,34 +458,22 @@ def _unit_sums_into(x: np.ndarray, n: int, divisor: float, out: np.ndarray) -> N
 
 
 @numba.njit(**_JIT)
-def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """The plain loop `rolling_dot` is blocked from, to the bit (weights[i]·x added in the order
-    i = 0 … n − 1 from 0.0). The CUDA backend's per-row loop."""
-    n = weights.size
-    for t in range(x.size):
-        out[t] = math.nan
-        if t < n - 1 or n < 1:
-            continue
-        s = 0.0
-        for i in range(n):
-            s += weights[i] * x[t - n + 1 + i]
-        out[t] = s
-
-
-@numba.njit(**_JIT)
-def _rolling_dot_centered_into(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """Σ weights[i]·(x[t−n+1+i] − m) with m the window's mean (its values added oldest first from
-    0.0, divided by n), added in the order i = 0 … n − 1 from 0.0: the reference's OLS sum, to
-    the bit. Missing while the window holds a missing value (NaN propagates)."""
+def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, centered: bool, out: np.ndarray) -> None:
+    """Σ weights[i]·(x[t−n+1+i] − m), added in the order i = 0 … n − 1 from 0.0: m = 0 for the plain
+    loop `rolling_dot` is blocked from (to the bit: x − 0.0 is x); centered, m is the window's
+    mean (its values added oldest first from 0.0, divided by n): the reference's OLS sum, to the
+    bit. Missing while the window holds a missing value (NaN propagates). The CUDA backend's
+    per-row loop for both."""
     n = weights.size
     for t in range(x.size):
         out[t] = math.nan
         if t < n - 1 or n < 1:
             continue
         m = 0.0
-        for i in range(n):
-            m += x[t - n + 1 + i]
-        m = m / n
+        if centered:
+            for i in range(n):
+                m += x[t - n + 1 + i]
+            m = m / n
         s = 0.0
         for i in range(n):
             s += weights[i] * (x[t - n + 1 + i] - m)
@@ -494,8 +482,9 @@ def _rolling_dot_centered_into(x: np.ndarray, weights: np.ndarray, out: np.ndarr
 
 @numba.njit(**_JIT)
 def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ weights[i]·(x[t−n+1+i] − the window's mean) (`_rolling_dot_into`, centered)."""
     out = np.empty(x.size)
-    _rolling_dot_centered_into(x, weights, out)
+    _rolling_dot_into(x, weights, True, out)
     return out
 
 
