@@ -240,18 +240,22 @@ class Allocator:
         cols = _union([w for part in parts for w in (part[1:] if isinstance(part, tuple) else (part,))])
         out = np.zeros((cols.size, n))
         run: list[tuple[np.ndarray, Weights, Weights]] = []
-        for part, active in zip(parts + [None], actives + [None]):
-            if isinstance(part, tuple):
-                run.append(part)
-                continue
+
+        def add_run() -> None:
             if run:
                 _add_choices(np.stack([r[0] for r in run]), inv, *_constant_rows([r[1] for r in run], cols),
                              *_constant_rows([r[2] for r in run], cols), out)
-                run = []
-            if part is not None:
-                weight = inv if active is self._always else np.where(active, inv, 0.0)
-                for row, at in zip(part.w, np.searchsorted(cols, part.cols).tolist()):
-                    out[at] += weight * row
+                run.clear()
+
+        for part, active in zip(parts, actives):
+            if isinstance(part, tuple):
+                run.append(part)
+                continue
+            add_run()  # the leaves before this child first: children add in order
+            weight = inv if active is self._always else np.where(active, inv, 0.0)
+            for row, at in zip(part.w, np.searchsorted(cols, part.cols).tolist()):
+                out[at] += weight * row
+        add_run()
         return Weights(cols, out)
 
     def _choice(self, step: Step) -> tuple[np.ndarray, Weights, Weights] | None:

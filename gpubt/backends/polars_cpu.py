@@ -162,7 +162,8 @@ class PolarsBackend:
             frame = self._collect(query)
             values = {node: self._to_numpy(frame.get_column(names[node]), node) for node in rest}
         if fused:
-            floats, row = stacked(rest, values, market.n_days)
+            inputs = dict.fromkeys(put for node in fused for put in node.inputs)  # not the other outputs
+            floats, row = stacked(list(inputs), values, market.n_days)
             values.update(evaluate_lines(fused, floats, row, values))
         return {node: values[node] for node in outputs}
 
