@@ -529,9 +529,35 @@ def test_window_sums_equal_the_plain_loop_bit_for_bit(n: int) -> None:
             lo[t], hi[t] = w.min(), w.max()
     assert np.array_equal(kernels.rolling_min(x, n), lo, equal_nan=True)
     assert np.array_equal(kernels.rolling_max(x, n), hi, equal_nan=True)
-    # the blocked two-pass std is the Polars backend's kernel to the bit (flat windows included)
+
+
+_BLOCKED = {  # kernel with its days in blocks -> its plain loop
+    kernels.rolling_std: kernels._rolling_std_into,
+    kernels.rolling_mad: kernels._rolling_mad_into,
+    kernels.rolling_argmax_age: kernels._rolling_argmax_age_into,
+    kernels.rolling_argmin_age: kernels._rolling_argmin_age_into,
+    kernels.rolling_max_drawdown: kernels._rolling_max_drawdown_into,
+    kernels.rolling_ulcer: kernels._rolling_ulcer_into,
+}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 35, 600, 1300, 2000])
+def test_blocked_window_kernels_equal_their_plain_loops_bit_for_bit(n: int) -> None:
+    """Gaps, flat runs (std exactly 0, tied extremes), zeros (a zero peak) and signs flipping."""
+    rng = np.random.default_rng(100 + n)
+    x = np.exp(rng.normal(0, 2, 1500)) * rng.choice([-1.0, 1.0], 1500, p=[0.1, 0.9])
+    x[rng.random(1500) < 0.01] = NAN
     x[200:260] = 3.25
-    assert np.array_equal(kernels.rolling_std_blocked(x, n), kernels.rolling_std(x, n), equal_nan=True)
+    x[400:410] = 0.0
+    x[700:720] = -0.0
+    for kernel, plain in _BLOCKED.items():
+        expected = np.empty(x.size)
+        plain(x, n, expected)
+        assert np.array_equal(kernel(x, n), expected, equal_nan=True), kernel.__name__
+    weights = rng.normal(size=n)
+    expected = np.empty(x.size)
+    kernels._rolling_dot_into(x, weights, True, expected)
+    assert np.array_equal(kernels.rolling_dot_centered(x, weights), expected, equal_nan=True)
 
 
 # -- memory ---------------------------------------------------------------------------------------------

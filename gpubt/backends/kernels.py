@@ -204,48 +204,6 @@ def _rolling_max_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
 
 
 @numba.njit(**_JIT)
-def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_std_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_mad_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_argmax_age(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_argmax_age_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_argmin_age(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_argmin_age_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_max_drawdown_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_ulcer_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
 def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
     out = np.empty(x.size)
     _rolling_min_into(x, n, out)
@@ -481,14 +439,6 @@ def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, centered: bool, out: n
 
 
 @numba.njit(**_JIT)
-def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Σ weights[i]·(x[t−n+1+i] − the window's mean) (`_rolling_dot_into`, centered)."""
-    out = np.empty(x.size)
-    _rolling_dot_into(x, weights, True, out)
-    return out
-
-
-@numba.njit(**_JIT)
 def _unit_sums(x: np.ndarray, n: int, divisor: float) -> np.ndarray:
     """out[t] = (x[t−n+1] + … + x[t], added oldest first from 0.0) / divisor (none when the divisor
     is 1); missing for t < n − 1."""
@@ -574,11 +524,29 @@ def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------ O(n) per day, days blocked
+# The CPU forms of the windows that revisit every value of the window each day. Each is the plain
+# loop `_xxx_into` above (the meaning, and the CUDA backend's per-row loop) with the days done in
+# blocks: one pass per lag over a block of per-day accumulators, which the compiler vectorises
+# across days. Every day still sees its window's values in the plain loop's order with the same
+# operations, so the results are the plain loop's to the bit (tests compare them); a window the
+# plain loop skips (a missing value, a zero peak) is made missing afterwards.
+
+
 @numba.njit(**_JIT)
-def rolling_std_blocked(x: np.ndarray, n: int) -> np.ndarray:
-    """`rolling_std` to the bit (the same two passes per window: sum oldest first, mean, sum of
-    squared deviations oldest first; exactly 0 for a window of equal values), the days done in
-    blocks so the compiler vectorises across days. A window holding a missing value is missing."""
+def _missing_where_incomplete(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    """out[t] = NaN unless the n values ending at t are all present."""
+    run = 0
+    for t in range(x.size):
+        run = 0 if math.isnan(x[t]) else run + 1
+        if run < n:
+            out[t] = math.nan
+
+
+@numba.njit(**_JIT)
+def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
+    """`_rolling_std_into`: the window's sum oldest first, its mean, the squared deviations
+    oldest first; exactly 0 for a window of equal values."""
     size = x.size
     out = np.full(size, np.nan)
     if n < 1:
@@ -607,5 +575,155 @@ def rolling_std_blocked(x: np.ndarray, n: int) -> np.ndarray:
                 d = xs[j] - s[j]
                 q[j] += d * d
         for j in range(m):
-            out[t0 + j] = 0.0 if flat[j] else np.sqrt(q[j] / n)
+            out[t0 + j] = 0.0 if flat[j] else math.sqrt(q[j] / n)
+    _missing_where_incomplete(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
+    """`_rolling_mad_into`: mean absolute deviation around the window's own mean."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    s = np.empty(_BLOCK)
+    a = np.empty(_BLOCK)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        lo = t0 - n + 1
+        s[:m] = 0.0
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                s[j] += xs[j]
+        for j in range(m):
+            s[j] = s[j] / n
+        a[:m] = 0.0
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                a[j] += abs(xs[j] - s[j])
+        for j in range(m):
+            out[t0 + j] = a[j] / n
+    _missing_where_incomplete(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def _rolling_extreme_age(x: np.ndarray, n: int, sign: float) -> np.ndarray:
+    """Days since the highest (sign 1) or lowest (sign −1) value of the window, the latest one on
+    ties: `_rolling_argmax_age_into` / `_rolling_argmin_age_into`."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    best = np.empty(_BLOCK)
+    at = np.empty(_BLOCK)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        lo = t0 - n + 1
+        best[:m] = x[lo : lo + m]
+        at[:m] = 0.0
+        for i in range(1, n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                v = xs[j]
+                if sign * v >= sign * best[j]:
+                    best[j] = v
+                    at[j] = i
+        for j in range(m):
+            out[t0 + j] = (n - 1) - at[j]
+    _missing_where_incomplete(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_argmax_age(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_extreme_age(x, n, 1.0)
+
+
+@numba.njit(**_JIT)
+def rolling_argmin_age(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_extreme_age(x, n, -1.0)
+
+
+@numba.njit(**_JIT)
+def _rolling_drawdowns(x: np.ndarray, n: int, ulcer: bool) -> np.ndarray:
+    """The drawdowns from the peak running from each window's first value: the largest
+    (peak − x)/peak (`_rolling_max_drawdown_into`), or sqrt(mean(dd²)) with dd = 100 (x −
+    peak)/peak (`_rolling_ulcer_into`). A zero peak makes the window missing."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    peak = np.empty(_BLOCK)
+    acc = np.empty(_BLOCK)
+    zero = np.empty(_BLOCK, dtype=np.bool_)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        lo = t0 - n + 1
+        peak[:m] = x[lo : lo + m]
+        acc[:m] = 0.0
+        zero[:m] = False
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                v = xs[j]
+                p = peak[j]
+                if v > p:
+                    p = v
+                peak[j] = p
+                zero[j] |= p == 0.0
+                if ulcer:
+                    dd = 100.0 * (v - p) / p
+                    acc[j] += dd * dd
+                else:
+                    dd = (p - v) / p
+                    if dd > acc[j]:
+                        acc[j] = dd
+        for j in range(m):
+            if not zero[j]:
+                out[t0 + j] = math.sqrt(acc[j] / n) if ulcer else acc[j]
+    _missing_where_incomplete(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_drawdowns(x, n, False)
+
+
+@numba.njit(**_JIT)
+def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_drawdowns(x, n, True)
+
+
+@numba.njit(**_JIT)
+def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ weights[i]·(x[t−n+1+i] − the window's mean): `_rolling_dot_into`, centered."""
+    n = weights.size
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    mean = np.empty(_BLOCK)
+    acc = np.empty(_BLOCK)
+    for t0 in range(n - 1, size, _BLOCK):
+        m = min(_BLOCK, size - t0)
+        lo = t0 - n + 1
+        mean[:m] = 0.0
+        for i in range(n):
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                mean[j] += xs[j]
+        for j in range(m):
+            mean[j] = mean[j] / n
+        acc[:m] = 0.0
+        for i in range(n):
+            w = weights[i]
+            xs = x[lo + i : lo + i + m]
+            for j in range(m):
+                acc[j] += w * (xs[j] - mean[j])
+        out[t0 : t0 + m] = acc[:m]
     return out

@@ -583,7 +583,7 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
     "shift": _shift,
     "rolling_mean": _window(kernels.rolling_mean),
     "rolling_sum": _window(kernels.rolling_sum),
-    "rolling_std": _window(kernels.rolling_std_blocked),
+    "rolling_std": _window(kernels.rolling_std),
     "rolling_min": _window(kernels.rolling_min),
     "rolling_max": _window(kernels.rolling_max),
     "rolling_dot": _weighted(kernels.rolling_dot),
