@@ -19,8 +19,8 @@ tickers, BIL above all) are left out of the generated trees, so the backtest is 
 
 Each (scenario, backend) runs in a fresh subprocess (so its peak RSS is its own): 1 untimed
 warm-up, then `--runs` timed runs; per stage the median (parse, then the stages that
-`run_compiled` reports: compile, signals, allocation, simulation, response) and the median of
-the totals. The reference interpreter runs once per scenario in a subprocess killed after
+`run_compiled` reports: compile, signals, allocation, simulation, response, then json: writing
+the response's JSON bytes, what the API sends) and the median of the totals. The reference interpreter runs once per scenario in a subprocess killed after
 `--reference-timeout` seconds (and is skipped on larger scenarios once one timed out); the
 speed-up is reference time / backend median, measured in the same invocation. `--profile`
 cProfiles one warm run of a scenario on the fastest backend and appends "Where the time goes".
@@ -63,7 +63,7 @@ from gpubt.schema.catalogue import METRICS, resolve_metric  # noqa: E402
 TICKERS = ("SPY", "QQQ", "IWM", "TLT", "GLD", "EFA", "EEM", "VNQ", "DBC", "BIL", "SHY")
 DEFENSIVE = ("SHY", "BIL", "TLT", "GLD")  # the "else" positions
 DAYS = 4_683  # backtest length V1 was measured on
-STAGES = ("parse", "compile", "signals", "allocation", "simulation", "response")
+STAGES = ("parse", "compile", "signals", "allocation", "simulation", "response", "json")
 
 # The N × M trees read a common mix of metrics (10 of them, and 11 tickers: coprime, so indicator
 # i = (COMMON[i % 10], TICKERS[i % 11]) runs through all 110 pairs before a window repeats).
@@ -122,7 +122,8 @@ ENTRY_POINTS = {
     "topological": ("gpubt/ir/nodes.py", "topological"),
     "Allocator.allocation": ("gpubt/alloc/allocate.py", "allocation"),
     "simulate": ("gpubt/sim/simulate.py", "simulate"),
-    "build_response": ("gpubt/schema/response.py", "build_response"),
+    "BacktestResponse": ("gpubt/schema/response.py", "__init__"),
+    "to_json": ("gpubt/schema/response.py", "to_json"),
     "compute_metrics": ("gpubt/metrics/core.py", "compute_metrics"),
 }
 
@@ -298,6 +299,7 @@ def _rss_mib() -> float:
 
 def worker(args: argparse.Namespace) -> None:
     from gpubt.backends import get_backend
+    from gpubt.collector import paused
     from gpubt.compiler.execute import run_compiled
     from gpubt.reference.backtest import run_reference
     from gpubt.schema.parse import parse_request
@@ -316,13 +318,18 @@ def worker(args: argparse.Namespace) -> None:
         return
     backend = get_backend(args.backend)
 
+    @paused()  # one collector pause per run, as `gpubt.engine.backtest` and the API run a request
     def once() -> dict[str, float]:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         strategy = parse_request(body)
         timings["parse"] = time.perf_counter() - t0
-        run_compiled(strategy, market, backend, timings)
-        timings["total"] = time.perf_counter() - t0
+        response = run_compiled(strategy, market, backend, timings)
+        t1 = time.perf_counter()
+        response.to_json()
+        now = time.perf_counter()
+        timings["json"] = now - t1
+        timings["total"] = now - t0
         return timings
 
     result["setup_rss"] = _rss_mib()
@@ -496,7 +503,9 @@ def main() -> None:
         f"generated trees (basic root over indicator nodes of {args.per_node} conditions, two "
         f"positions each; 11 tickers); built-in synthetic market, {period}; per stage the median "
         f"of {args.runs} warm runs after 1 untimed warm-up, each (scenario, backend) in a fresh "
-        "process; total = median of per-run totals (parse + run_compiled), so the stages need not "
+        "process, each run inside one pause of the garbage collector as a request runs; total = "
+        "median of per-run totals (parse + run_compiled + the response's JSON bytes), so the "
+        "stages need not "
         "add up to it; 'meets' compares the median total with the target; peak RSS = VmHWM of "
         "that process (setup = imports + market + request text, before the first run; "
         "getrusage's ru_maxrss would include the parent's peak, inherited across fork + exec); "

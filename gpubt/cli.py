@@ -100,20 +100,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_backtest(strategy, market, args.backend)
     t2 = time.perf_counter()
     if args.out:
-        Path(args.out).write_text(json.dumps(result, allow_nan=False))
+        Path(args.out).write_bytes(result.to_json())
     if args.report:
         from gpubt.report import write_report
 
-        write_report(result, args.report, title=f"{Path(args.strategy).name} · {strategy.request.mode}",
+        write_report(result.to_dict(), args.report, title=f"{Path(args.strategy).name} · {strategy.request.mode}",
                      benchmark=strategy.request.benchmark)
     table = Table(title=f"{Path(args.strategy).name} · {strategy.request.mode} · {args.backend}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    metrics = result["metrics"]
     for key, label, kind in METRIC_ROWS:
-        table.add_row(label, format_metric(metrics.get(key), kind))
+        table.add_row(label, format_metric(result.metrics.get(key), kind))
     console.print(table)
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         err_console.print(f"[yellow]warning[/]: {warning['message']}")
     source = "built-in synthetic market" if args.data is None else str(args.data)
     console.print(

@@ -18,6 +18,7 @@ from gpubt.data.synthetic import synthetic_market
 from gpubt.errors import GpubtError
 from gpubt.reference.backtest import run_reference
 from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
+from gpubt.schema.response import BacktestResponse
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ def market_for(strategy: Strategy, data: str | Path | None) -> Market:
         return load_market(data, tickers=strategy.tickers)
 
 
-def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
-    """The spec §7 response for one strategy on one market."""
+def run_backtest(strategy: Strategy, market: Market, backend: str = DEFAULT_BACKEND) -> BacktestResponse:
+    """The spec §7 response for one strategy on one market: `.to_json()` is the wire format,
+    `.to_dict()` the same as Python objects."""
     if backend not in CHOICES:
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
     if backend == "reference":
@@ -67,6 +69,7 @@ def backtest(
     backend: str = DEFAULT_BACKEND,
     limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
-    """Parse a request body, load its data and run it: the whole pipeline in one call."""
+    """Parse a request body, load its data and run it: the whole pipeline in one call, the
+    response as Python dicts and lists (`run_backtest(...).to_json()` writes it as JSON)."""
     strategy = parse_request(body, limits)
-    return run_backtest(strategy, market_for(strategy, data), backend)
+    return run_backtest(strategy, market_for(strategy, data), backend).to_dict()

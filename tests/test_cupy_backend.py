@@ -117,7 +117,6 @@ def test_examples_end_to_end_equal_numba_in_the_simulator() -> None:
     """Every example, the whole pipeline (signals on the simulated device), on the short synthetic
     market: the same response as the Numba backend, to the character."""
     out = simulate("""
-        import json
         from gpubt.engine import run_backtest
         from gpubt.schema.parse import parse_request
         from tests.golden import EXAMPLES
@@ -127,7 +126,7 @@ def test_examples_end_to_end_equal_numba_in_the_simulator() -> None:
         for example in EXAMPLES:
             got = run_backtest(parse_request(example.read_text()), market, "cupy")
             want = run_backtest(parse_request(example.read_text()), market, "numba")
-            assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), example.stem
+            assert got.to_json() == want.to_json(), example.stem
             print(example.stem)
     """)
     assert len(out.split()) >= 5
@@ -276,7 +275,7 @@ def test_device_examples_equal_numba(example: Path) -> None:
     market = synthetic_market()
     got = run_backtest(parse_request(example.read_text()), market, "cupy")
     want = run_backtest(parse_request(example.read_text()), market, "numba")
-    assert differences(want, got) == []
+    assert differences(want.to_dict(), got.to_dict()) == []
 
 
 # -- a CUDA failure at run time ---------------------------------------------------------------------
@@ -303,6 +302,6 @@ def test_a_cuda_failure_falls_back_to_the_cpu_with_a_warning(monkeypatch, caplog
     monkeypatch.setattr(engine, "get_backend", lambda name: _FailingDevice() if name == "cupy" else real(name))
     with caplog.at_level("WARNING", logger="gpubt.engine"):
         got = engine.run_backtest(strategy, market, "cupy")
-    assert got == expected
+    assert got.to_json() == expected.to_json()
     assert "backend cupy failed (RuntimeError: cudaErrorLaunchFailure" in caplog.text
     assert "running on numba" in caplog.text

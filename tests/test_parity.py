@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
@@ -123,12 +124,16 @@ def cases(draw) -> tuple[MarketSpec | str, dict[str, Any]]:
 
 
 def run(body: dict[str, Any] | str, market: Market, backend: str) -> dict[str, Any]:
-    """The response, or {"error": {status, message}} when the request is refused (spec §8)."""
+    """The response, or {"error": {status, message}} when the request is refused (spec §8). Its
+    JSON as the API writes it is checked on the way: the Python objects' JSON, byte for byte."""
     try:
         strategy = parse_request(body)
-        return run_backtest(strategy, market, backend)
+        response = run_backtest(strategy, market, backend)
     except GpubtError as exc:
         return {"error": {"status": exc.status, "message": exc.message}}
+    as_dict = response.to_dict()
+    assert response.to_json() == orjson.dumps(as_dict), "to_json() differs from the dict's JSON"
+    return as_dict
 
 
 def _num(x: Any) -> bool:

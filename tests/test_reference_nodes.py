@@ -27,6 +27,7 @@ from gpubt.alloc.allocate import Allocator
 from gpubt.backends import REGISTRY, get_backend
 from gpubt.compiler.compile import compile_strategy
 from gpubt.compiler.execute import evaluate_signals
+from gpubt.data.market import Market
 from gpubt.reference.backtest import run_reference
 from gpubt.reference.interpreter import Interpreter
 from gpubt.schema.parse import Strategy, parse_request
@@ -954,6 +955,11 @@ DATES = [str(d) for d in business_days(N)]
 # root: defined 3 : 1 → A .75, B .25 on every day
 FIXED = BASIC(P("A", window=3), P("B", window=1), weighting="defined")
 
+def _response(s: Strategy, market: Market) -> dict[str, Any]:
+    """run_reference's response as Python objects."""
+    return run_reference(s, market).to_dict()
+
+
 # Start = max(50, warm-up 0) = day 50. Prices around it:
 #   close A 150, 151, 152 (days 50–52); open A 150.5, 151.5, 152.5 (days 51–53)
 #   close B 150, 149, 148 (days 50–52); open B 150, 149, 148 (days 51–53)
@@ -985,7 +991,7 @@ def _gross(mode: str, t: int) -> float:
 
 @pytest.mark.parametrize("mode", ["CC", "CO", "OC", "OO"])
 def test_run_reference_modes(mode: str) -> None:
-    r = run_reference(strategy(FIXED, mode=mode, costBps=10, benchmark="A"), RUN)
+    r = _response(strategy(FIXED, mode=mode, costBps=10, benchmark="A"), RUN)
     first, (g1, g2) = GROSS[mode]
     assert r["metrics"]["startDate"] == DATES[50]
     assert r["equityCurve"][0] == {"date": DATES[50], "equity": 1.0}
@@ -1020,19 +1026,19 @@ def test_run_reference_modes(mode: str) -> None:
 def test_run_reference_start_is_max_of_50_and_warmup() -> None:
     # SMA(A, 55) is first valid on day 54 → start day 54, credited 55 … 59 (CC)
     tree = IND([C("Simple Moving Average", "A", "gt", 0, window=55)], then=[FIXED], else_=[P("B")])
-    r = run_reference(strategy(tree, benchmark="A"), RUN)
+    r = _response(strategy(tree, benchmark="A"), RUN)
     assert r["metrics"]["startDate"] == DATES[54]
     assert [d["date"] for d in r["days"]] == DATES[55:]
     assert r["days"][0]["grossReturn"] == pytest.approx(_gross("CC", 54), rel=1e-12)
     # a short lookback does not start before day 50
     tree = IND([C("Simple Moving Average", "A", "gt", 0, window=5)], then=[FIXED], else_=[P("B")])
-    assert run_reference(strategy(tree, benchmark="A"), RUN)["metrics"]["startDate"] == DATES[MIN_HISTORY]
+    assert _response(strategy(tree, benchmark="A"), RUN)["metrics"]["startDate"] == DATES[MIN_HISTORY]
 
 
 @pytest.mark.parametrize(("mode", "credited"), [("CC", range(54, 58)), ("OO", range(55, 58))])
 def test_run_reference_start_and_end_dates(mode: str, credited: range) -> None:
     # startDate = day 53, endDate = day 57: decisions from 53, credited up to 57
-    r = run_reference(strategy(FIXED, mode=mode, benchmark="A", startDate=DATES[53], endDate=DATES[57]), RUN)
+    r = _response(strategy(FIXED, mode=mode, benchmark="A", startDate=DATES[53], endDate=DATES[57]), RUN)
     assert r["metrics"]["startDate"] == DATES[53]
     assert r["equityCurve"][0]["date"] == DATES[53]
     assert [d["date"] for d in r["days"]] == [DATES[t] for t in credited]
@@ -1044,10 +1050,10 @@ def test_run_reference_start_and_end_dates(mode: str, credited: range) -> None:
 def test_run_reference_start_date_on_a_weekend_and_inside_the_warmup() -> None:
     # 2021-03-20 is a Saturday → the next trading day, day 55 (Monday 2021-03-22)
     assert DATES[55] == "2021-03-22"
-    r = run_reference(strategy(FIXED, benchmark="A", startDate="2021-03-20"), RUN)
+    r = _response(strategy(FIXED, benchmark="A", startDate="2021-03-20"), RUN)
     assert r["metrics"]["startDate"] == DATES[55]
     # a startDate inside the 50-day minimum: start stays day 50, with a warning
-    r = run_reference(strategy(FIXED, benchmark="A", startDate=DATES[10]), RUN)
+    r = _response(strategy(FIXED, benchmark="A", startDate=DATES[10]), RUN)
     assert r["metrics"]["startDate"] == DATES[50]
     assert any("startDate" in w["message"] for w in r["warnings"])
 
@@ -1055,25 +1061,25 @@ def test_run_reference_start_date_on_a_weekend_and_inside_the_warmup() -> None:
 def test_run_reference_not_enough_data() -> None:
     short = make_market({k: v[:40] for k, v in CLOSES.items()})
     with pytest.raises(GpubtError) as err:
-        run_reference(strategy(FIXED, benchmark="A"), short)
+        _response(strategy(FIXED, benchmark="A"), short)
     assert "40 days" in err.value.message and "not enough data" in err.value.message
     # CC needs day 50 to decide and day 51 to credit: 52 days; 51 are not enough, 52 are
     with pytest.raises(GpubtError):
-        run_reference(strategy(FIXED, benchmark="A"), make_market({k: v[:51] for k, v in CLOSES.items()}))
-    r = run_reference(strategy(FIXED, benchmark="A"), make_market({k: v[:52] for k, v in CLOSES.items()}))
+        _response(strategy(FIXED, benchmark="A"), make_market({k: v[:51] for k, v in CLOSES.items()}))
+    r = _response(strategy(FIXED, benchmark="A"), make_market({k: v[:52] for k, v in CLOSES.items()}))
     assert [d["date"] for d in r["days"]] == [DATES[51]]
     # OO credits two days later: 52 days are not enough
     with pytest.raises(GpubtError):
-        run_reference(strategy(FIXED, benchmark="A", mode="OO"), make_market({k: v[:52] for k, v in CLOSES.items()}))
+        _response(strategy(FIXED, benchmark="A", mode="OO"), make_market({k: v[:52] for k, v in CLOSES.items()}))
     # an endDate that leaves no credited day
     with pytest.raises(GpubtError):
-        run_reference(strategy(FIXED, benchmark="A", endDate=DATES[50]), RUN)
+        _response(strategy(FIXED, benchmark="A", endDate=DATES[50]), RUN)
 
 
 def test_run_reference_held_ticker_without_prices() -> None:
     # B's data ends on day 55 (not extended): the periods 55→56 … 58→59 of B earn 0, one warning
     closes = {"A": CLOSES["A"], "B": CLOSES["B"][:56] + [None] * 4}
-    r = run_reference(strategy(P("A", "B"), benchmark="A"), make_market(closes))
+    r = _response(strategy(P("A", "B"), benchmark="A"), make_market(closes))
     days = {d["date"]: d for d in r["days"]}
     # day 55 (credited for decision 54): both: ½(155/154 − 1) + ½(145/146 − 1)
     assert days[DATES[55]]["grossReturn"] == pytest.approx(0.5 * (155 / 154 - 1) + 0.5 * (145 / 146 - 1))
@@ -1088,21 +1094,21 @@ def test_run_reference_held_ticker_without_prices() -> None:
 
 def test_run_reference_unknown_ticker() -> None:
     with pytest.raises(GpubtError) as err:
-        run_reference(strategy(P("A", "ZZZ"), benchmark="A"), RUN)
+        _response(strategy(P("A", "ZZZ"), benchmark="A"), RUN)
     assert "ZZZ" in err.value.message
     with pytest.raises(GpubtError) as err:
-        run_reference(strategy(IND([C("Current Price", "QQQ", "gt", 0)], then=[P("A")]), benchmark="A"), RUN)
+        _response(strategy(IND([C("Current Price", "QQQ", "gt", 0)], then=[P("A")]), benchmark="A"), RUN)
     assert "QQQ" in err.value.message
 
 
 def test_run_reference_missing_benchmark() -> None:
-    r = run_reference(strategy(FIXED), RUN)  # benchmark defaults to SPY, not in the data
+    r = _response(strategy(FIXED), RUN)  # benchmark defaults to SPY, not in the data
     assert r["metrics"]["beta"] is None and r["metrics"]["treynor"] is None
     assert r["benchmarkCurve"] == []
     spy = [w for w in r["warnings"] if "SPY" in w["message"]]
     assert len(spy) == 1  # one warning, not one per source of the fact
     # the benchmark's absence changes nothing else
-    with_bench = run_reference(strategy(FIXED, benchmark="A"), RUN)
+    with_bench = _response(strategy(FIXED, benchmark="A"), RUN)
     assert [d["equity"] for d in r["days"]] == [d["equity"] for d in with_bench["days"]]
     # the benchmark curve uses the strategy's mode: A's CC returns from day 50
     curve = with_bench["benchmarkCurve"]
@@ -1115,7 +1121,7 @@ def test_run_reference_alt_exit_markers() -> None:
     #   50–53 out; 54 enter; 55, 56 in (155, 156 > 156 F); 57 exit; 58 enter (158 > 153); 59 exit
     alt = ALT([C("Current Price", "A", "gt", 153)], [C("Current Price", "A", "gt", 156)], id="ae")
     alt["children"] = {"then": [P("A")], "else": [P("B")]}
-    r = run_reference(strategy(alt, benchmark="A"), RUN)
+    r = _response(strategy(alt, benchmark="A"), RUN)
     seconds = {d: int(np.datetime64(d, "s").astype(np.int64)) for d in DATES}
     assert r["markers"] == [
         {"time": seconds[DATES[54]], "text": "ae: enter"},
@@ -1145,6 +1151,6 @@ def test_run_reference_markers_of_called_alt_exits_only() -> None:
         return alt
 
     root = BASIC({"id": "call", "kind": "call", "callRefId": "used"}, id="root")
-    r = run_reference(strategy(root, benchmark="A", callChains={"used": chain("in-used"), "idle": chain("in-idle")}), RUN)
+    r = _response(strategy(root, benchmark="A", callChains={"used": chain("in-used"), "idle": chain("in-idle")}), RUN)
     texts = [m["text"] for m in r["markers"]]
     assert texts == ["in-used: enter", "in-used: exit", "in-used: enter", "in-used: exit"]

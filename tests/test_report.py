@@ -30,7 +30,7 @@ def responses() -> dict[str, tuple[dict[str, Any], str]]:
     out = {}
     for path in EXAMPLES:
         strategy = parse_request(path.read_bytes())
-        out[path.stem] = (engine.run_backtest(strategy, market), strategy.request.benchmark)
+        out[path.stem] = (engine.run_backtest(strategy, market).to_dict(), strategy.request.benchmark)
     return out
 
 

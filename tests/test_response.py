@@ -7,10 +7,11 @@ import json
 from datetime import datetime, timezone
 
 import numpy as np
+import orjson
 import pytest
 
 from gpubt.metrics import KEYS
-from gpubt.schema.response import build_response, json_safe
+from gpubt.schema.response import BacktestResponse, json_safe
 
 # Monday 2024-01-29 .. Friday 2024-02-02: the credited days cross a month boundary.
 DATES = np.array(
@@ -49,7 +50,10 @@ def respond(**overrides):
         warnings=[(3, "C has no price"), (None, "general")],
     )
     args.update(overrides)
-    return build_response(**args)
+    response = BacktestResponse(**args)
+    as_dict = response.to_dict()
+    assert response.to_json() == orjson.dumps(as_dict)  # the wire format, written from the columns
+    return as_dict
 
 
 def unix(day: str) -> int:
@@ -152,7 +156,7 @@ def test_holdings_equal_a_sort_of_each_day() -> None:
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_collector_state_is_restored(enabled: bool) -> None:
-    """build_response pauses the garbage collector and leaves it as it found it."""
+    """Building the response pauses the garbage collector and leaves it as it found it."""
     was = gc.isenabled()
     try:
         (gc.enable if enabled else gc.disable)()

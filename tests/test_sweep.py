@@ -73,7 +73,7 @@ def test_every_variant_equals_its_single_compiled_run(short_market: Market) -> N
     assert table.columns == ["variant", "c1.window", "c1.threshold", "c3.rightWindow", "costBps", *METRIC_COLUMNS]
     for i, row in enumerate(table.iter_rows(named=True)):
         assert (row["c1.window"], row["c1.threshold"], row["c3.rightWindow"], row["costBps"]) == spec.values(i)
-        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        single = run_backtest(spec.strategy(i), short_market, "polars").metrics
         assert_metrics_equal(row, single, spec.label(i))
 
 
@@ -82,7 +82,7 @@ def test_every_backend_sweeps_like_its_single_runs(short_market: Market, backend
     spec = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     table = run_sweep(spec, market=short_market, backend=backend).table
     for i in range(spec.n_variants):
-        single = run_backtest(spec.strategy(i), short_market, backend)["metrics"]
+        single = run_backtest(spec.strategy(i), short_market, backend).metrics
         assert_metrics_equal(table.row(i, named=True), single, f"{backend}: {spec.label(i)}")
 
 
@@ -90,7 +90,7 @@ def test_sample_equals_the_reference_interpreter(short_market: Market) -> None:
     spec = make_spec(TQQQ, {"c1.window": [5, 9, 13, 17], "c2.threshold": [25, 35], "hedge.positions": [["UVXY"], ["TLT", "GLD"]]})
     table = run_sweep(spec, market=short_market).table
     for i in (0, 7, 14):
-        reference = run_backtest(spec.strategy(i), short_market, "reference")["metrics"]
+        reference = run_backtest(spec.strategy(i), short_market, "reference").metrics
         assert_metrics_equal(table.row(i, named=True), reference, spec.label(i))
 
 
@@ -114,7 +114,7 @@ def test_branch_references_function_nodes_and_modes_across_variants(short_market
                                          "mode": ["CC", "OO"]})
     table = run_sweep(spec, market=short_market).table
     for i in range(spec.n_variants):
-        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        single = run_backtest(spec.strategy(i), short_market, "polars").metrics
         assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
 
 
@@ -158,7 +158,7 @@ def _fused_equals_general_and_single(spec: Any, market: Market, monkeypatch: pyt
         general = run_sweep(spec, market=market, backend="numba").table
     assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
     for i in sample:
-        single = run_backtest(spec.strategy(i), market, "polars")["metrics"]
+        single = run_backtest(spec.strategy(i), market, "polars").metrics
         assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
 
 
@@ -180,9 +180,9 @@ def test_fused_path_equals_the_general_path_and_single_runs(
     assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
     assert fused["startDate"].n_unique() > 1 or combine == "zip"  # windows move the warm-up
     for i in range(0, spec.n_variants, 9):
-        single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+        single = run_backtest(spec.strategy(i), short_market, "polars").metrics
         assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
-    reference = run_backtest(spec.strategy(1), short_market, "reference")["metrics"]
+    reference = run_backtest(spec.strategy(1), short_market, "reference").metrics
     assert_metrics_equal(fused.row(1, named=True), reference, spec.label(1))
 
 
@@ -282,7 +282,7 @@ def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Mar
         spec = make_spec(base, {"n1.threshold": [0, 0.02], "n2.window": [21, 63]})
         table = run_sweep(spec, market=short_market, chunk_size=2).table
         for i in range(spec.n_variants):
-            single = run_backtest(spec.strategy(i), short_market, "polars")["metrics"]
+            single = run_backtest(spec.strategy(i), short_market, "polars").metrics
             assert_metrics_equal(table.row(i, named=True), single, f"{formula}: {spec.label(i)}")
 
 
@@ -306,7 +306,7 @@ def test_variants_on_different_calendars_are_grouped() -> None:
     table = run_sweep(spec, market=market).table
     days = set()
     for i in range(spec.n_variants):
-        single = run_backtest(spec.strategy(i), market, "polars")["metrics"]
+        single = run_backtest(spec.strategy(i), market, "polars").metrics
         assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
         days.add(single["days"])
     assert len(days) == 2  # the two calendars differ

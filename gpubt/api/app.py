@@ -198,9 +198,9 @@ def create_app(settings: Settings | None = None, market: Market | None = None) -
                 from gpubt.report import render_html
 
                 return render_html(
-                    result, title=_title(strategy), benchmark=strategy.request.benchmark
+                    result.to_dict(), title=_title(strategy), benchmark=strategy.request.benchmark
                 ).encode()
-            return _dumps(result)
+            return result.to_json()
 
         content = await _run(state, work)
         if format == "html":
@@ -292,8 +292,8 @@ def _title(strategy: Strategy) -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    """Compact JSON, NaN and ±inf as null (spec §7). orjson writes a multi-MB response about 10×
-    faster than json.dumps, with the same numbers (each float in its shortest round-trip form)."""
+    """Compact JSON, NaN and ±inf as null (spec §7), as `BacktestResponse.to_json` writes a
+    backtest: each float in its shortest round-trip form."""
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

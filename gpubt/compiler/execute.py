@@ -22,7 +22,7 @@ from gpubt.data.market import Market
 from gpubt.errors import GpubtError
 from gpubt.ir.nodes import Node, topological
 from gpubt.schema.parse import Strategy
-from gpubt.schema.response import build_response
+from gpubt.schema.response import BacktestResponse
 from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_market
 from gpubt.sim.simulate import period_returns, simulate
 
@@ -30,7 +30,7 @@ from gpubt.sim.simulate import period_returns, simulate
 @paused()  # one pause for the whole run: the collector resumes once its temporaries are gone
 def run_compiled(
     strategy: Strategy, market: Market, backend: Backend, timings: dict[str, float] | None = None
-) -> dict[str, Any]:
+) -> BacktestResponse:
     """The spec §7 response computed through the column graph on `backend`. `timings`, when
     given, receives the seconds spent in each stage (compile, signals, allocation, simulation,
     response) for benchmarks."""
@@ -63,7 +63,7 @@ def run_compiled(
         for i in np.flatnonzero(state != np.r_[False, state[:-1]]).tolist():  # out before start
             markers.append((start + i, f"{latch.node_id}: {'enter' if state[i] else 'exit'}"))
     clock.lap("simulation")
-    response = build_response(
+    response = BacktestResponse(
         dates=market.dates,
         start=start,
         credited=sim.credited,

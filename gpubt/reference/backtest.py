@@ -14,7 +14,7 @@ from gpubt.data.market import Market
 from gpubt.reference.interpreter import Alloc, Interpreter
 from gpubt.schema.models import FlowNode
 from gpubt.schema.parse import Strategy
-from gpubt.schema.response import build_response
+from gpubt.schema.response import BacktestResponse
 from gpubt.sim.period import backtest_window, missing_price_warnings, prepare_market
 
 # How many days after the decision day a mode's return is credited, and which prices bound it.
@@ -26,7 +26,7 @@ _PERIODS = {
 }
 
 
-def run_reference(strategy: Strategy, market: Market) -> dict:
+def run_reference(strategy: Strategy, market: Market) -> BacktestResponse:
     """The full §7 response computed by the reference interpreter."""
     request = strategy.request
     market = prepare_market(strategy, market)
@@ -60,7 +60,7 @@ def run_reference(strategy: Strategy, market: Market) -> dict:
     warnings += missing_price_warnings(missing, market.dates)
     cost = turnover * request.cost_bps / 10_000.0
     credited = np.arange(start + lag, end + 1)
-    return build_response(
+    return BacktestResponse(
         dates=market.dates,
         start=start,
         credited=credited,

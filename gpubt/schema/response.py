@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 
 from gpubt.collector import paused
@@ -50,12 +51,15 @@ def _held(weights: np.ndarray) -> np.ndarray:
     return np.abs(weights) >= MIN_WEIGHT
 
 
-def _entries(holdings: np.ndarray, tickers: Sequence[str]) -> list[list[dict[str, Any]]]:
-    """Each day's held tickers by weight descending, then ticker, so equal runs give identical
-    output. Allocations repeat: each distinct row's list is built once and shared by its days,
-    and the distinct rows are ordered by one array sort, not one Python sort per day."""
+def _distinct_entries(
+    holdings: np.ndarray, tickers: Sequence[str]
+) -> tuple[list[list[dict[str, Any]]], list[int]]:
+    """The held tickers of each distinct allocation by weight descending, then ticker (so equal
+    runs give identical output), and which of them each day holds. Allocations repeat: each
+    distinct row's list is built once and the rows are ordered by one array sort, not one Python
+    sort per day."""
     if not len(holdings):
-        return []
+        return [], []
     new = np.r_[True, np.any(holdings[1:] != holdings[:-1], axis=1)]  # a day unlike the day before
     starts = holdings[new]
     ids: dict[bytes, int] = {}
@@ -75,7 +79,7 @@ def _entries(holdings: np.ndarray, tickers: Sequence[str]) -> list[list[dict[str
     flat = [{"ticker": t, "weight": w} for t, w in zip(names, values)]
     ends = np.cumsum(counts).tolist()
     distinct = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-    return [distinct[i] for i in which[np.cumsum(new) - 1].tolist()]
+    return distinct, which[np.cumsum(new) - 1].tolist()
 
 
 def _monthly(months: np.ndarray, net: np.ndarray) -> list[dict[str, Any]]:
@@ -91,77 +95,151 @@ def _monthly(months: np.ndarray, net: np.ndarray) -> list[dict[str, Any]]:
     ]
 
 
-@paused()  # tens of thousands of dicts and lists, no cycles
-def build_response(
-    *,
-    dates: np.ndarray,
-    start: int,
-    credited: np.ndarray,
-    tickers: Sequence[str],
-    holdings: np.ndarray,
-    gross: np.ndarray,
-    net: np.ndarray,
-    turnover: np.ndarray,
-    cost: np.ndarray,
-    benchmark: str,
-    benchmark_net: np.ndarray | None,
-    markers: Sequence[tuple[int, str]],
-    warnings: Sequence[tuple[int | None, str]],
-) -> dict[str, Any]:
-    """The JSON object for one strategy. Curves start with the start day (1.0 / 0.0); ``days``
-    has one row per credited day. When ``benchmark_net`` is None the benchmark had no data: its
-    curve is empty, beta/treynor are null and a warning naming ``benchmark`` is added."""
-    credited = np.asarray(credited, dtype=np.int64)
-    net = np.asarray(net, dtype=np.float64)
-    seconds = dates.astype("datetime64[s]").astype(np.int64)
-    start_date = _iso_days(dates[[start]])[0]
-    when = _iso_days(dates[credited])
+# -- JSON written from the columns ----------------------------------------------------------------
+# orjson writes a float64 array as each float's shortest round-trip form (NaN and ±inf as null),
+# exactly as it writes the same floats in a list; an array's text cut at its commas is one JSON
+# value per element, and a list of records is those values laid between the keys by slice
+# assignment and joined once: no dict per record.
 
-    equity, drawdown = equity_and_drawdown(net)
-    n_holdings = np.count_nonzero(_held(holdings), axis=-1)
-    metrics = compute_metrics(net, turnover, n_holdings, benchmark_net)
 
-    benchmark_curve: list[dict[str, Any]] = []
-    warnings = list(warnings)
-    if benchmark_net is None:
-        warnings.append((None, f"benchmark {benchmark} has no data: beta and treynor are null"))
-    else:
-        # Days before the benchmark has prices keep it flat, so its curve starts at 1.0 with ours.
-        bench_net = np.where(np.isfinite(benchmark_net), benchmark_net, 0.0)
-        bench_equity = np.cumprod(1.0 + bench_net)
-        benchmark_curve = _points(start_date, 1.0, when, json_list(bench_equity))
+def _values(values: np.ndarray | list[Any]) -> list[bytes]:
+    """The JSON text of each element (numbers, strings without commas, null)."""
+    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    return text[1:-1].split(b",") if len(text) > 2 else []
 
-    entries = _entries(holdings, tickers)
-    equity_list, drawdown_list = json_list(equity), json_list(drawdown)
-    columns = zip(
-        seconds[credited].tolist(), when, equity_list, drawdown_list,
-        json_list(gross), json_list(net), json_list(turnover), json_list(cost), entries,
-    )
-    days = [
-        {"time": t, "date": d, "equity": e, "drawdown": dd, "grossReturn": g, "netReturn": n,
-         "turnover": tu, "cost": c, "holdings": h}
-        for t, d, e, dd, g, n, tu, c, h in columns
-    ]
-    metric_values: dict[str, Any] = {"startDate": start_date}
-    metric_values["endDate"] = when[-1] if when else None
-    metric_values.update(
-        {key: int(v) if key == "days" else json_safe(v) for key, v in metrics.items()}
-    )
-    return {
-        "equityCurve": _points(start_date, 1.0, when, equity_list),
-        "benchmarkCurve": benchmark_curve,
-        "drawdownPoints": _points(start_date, 0.0, when, drawdown_list),
-        "days": days,
-        "allocations": [{"date": d, "entries": e} for d, e in zip(when, entries)],
-        "monthly": _monthly(dates[credited].astype("datetime64[M]"), net),
-        "markers": [{"time": int(seconds[i]), "text": text} for i, text in markers],
-        "warnings": [
+
+def _records(columns: dict[str, list[bytes]]) -> bytes:
+    """A JSON list of objects, record i being {key: columns[key][i], ...} in the keys' order."""
+    n = len(next(iter(columns.values())))
+    if not n:
+        return b"[]"
+    width = 2 * len(columns) + 1
+    parts: list[bytes] = [b""] * (n * width)
+    for j, (key, values) in enumerate(columns.items()):
+        parts[2 * j :: width] = [("{" if j == 0 else ",").encode() + orjson.dumps(key) + b":"] * n
+        parts[2 * j + 1 :: width] = values
+    parts[width - 1 :: width] = [b"},"] * n
+    parts[-1] = b"}"
+    return b"[" + b"".join(parts) + b"]"
+
+
+class BacktestResponse:
+    """The spec §7 response of one backtest, kept as columns. `to_json()` writes the wire format
+    straight from them (what the API and the CLI send: a long backtest's response is tens of
+    thousands of small objects, which Python would otherwise build and orjson walk); `to_dict()`
+    builds the same response as Python dicts and lists. `orjson.dumps(r.to_dict()) ==
+    r.to_json()`, byte for byte."""
+
+    def __init__(
+        self,
+        *,
+        dates: np.ndarray,
+        start: int,
+        credited: np.ndarray,
+        tickers: Sequence[str],
+        holdings: np.ndarray,
+        gross: np.ndarray,
+        net: np.ndarray,
+        turnover: np.ndarray,
+        cost: np.ndarray,
+        benchmark: str,
+        benchmark_net: np.ndarray | None,
+        markers: Sequence[tuple[int, str]],
+        warnings: Sequence[tuple[int | None, str]],
+    ) -> None:
+        """Curves start with the start day (1.0 / 0.0); ``days`` has one row per credited day.
+        When ``benchmark_net`` is None the benchmark had no data: its curve is empty, beta and
+        treynor are null and a warning naming ``benchmark`` is added."""
+        credited = np.asarray(credited, dtype=np.int64)
+        self.net = np.asarray(net, dtype=np.float64)
+        self.gross = np.asarray(gross, dtype=np.float64)
+        self.turnover = np.asarray(turnover, dtype=np.float64)
+        self.cost = np.asarray(cost, dtype=np.float64)
+        seconds = dates.astype("datetime64[s]").astype(np.int64)
+        self.seconds = seconds[credited]
+        self.start_date = _iso_days(dates[[start]])[0]
+        self.when = _iso_days(dates[credited])
+        self.equity, self.drawdown = equity_and_drawdown(self.net)
+        n_holdings = np.count_nonzero(_held(holdings), axis=-1)
+        metrics = compute_metrics(self.net, self.turnover, n_holdings, benchmark_net)
+
+        warnings = list(warnings)
+        self.bench_equity: np.ndarray | None = None
+        if benchmark_net is None:
+            warnings.append((None, f"benchmark {benchmark} has no data: beta and treynor are null"))
+        else:
+            # Days before the benchmark has prices keep it flat, so its curve starts at 1.0 with ours.
+            bench_net = np.where(np.isfinite(benchmark_net), benchmark_net, 0.0)
+            self.bench_equity = np.cumprod(1.0 + bench_net)
+        self.entries, self.which = _distinct_entries(holdings, tickers)
+        self.monthly = _monthly(dates[credited].astype("datetime64[M]"), self.net)
+        self.markers = [{"time": int(seconds[i]), "text": text} for i, text in markers]
+        self.warnings = [
             {
                 "time": None if i is None else int(seconds[i]),
                 "date": None if i is None else _iso_days(dates[[i]])[0],
                 "message": message,
             }
             for i, message in warnings
-        ],
-        "metrics": metric_values,
-    }
+        ]
+        self.metrics: dict[str, Any] = {"startDate": self.start_date}
+        self.metrics["endDate"] = self.when[-1] if self.when else None
+        self.metrics.update(
+            {key: int(v) if key == "days" else json_safe(v) for key, v in metrics.items()}
+        )
+
+    @paused()  # tens of thousands of dicts and lists, no cycles
+    def to_dict(self) -> dict[str, Any]:
+        when, start_date = self.when, self.start_date
+        equity, drawdown = json_list(self.equity), json_list(self.drawdown)
+        entries = [self.entries[i] for i in self.which]
+        columns = zip(
+            self.seconds.tolist(), when, equity, drawdown, json_list(self.gross),
+            json_list(self.net), json_list(self.turnover), json_list(self.cost), entries,
+        )
+        days = [
+            {"time": t, "date": d, "equity": e, "drawdown": dd, "grossReturn": g, "netReturn": n,
+             "turnover": tu, "cost": c, "holdings": h}
+            for t, d, e, dd, g, n, tu, c, h in columns
+        ]
+        benchmark = [] if self.bench_equity is None else _points(
+            start_date, 1.0, when, json_list(self.bench_equity)
+        )
+        return {
+            "equityCurve": _points(start_date, 1.0, when, equity),
+            "benchmarkCurve": benchmark,
+            "drawdownPoints": _points(start_date, 0.0, when, drawdown),
+            "days": days,
+            "allocations": [{"date": d, "entries": e} for d, e in zip(when, entries)],
+            "monthly": self.monthly,
+            "markers": self.markers,
+            "warnings": self.warnings,
+            "metrics": self.metrics,
+        }
+
+    def to_json(self) -> bytes:
+        dates = _values([self.start_date, *self.when])  # the curves' dates, the start day first
+        when = dates[1:]
+        equity, drawdown = _values(np.r_[1.0, self.equity]), _values(np.r_[0.0, self.drawdown])
+        distinct = [orjson.dumps(e) for e in self.entries]
+        entries = [distinct[i] for i in self.which]
+        benchmark = b"[]" if self.bench_equity is None else _records(
+            {"date": dates, "equity": _values(np.r_[1.0, self.bench_equity])}
+        )
+        days = _records({
+            "time": _values(self.seconds), "date": when, "equity": equity[1:],
+            "drawdown": drawdown[1:], "grossReturn": _values(self.gross),
+            "netReturn": _values(self.net), "turnover": _values(self.turnover),
+            "cost": _values(self.cost), "holdings": entries,
+        })
+        small = orjson.dumps(
+            {"monthly": self.monthly, "markers": self.markers, "warnings": self.warnings,
+             "metrics": self.metrics}
+        )
+        return b"".join((
+            b'{"equityCurve":', _records({"date": dates, "equity": equity}),
+            b',"benchmarkCurve":', benchmark,
+            b',"drawdownPoints":', _records({"date": dates, "equity": drawdown}),
+            b',"days":', days,
+            b',"allocations":', _records({"date": when, "entries": entries}), b",", small[1:],
+        ))

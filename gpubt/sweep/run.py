@@ -318,7 +318,7 @@ def run_chunk(
     if backend == "reference":  # the oracle has no batch form: one full backtest per variant
         for k, strategy in enumerate(strategies):
             with _phase("backtest"):
-                row = _checked(spec, indices[k], lambda s=strategy: run_backtest(s, market, backend))["metrics"]
+                row = _checked(spec, indices[k], lambda s=strategy: run_backtest(s, market, backend)).metrics
             metrics.set([k], {key: np.array([np.nan if row[key] is None else row[key]]) for key in METRIC_KEYS},
                         row["startDate"], row["endDate"])
     else:
