@@ -46,26 +46,33 @@ ENGINE = "in-memory"
 _DATE = "_date"
 
 
+# Literals made once: a Python number in an expression, or a when/then without otherwise (an
+# implicit null), costs a `pl.lit` call each time, ~10 µs, thousands of times for a big graph.
+_NULL = pl.lit(None, dtype=pl.Float64)
+_ZERO = pl.lit(0.0, dtype=pl.Float64)
+
+
 def _finite(e: pl.Expr) -> pl.Expr:
     """Missing where the value is not finite (NaN, ±inf)."""
-    return pl.when(e.is_finite()).then(e)
+    return pl.when(e.is_finite()).then(e).otherwise(_NULL)
 
 
 def _both(a: pl.Expr, b: pl.Expr, e: pl.Expr) -> pl.Expr:
     """e where a and b are present (min_horizontal/max_horizontal skip nulls; we must not)."""
-    return pl.when(a.is_not_null() & b.is_not_null()).then(e)
+    return pl.when(a.is_not_null() & b.is_not_null()).then(e).otherwise(_NULL)
 
 
 def _present_window(x: pl.Expr, n: int) -> pl.Expr:
     """True where the last n values are all present (null before n values exist)."""
-    return x.is_null().cast(pl.Float64).rolling_max(n) == 0.0
+    return x.is_null().cast(pl.Float64).rolling_max(n) == _ZERO
 
 
 def _window_dot(x: pl.Expr, weights: list[float]) -> pl.Expr:
     """Σ weights[i]·x[t−n+1+i], each window summed afresh; missing if the window has a null
     (Polars' weighted rolling sum refuses nulls, so they are zeroed and masked)."""
     n = len(weights)
-    return pl.when(_present_window(x, n)).then(x.fill_null(0.0).rolling_sum(n, weights=weights))
+    summed = x.fill_null(_ZERO).rolling_sum(n, weights=weights)
+    return pl.when(_present_window(x, n)).then(summed).otherwise(_NULL)
 
 
 def _kernel(fn: Callable[..., np.ndarray], *args: object) -> Callable[[pl.Series], pl.Series]:
@@ -301,6 +308,11 @@ def _literal(value: float) -> pl.Expr:
     return _literal_of(float(value).hex())  # the hex text keeps -0.0 apart from 0.0
 
 
+@functools.lru_cache(maxsize=1024)
+def _int_literal(value: int) -> pl.Expr:
+    return pl.lit(value, dtype=pl.Int64)
+
+
 @functools.lru_cache(maxsize=4096)
 def _literal_of(text: str) -> pl.Expr:
     value = float.fromhex(text)
@@ -333,7 +345,7 @@ def _null_if_any_missing(a: list[pl.Expr], p: tuple) -> pl.Expr:
 
 def _valid_from(a: list[pl.Expr], p: tuple) -> pl.Expr:
     x, anchor = a
-    return pl.when(_ROW >= _first_index(anchor) + int(p[0])).then(x)
+    return pl.when(_ROW >= _first_index(anchor) + _int_literal(int(p[0]))).then(x).otherwise(_NULL)
 
 
 def _ewm_var(a: list[pl.Expr], p: tuple) -> pl.Expr:
