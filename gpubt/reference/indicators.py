@@ -90,7 +90,7 @@ def _pstd(w: list[float]) -> float:
     if all(x == w[0] for x in w):
         return 0.0
     m = _mean(w)
-    return math.sqrt(sum((x - m) ** 2 for x in w) / len(w))
+    return math.sqrt(sum((x - m) * (x - m) for x in w) / len(w))
 
 
 def _wma_value(w: list[float]) -> float:
@@ -217,7 +217,8 @@ def _kama(c: np.ndarray, p: int) -> np.ndarray:
         for s in range(t - p + 1, t + 1):
             path += abs(x[s] - x[s - 1])
         er = abs(x[t] - x[t - p]) / path if path != 0.0 else 0.0
-        sc = (er * (fast - slow) + slow) ** 2
+        sc = er * (fast - slow) + slow
+        sc = sc * sc
         k = k + sc * (x[t] - k)
         out[t] = k
     return out

@@ -344,7 +344,7 @@ class Interpreter:
         if not np.all(np.isfinite(sample)):
             return None
         mean = sum(sample) / window
-        return math.sqrt(sum((x - mean) ** 2 for x in sample) / window)
+        return math.sqrt(sum((x - mean) * (x - mean) for x in sample) / window)
 
     # -- warm-up --------------------------------------------------------------------------------
 
