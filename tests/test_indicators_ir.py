@@ -332,6 +332,7 @@ def _primitive_cases() -> list[tuple[str, Node, list[float]]]:
         ("ewm", n("ewm", (0.5, 2), (x,)), [NAN, 1.5, 2.75, 2.875, 3.9375]),
         ("ewm", n("ewm", (0.5, 2), (gappy,)), [NAN, 1.5, NAN, 2.25, NAN]),  # state carried
         ("wilder_mean", n("wilder_mean", (3,), (x,)), [NAN, NAN, 7 / 3, 23 / 9, 91 / 27]),
+        ("wilder_sum", n("wilder_sum", (3,), (x,)), [NAN, NAN, 7, 23 / 3, 91 / 9]),  # 3 × the mean's
         ("ewm_var", n("ewm_var", (1,), (x, n("where", (), (n("gt", (), (x, k(1.5))), k(0.5), k(NAN))))),
          [1, 1.5, 2.75, 2.875, 3.9375]),
         ("laguerre_rsi", n("laguerre_rsi", (0.8,), (n("sub", (), (y, y)),)), [NAN, 50, 50, 50, 50]),

@@ -217,7 +217,7 @@ def _primitive_graph() -> dict[str, list[Node]]:
         for w in windows:
             for op in ("shift", "rolling_mean", "rolling_sum", "rolling_std", "rolling_min",
                        "rolling_max", "rolling_argmax_age", "rolling_argmin_age",
-                       "rolling_max_drawdown", "rolling_ulcer", "rolling_mad", "wilder_mean"):
+                       "rolling_max_drawdown", "rolling_ulcer", "rolling_mad", "wilder_mean", "wilder_sum"):
                 cases[op].append(n(op, (w,), (x,)))
             cases["ewm"].append(n("ewm", (2.0 / (w + 1), w), (x,)))
         for weights in ((1.0,), (0.5, -2.0), (1.0, 2.0, 3.0, 4.0, 5.0)):
@@ -311,11 +311,6 @@ def test_catalogue_metric_equals_polars_and_reference(ticker: str, metric: str) 
         assert_same(got[(metric, w)], ref, what + " vs reference", rel=REL_REF, abs_=ABS_REF)
 
 
-# ADX smooths +DM, −DM and TR as TA-Lib's sums S − S/p + x; the graph has them as Wilder means
-# (S/p), equal up to rounding (≤ 6e-15 relative here).
-NOT_BIT_EQUAL = {"ADX"}
-
-
 @pytest.mark.parametrize("ticker", CATALOGUE_TICKERS)
 def test_catalogue_metrics_equal_the_reference_bit_for_bit(ticker: str) -> None:
     """A function node ranking branch series of equal shape must break their mathematical tie the
@@ -323,7 +318,7 @@ def test_catalogue_metrics_equal_the_reference_bit_for_bit(ticker: str) -> None:
     the reference's centered sum); so every metric is the reference's arithmetic, to the bit."""
     got, _ = _catalogue(ticker)
     bars = synthetic_slice().bars(ticker)
-    for metric in sorted({m.name for m in METRICS} - NOT_BIT_EQUAL):
+    for metric in sorted(m.name for m in METRICS):
         for w in CATALOGUE_WINDOWS:
             np.testing.assert_array_equal(got[(metric, w)], indicator(metric, bars, w), err_msg=f"{metric}({w})")
 

@@ -32,7 +32,7 @@ from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins
     _rolling_std_into,
     _rolling_ulcer_into,
     _unit_sums_into,
-    _wilder_mean_into,
+    _wilder_into,
 )
 from gpubt.backends.twins import exact_arithmetic, twins
 
@@ -88,10 +88,10 @@ def _k_rolling_max(x, n, out):  # noqa: ANN001, ANN202
         _rolling_max_into(x[i], n, out[i])
 
 
-def _k_wilder_mean(x, n, out):  # noqa: ANN001, ANN202
+def _k_wilder(x, n, total, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
     if i < x.shape[0]:
-        _wilder_mean_into(x[i], n, out[i])
+        _wilder_into(x[i], n, total, out[i])
 
 
 def _k_rolling_all(c, n, out):  # noqa: ANN001, ANN202
@@ -150,12 +150,12 @@ def _k_forward_fill(x, out):  # noqa: ANN001, ANN202
 DEVICE_FUNCTIONS = (
     _rolling_std_into, _rolling_mad_into, _rolling_argmax_age_into, _rolling_argmin_age_into,
     _rolling_max_drawdown_into, _rolling_ulcer_into, _rolling_extreme_into, _rolling_min_into, _rolling_max_into,
-    _wilder_mean_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _ewm_into,
+    _wilder_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _ewm_into,
     _ewm_var_into, _laguerre_rsi_into, _cum_sum_into, _forward_fill_into,
 )
 KERNELS = (
     _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age,
-    _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_wilder_mean,
+    _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_wilder,
     _k_rolling_all, _k_unit_sums, _k_rolling_dot, _k_rolling_dot_centered, _k_ewm, _k_ewm_var, _k_laguerre_rsi,
     _k_cum_sum, _k_forward_fill,
 )
@@ -169,7 +169,8 @@ _FLT = types.float64
 SIGNATURES: dict[str, tuple[Any, ...]] = {
     **{k.__name__: (_F2, _INT, _F2) for k in (
         _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age,
-        _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_wilder_mean)},
+        _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max)},
+    "_k_wilder": (_F2, _INT, types.boolean, _F2),
     "_k_rolling_all": (_I2, _INT, _I2),
     "_k_unit_sums": (_F2, _INT, _FLT, _F2),
     "_k_rolling_dot": (_F2, _F1, _F2),

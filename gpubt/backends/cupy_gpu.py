@@ -285,7 +285,8 @@ _GROUP_OPS: dict[str, Callable[[list[Array], tuple, int, int], Array]] = {
     "forward_fill": _kernel("_k_forward_fill"),
     # recursions
     "ewm": _kernel("_k_ewm", lambda p: float(p[0]), lambda p: int(p[1])),
-    "wilder_mean": _kernel("_k_wilder_mean", _n),
+    "wilder_mean": _kernel("_k_wilder", _n, lambda p: False),
+    "wilder_sum": _kernel("_k_wilder", _n, lambda p: True),
     "ewm_var": _kernel("_k_ewm_var", _n),
     "laguerre_rsi": _kernel("_k_laguerre_rsi", lambda p: float(p[0])),
     # conditions

@@ -251,9 +251,10 @@ def ewm(x: np.ndarray, alpha: float, seed: int) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def _wilder_mean_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Wilder's smoothing in TA-Lib's arithmetic: missing until the n-th present value, which gets
-    the mean of the first n present values; then e = (e (n − 1) + x)/n."""
+def _wilder_into(x: np.ndarray, n: int, total: bool, out: np.ndarray) -> None:
+    """Wilder's smoothing in TA-Lib's arithmetic, missing until the n-th present value. As a mean:
+    the mean of the first n present values there, then e = (e (n − 1) + x)/n; as a total (`total`):
+    their sum, then s = s − s/n + x (TA-Lib's smoothed +DM, −DM and TR of ADX)."""
     count = 0
     s = 0.0
     e = 0.0
@@ -266,17 +267,24 @@ def _wilder_mean_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
             count += 1
             s += v
             if count == n:
-                e = s / n
+                e = s if total else s / n
                 out[t] = e
             continue
-        e = (e * (n - 1) + v) / n
+        e = e - e / n + v if total else (e * (n - 1) + v) / n
         out[t] = e
 
 
 @numba.njit(**_JIT)
 def wilder_mean(x: np.ndarray, n: int) -> np.ndarray:
     out = np.empty(x.size)
-    _wilder_mean_into(x, n, out)
+    _wilder_into(x, n, False, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def wilder_sum(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _wilder_into(x, n, True, out)
     return out
 
 

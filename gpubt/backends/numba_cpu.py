@@ -598,6 +598,7 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
     # recursions
     "ewm": _ewm,
     "wilder_mean": _window(kernels.wilder_mean),
+    "wilder_sum": _window(kernels.wilder_sum),
     "ewm_var": _ewm_var,
     "laguerre_rsi": _window(kernels.laguerre_rsi, float),
     # conditions

@@ -19,7 +19,8 @@ Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
 * Polars divides by a scalar as a multiplication by its reciprocal (an ulp off, which Stochastic
   RSI or CCI on a nearly flat stretch magnify); a constant divisor is read from a materialised
   column instead, where the division is exact.
-* `rolling_std` (Polars' one-pass form loses digits on prices far from 0), `wilder_mean` (the
+* `rolling_std` (Polars' one-pass form loses digits on prices far from 0), `wilder_mean` and
+  `wilder_sum` (the
   reference's own arithmetic) and the primitives Polars has no form for run as Numba kernels
   (`gpubt.backends.kernels`) through `map_batches`.
 * `ewm` nulls the values before its seed day, puts the SMA of the first `seed` values there and
@@ -392,6 +393,7 @@ _BUILDERS: dict[str, Callable[[list[pl.Expr], tuple], pl.Expr]] = {
     "forward_fill": lambda a, p: a[0].forward_fill(),
     # recursions
     "wilder_mean": lambda a, p: _map(a[0], kernels.wilder_mean, int(p[0])),
+    "wilder_sum": lambda a, p: _map(a[0], kernels.wilder_sum, int(p[0])),
     "ewm_var": _ewm_var,
     "laguerre_rsi": lambda a, p: _map(a[0], kernels.laguerre_rsi, float(p[0])),
     # conditions

@@ -156,6 +156,9 @@ class S:
     def wilder_mean(self, n: int) -> S:
         return self._op("wilder_mean", self.node, params=(int(n),))
 
+    def wilder_sum(self, n: int) -> S:
+        return self._op("wilder_sum", self.node, params=(int(n),))
+
     def ewm_var(self, alpha: S, seed_offset: int) -> S:
         return self._op("ewm_var", self.node, alpha.node, params=(int(seed_offset),))
 

@@ -137,10 +137,9 @@ def true_range(h: S, lo: S, c: S) -> S:
 
 
 def adx(b: Builder, src: Source, p: int) -> S:
-    """TA-Lib ADX. Wilder's sums S = S − S/p + x (days 1 … p − 1 summed first) are p times a
-    Wilder average seeded with the mean of p values whose first (day 0) is 0; the DI ratios do not
-    see the factor p. DX (missing where undefined) enters the first ADX as 0; afterwards an
-    undefined DX leaves ADX unchanged (carried forward)."""
+    """TA-Lib ADX. Wilder's sums S = S − S/p + x, the first the sum of days 1 … p − 1 (day 0's
+    moves are 0). DX (missing where undefined) enters the first ADX as 0; afterwards an undefined
+    DX leaves ADX unchanged (carried forward)."""
     _, h, lo, c, _ = src.series(b)
     zero = masked(0.0, c)
     up = h - h.shift(1)
@@ -148,7 +147,7 @@ def adx(b: Builder, src: Source, p: int) -> S:
     pdm = where((up > 0.0) & (up > down), up, zero)
     mdm = where((down > 0.0) & (up < down), down, zero)
     tr = true_range(h, lo, c).fill_null(zero)
-    s_pdm, s_mdm, s_tr = pdm.wilder_mean(p), mdm.wilder_mean(p), tr.wilder_mean(p)
+    s_pdm, s_mdm, s_tr = pdm.wilder_sum(p), mdm.wilder_sum(p), tr.wilder_sum(p)
     pdi = 100.0 * (s_pdm / s_tr)
     mdi = 100.0 * (s_mdm / s_tr)
     dx = 100.0 * (abs(mdi - pdi) / (mdi + pdi))

@@ -59,6 +59,10 @@ PRIMITIVES: dict[str, tuple[str, int | None, str]] = {
                     "then e = (e (n - 1) + x)/n. Added for RSI and ATR: it is ewm(1/n, n) up to rounding, but "
                     "Stochastic RSI over a flat stretch is the stochastic of that rounding, so the catalogue's own "
                     "(TA-Lib's) arithmetic has to be a primitive to be reproduced"),
+    "wilder_sum": ("f", 1, "params (n,): missing until the n-th present value, which gets the sum of the first n; "
+                   "then s = s - s/n + x. Added for ADX: TA-Lib smooths +DM, -DM and TR as these sums, and "
+                   "the DI ratios of n times a Wilder mean round differently (up to 6e-15 relative), which "
+                   "could break a tie between scale-equal branch series the other way"),
     "ewm_var": ("f", 2, "inputs (x, alpha series), params (seed_offset,): e = x on the day `seed_offset` days before "
                 "alpha's first present value (output there), then e += alpha_t (x_t - e)"),
     "laguerre_rsi": ("f", 1, "params (gamma,): Ehlers Laguerre RSI on a 0-100 scale (50 when flat), filter state 0 "
