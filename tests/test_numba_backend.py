@@ -316,11 +316,12 @@ def test_catalogue_metrics_equal_the_reference_bit_for_bit(ticker: str) -> None:
     """A function node ranking branch series of equal shape must break their mathematical tie the
     reference's way (tests/found/near_tie_linreg_branch_scores.json: the regression slope, made
     the reference's centered sum); so every metric is the reference's arithmetic, to the bit."""
-    got, _ = _catalogue(ticker)
     bars = synthetic_slice().bars(ticker)
-    for metric in sorted(m.name for m in METRICS):
-        for w in CATALOGUE_WINDOWS:
-            np.testing.assert_array_equal(got[(metric, w)], indicator(metric, bars, w), err_msg=f"{metric}({w})")
+    for got, backend in zip(_catalogue(ticker), ("numba", "polars")):
+        for metric in sorted(m.name for m in METRICS):
+            for w in CATALOGUE_WINDOWS:
+                want = indicator(metric, bars, w)
+                np.testing.assert_array_equal(got[(metric, w)], want, err_msg=f"{metric}({w}) on {backend}")
 
 
 # -- Kleene logic, comparisons ----------------------------------------------------------------------
