@@ -5,6 +5,7 @@ boundary encoding, the new window kernels against plain loops, and memory releas
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from functools import cache
 
@@ -615,6 +616,42 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
     want = PolarsBackend().evaluate(conds, market, {})
     for c in conds:
         assert_same(got[c], want[c], repr(c))
+
+
+def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
+    """A graph cut into parts (its components once the price leaves are left out: a ticker's
+    indicators, a ratio's) walked by three threads gives the single walk's values to the bit."""
+    market = synthetic_slice()
+    b = Builder()
+    outs = []
+    for ticker in ("SPY", "QQQ", "TLT", "GLD", "QQQ/SPY"):
+        src = ticker_source(b, ticker)
+        for metric in ("RSI", "Standard Deviation", "Max Drawdown", "ADX"):
+            for w in (3, 9, 21):
+                outs.append(expand(b, metric, src, w))
+    conds = [b.node("gt", (), (o, b.const(v))) for o in outs[::7] for v in (0.5, 30.0)]
+    one = NumbaBackend().evaluate(outs + conds, market, {})
+    monkeypatch.setattr(numba_cpu, "_threads", lambda: 3)
+    monkeypatch.setattr(numba_cpu, "_PARALLEL_NODES", 1)
+    threads: set[str] = set()
+    cut: list[list[int]] = []
+    parts, wilder = numba_cpu._parts, numba_cpu._OPS["wilder_mean"]
+
+    def spy_parts(steps, order):  # noqa: ANN001, ANN202
+        cut.extend(parts(steps, order))
+        return cut
+
+    def spy_wilder(a, p, ctx):  # noqa: ANN001, ANN202
+        threads.add(threading.current_thread().name)
+        return wilder(a, p, ctx)
+
+    monkeypatch.setattr(numba_cpu, "_parts", spy_parts)
+    monkeypatch.setitem(numba_cpu._OPS, "wilder_mean", spy_wilder)
+    many = NumbaBackend().evaluate(outs + conds, market, {})
+    assert len(cut) == 3 and all(cut)
+    assert len(threads) > 1 and all(name.startswith("gpubt-numba") for name in threads)
+    for node in outs + conds:
+        np.testing.assert_array_equal(many[node], one[node], err_msg=repr(node))
 
 
 def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:

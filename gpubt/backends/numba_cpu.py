@@ -25,10 +25,12 @@ its values to the bit on every primitive and catalogue metric tested:
 * comparisons with a missing side are NULL; and/or/not are Kleene's.
 
 Speed: the condition lists of a tree (`lines` nodes) are one parallel pass over their input
-series (`gpubt.backends.lines`); the comparisons of one series with several constants elsewhere
-(indicator formulas) are computed in one kernel call; the cyclic garbage collector is paused
-during a call (the walk makes a few small containers per node while the graph's own objects are
-alive, and nothing it makes forms a cycle).
+series (`gpubt.backends.lines`); a big graph's components (a ticker's indicators, once the price
+leaves are left out) are walked by Numba's number of threads at once, the kernels releasing the
+GIL; the comparisons of one series with several constants elsewhere (indicator formulas) are
+computed in one kernel call; the cyclic garbage collector is paused during a call (the walk makes
+a few small containers per node while the graph's own objects are alive, and nothing it makes
+forms a cycle).
 
 Memory: every node's array is dropped as soon as the last node reading it has been computed
 (reference counts from the topological order), so a graph of 20,000 nodes holds only the arrays
@@ -38,6 +40,8 @@ it computed.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -631,6 +635,53 @@ def _block(nodes: list[Node], x: Value, n: int, out: np.ndarray | None = None) -
     return out
 
 
+# A graph with fewer computed nodes is walked in the calling thread: handing parts to threads
+# costs more than it saves there.
+_PARALLEL_NODES = 400
+
+
+def _threads() -> int:
+    """Threads a walk may use: Numba's (NUMBA_NUM_THREADS, by default one per core)."""
+    return numba.get_num_threads()
+
+
+def _parts(steps: list[tuple[Callable[..., Value], tuple, list[int]]], order: list[Node]) -> list[list[int]]:
+    """The positions of the non-leaf nodes cut into parts that read no node of another part but
+    leaves (the connected components of the graph without its leaves, largest first into the
+    emptiest part), one per thread, each in topological order; none when the graph is small,
+    one component, or Numba has one thread."""
+    threads = _threads()
+    inner = [k for k, node in enumerate(order) if node.inputs]
+    if threads < 2 or len(inner) < _PARALLEL_NODES:
+        return []
+    parent = list(range(len(order)))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for k in inner:
+        for j in steps[k][2]:
+            if order[j].inputs:
+                parent[root(k)] = root(j)
+    components: dict[int, list[int]] = {}
+    for k in inner:
+        components.setdefault(root(k), []).append(k)
+    if len(components) < 2:
+        return []
+    parts: list[list[int]] = [[] for _ in range(min(threads, len(components)))]
+    for component in sorted(components.values(), key=len, reverse=True):
+        min(parts, key=len).extend(component)
+    return [sorted(part) for part in parts]
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(_threads(), thread_name_prefix="gpubt-numba")
+
+
 class NumbaBackend:
     """`Backend` over NumPy arrays and Numba kernels on the CPU, one pass over the graph."""
 
@@ -724,41 +775,60 @@ class NumbaBackend:
         arena_b = np.empty((n_b, n), dtype=np.int8)
         arena_f = np.empty((n_f, n), dtype=np.float64)
         values: list[Value] = [None] * len(order)
-        live = peak = freed = 0
         ndarray = np.ndarray
-        with np.errstate(all="ignore"):
-            for k, (fn, params, ins) in enumerate(steps):
-                block = blocks.get(k)
-                if block is None:
-                    value = fn([values[j] for j in ins], params, ctx)
-                else:
-                    series, row = block
-                    rows = computed.get(series)
-                    if rows is None:
-                        members = [order[m] for m in groups[series]]
-                        first = arena_rows.get(series)
-                        into = None if first is None else arena_b[first : first + len(members)]
-                        rows = computed[series] = _block(members, values[series], n, into)
-                    value = rows[row]
-                    if row == len(rows) - 1:
-                        del computed[series]  # each row lives on in `values` while it is read
-                if k in slot:
-                    condition, row = slot[k]
-                    target = arena_b[row] if condition else arena_f[row]
-                    target[:] = value  # a constant is repeated
-                    value = target
-                values[k] = value
-                if isinstance(value, ndarray):
-                    live += 1
-                    if live > peak:
-                        peak = live
-                for j in ins:
-                    readers[j] -= 1
-                    if not readers[j]:
-                        if isinstance(values[j], ndarray):
-                            live -= 1
-                            freed += 1
-                        values[j] = None
+
+        def walk(positions: Sequence[int], kept: frozenset[int]) -> tuple[int, int]:
+            """Computes the nodes at `positions` in order, dropping each array once read for the
+            last time (`kept`: read by other walks too, never dropped); (most held, dropped)."""
+            live = peak = freed = 0
+            with np.errstate(all="ignore"):
+                for k in positions:
+                    fn, params, ins = steps[k]
+                    block = blocks.get(k)
+                    if block is None:
+                        value = fn([values[j] for j in ins], params, ctx)
+                    else:
+                        series, row = block
+                        rows = computed.get(series)
+                        if rows is None:
+                            members = [order[m] for m in groups[series]]
+                            first = arena_rows.get(series)
+                            into = None if first is None else arena_b[first : first + len(members)]
+                            rows = computed[series] = _block(members, values[series], n, into)
+                        value = rows[row]
+                        if row == len(rows) - 1:
+                            del computed[series]  # each row lives on in `values` while it is read
+                    if k in slot:
+                        condition, row = slot[k]
+                        target = arena_b[row] if condition else arena_f[row]
+                        target[:] = value  # a constant is repeated
+                        value = target
+                    values[k] = value
+                    if isinstance(value, ndarray):
+                        live += 1
+                        if live > peak:
+                            peak = live
+                    for j in ins:
+                        if j in kept:
+                            continue
+                        readers[j] -= 1
+                        if not readers[j]:
+                            if isinstance(values[j], ndarray):
+                                live -= 1
+                                freed += 1
+                            values[j] = None
+            return peak, freed
+
+        parts = _parts(steps, order)
+        if len(parts) < 2:
+            peak, freed = walk(range(len(steps)), frozenset())
+        else:  # the leaves first, then each part in a thread (the kernels release the GIL)
+            leaves = [k for k, node in enumerate(order) if not node.inputs]
+            walk(leaves, frozenset())
+            shared = frozenset(leaves)
+            counts = list(_pool().map(lambda part: walk(part, shared), parts))
+            peak = len(leaves) + sum(c[0] for c in counts)
+            freed = sum(c[1] for c in counts)
         self.live_peak, self.freed, self.nodes = peak, freed, len(order)
         if n_f:
             _finite_inplace(arena_f.reshape(-1))  # the boundary: ±inf (a window's overflow) → NaN
