@@ -591,30 +591,9 @@ def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
 @numba.njit(**_JIT)
 def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
     """`_rolling_mad_into`: mean absolute deviation around the window's own mean."""
-    size = x.size
-    out = np.full(size, np.nan)
-    if n < 1:
-        return out
-    s = np.empty(_BLOCK)
-    a = np.empty(_BLOCK)
-    for t0 in range(n - 1, size, _BLOCK):
-        m = min(_BLOCK, size - t0)
-        lo = t0 - n + 1
-        s[:m] = 0.0
-        for i in range(n):
-            xs = x[lo + i : lo + i + m]
-            for j in range(m):
-                s[j] += xs[j]
-        for j in range(m):
-            s[j] = s[j] / n
-        a[:m] = 0.0
-        for i in range(n):
-            xs = x[lo + i : lo + i + m]
-            for j in range(m):
-                a[j] += abs(xs[j] - s[j])
-        for j in range(m):
-            out[t0 + j] = a[j] / n
-    _missing_where_incomplete(x, n, out)
+    out = _centered_sums(x, np.ones(max(n, 0)), True)
+    for t in range(out.size):
+        out[t] = out[t] / n
     return out
 
 
@@ -708,8 +687,9 @@ def rolling_ulcer(x: np.ndarray, n: int) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Σ weights[i]·(x[t−n+1+i] − the window's mean): `_rolling_dot_into`, centered."""
+def _centered_sums(x: np.ndarray, weights: np.ndarray, absolute: bool) -> np.ndarray:
+    """Σ weights[i]·d_i with d_i = x[t−n+1+i] − the window's mean (|d_i| when `absolute`), added
+    in the order i = 0 … n − 1 from 0.0; missing while the window holds a missing value."""
     n = weights.size
     size = x.size
     out = np.full(size, np.nan)
@@ -731,7 +711,17 @@ def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         for i in range(n):
             w = weights[i]
             xs = x[lo + i : lo + i + m]
-            for j in range(m):
-                acc[j] += w * (xs[j] - mean[j])
+            if absolute:
+                for j in range(m):
+                    acc[j] += w * abs(xs[j] - mean[j])
+            else:
+                for j in range(m):
+                    acc[j] += w * (xs[j] - mean[j])
         out[t0 : t0 + m] = acc[:m]
     return out
+
+
+@numba.njit(**_JIT)
+def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ weights[i]·(x[t−n+1+i] − the window's mean): `_rolling_dot_into`, centered."""
+    return _centered_sums(x, weights, False)
