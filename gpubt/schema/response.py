@@ -190,9 +190,12 @@ class BacktestResponse:
 
     @paused()  # tens of thousands of dicts and lists, no cycles
     def to_dict(self) -> dict[str, Any]:
+        """The response as Python objects, made anew on each call; the days that hold the same
+        allocation share one list of entries."""
         when, start_date = self.when, self.start_date
         equity, drawdown = json_list(self.equity), json_list(self.drawdown)
-        entries = [self.entries[i] for i in self.which]
+        distinct = [[dict(e) for e in row] for row in self.entries]
+        entries = [distinct[i] for i in self.which]
         columns = zip(
             self.seconds.tolist(), when, equity, drawdown, json_list(self.gross),
             json_list(self.net), json_list(self.turnover), json_list(self.cost), entries,
@@ -211,13 +214,14 @@ class BacktestResponse:
             "drawdownPoints": _points(start_date, 0.0, when, drawdown),
             "days": days,
             "allocations": [{"date": d, "entries": e} for d, e in zip(when, entries)],
-            "monthly": self.monthly,
-            "markers": self.markers,
-            "warnings": self.warnings,
-            "metrics": self.metrics,
+            "monthly": [dict(m) for m in self.monthly],
+            "markers": [dict(m) for m in self.markers],
+            "warnings": [dict(w) for w in self.warnings],
+            "metrics": dict(self.metrics),
         }
 
     def to_json(self) -> bytes:
+        """The response's compact JSON (NaN and ±inf as null), as `orjson.dumps(self.to_dict())`."""
         dates = _values([self.start_date, *self.when])  # the curves' dates, the start day first
         when = dates[1:]
         equity, drawdown = _values(np.r_[1.0, self.equity]), _values(np.r_[0.0, self.drawdown])
