@@ -7,7 +7,7 @@ Kleene logic is arithmetic: False 0 < Null 1 < True 2, so AND is `min` and OR is
 loops vectorise); the row is turned into the boundary encoding (1/0/−1) at the end.
 
 The backends that use it (numba, polars) compute the input series their own way, hand them over
-as rows of one float matrix (the numba backend's output arena itself, not a copy) with the
+as rows of one float matrix (the matrix their outputs sit in, not a copy) with the
 condition inputs (date ranges) apart, and get one int8 row per node back.
 """
 
@@ -83,15 +83,6 @@ def evaluate_lines(
     _lines(floats, rows, flags, packed.node_terms, packed.term_lines, packed.code, packed.left,
            packed.right, packed.threshold, packed.for_days, out)
     return dict(zip(nodes, out))
-
-
-def stacked(nodes: Sequence[Node], values: Mapping[Node, np.ndarray], n_days: int) -> tuple[np.ndarray, dict[Node, int]]:
-    """The float nodes among `nodes` as rows of one matrix, and each one's row."""
-    floats = [node for node in nodes if node.kind == "f"]
-    matrix = np.empty((len(floats), n_days))
-    for i, node in enumerate(floats):
-        matrix[i] = values[node]
-    return matrix, {node: i for i, node in enumerate(floats)}
 
 
 @numba.njit(cache=True, nogil=True)
