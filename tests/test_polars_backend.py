@@ -232,7 +232,7 @@ def test_market_columns_read_are_only_those_the_graph_needs(market) -> None:
     b = Builder()
     query, names = PolarsBackend().query([b.node("shift", (1,), (b.price("A"),))], market, {})
     plan = query.explain(optimized=False)
-    assert 'DF ["_date", "_n0"]' in plan  # the dates and A's close: nothing of B, no other field
+    assert 'DF ["_date", "_row", "_n0"]' in plan  # dates, row index, A's close: nothing of B, no other field
     assert query.collect(engine="in-memory").columns == ["_n1"]
 
 

@@ -1,7 +1,7 @@
 """CPU Polars backend: the whole graph as ONE lazy query, collected once on the in-memory engine.
 
 The query starts from a frame holding only what the graph reads (one column per market (ticker,
-field), one per branch leaf, the dates); every other node becomes one column `_n<i>`, added level
+field), one per branch leaf, the dates, the row index); every other node becomes one column `_n<i>`, added level
 by level (`with_columns` per depth, so a column only reads columns of earlier levels and the
 columns of one level are computed in parallel). Constants are inlined as literals into
 element-wise expressions; a shift, window or recursion of a constant reads it repeated per day.
@@ -45,6 +45,7 @@ from gpubt.ir.nodes import Node, topological
 
 ENGINE = "in-memory"
 _DATE = "_date"
+_ROW_NAME = "_row"
 
 
 # Literals made once: a Python number in an expression, or a when/then without otherwise (an
@@ -98,7 +99,9 @@ def _map(x: pl.Expr, fn: Callable[..., np.ndarray], *args: object) -> pl.Expr:
     return x.map_batches(_kernel(fn, *args), return_dtype=pl.Float64)
 
 
-_ROW = pl.int_range(pl.len(), dtype=pl.Int64)  # each row's index (one expression, reused)
+# each row's index: a column of the frame, not `int_range`, which every reader would compute
+# afresh (and which Polars' GPU engine refuses)
+_ROW = pl.col(_ROW_NAME)
 
 
 def _first_index(anchor: pl.Expr) -> pl.Expr:
@@ -191,7 +194,10 @@ class PolarsBackend:
         order = topological(outputs)
         wanted = set(outputs)
         names: dict[Node, str] = {}
-        base: dict[str, pl.Series] = {_DATE: pl.Series(_DATE, market.dates, dtype=pl.Date)}
+        base: dict[str, pl.Series] = {
+            _DATE: pl.Series(_DATE, market.dates, dtype=pl.Date),
+            _ROW_NAME: pl.Series(_ROW_NAME, np.arange(market.n_days, dtype=np.int64)),
+        }
         level: dict[Node, int] = {}
         levels: list[list[Node]] = []
         for i, node in enumerate(order):
