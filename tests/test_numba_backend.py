@@ -153,22 +153,22 @@ N_DAYS = 260
 
 
 @cache
-def _random_setup() -> tuple[Market, dict, dict[str, Node], Builder]:
+def _random_setup(days: int = N_DAYS) -> tuple[Market, dict, dict[str, Node], Builder]:
     """A market (A from day 0; B starts on day 20) and branch series with interior gaps, zeros,
     negatives, a flat stretch and magnitudes from 1e-3 to 1e5."""
     rng = np.random.default_rng(7)
-    a = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, N_DAYS)))
-    bb = [None] * 20 + list(20 * np.exp(np.cumsum(rng.normal(0, 0.03, N_DAYS - 20))))
+    a = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, days)))
+    bb = [None] * 20 + list(20 * np.exp(np.cumsum(rng.normal(0, 0.03, days - 20))))
     market = make_market({"A": list(a), "B": bb})
-    g = rng.normal(0, 1, N_DAYS)
-    g[rng.random(N_DAYS) < 0.08] = NAN
+    g = rng.normal(0, 1, days)
+    g[rng.random(days) < 0.08] = NAN
     g[30:40] = 0.0
     g[100:115] = 1.25
-    wide = np.exp(rng.uniform(np.log(1e-3), np.log(1e5), N_DAYS))
-    wide[rng.random(N_DAYS) < 0.05] = NAN
+    wide = np.exp(rng.uniform(np.log(1e-3), np.log(1e5), days))
+    wide[rng.random(days) < 0.05] = NAN
     wide[:3] = NAN
-    truth = np.where(rng.random(N_DAYS) < 0.5, 1.0, 0.0)
-    truth[rng.random(N_DAYS) < 0.15] = NAN
+    truth = np.where(rng.random(days) < 0.5, 1.0, 0.0)
+    truth[rng.random(days) < 0.15] = NAN
     branches = {"g": g, "wide": wide, "truth": truth}
     b = Builder()
     series = {
@@ -679,11 +679,12 @@ def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:
     return out
 
 
-def test_lines_equal_their_expansion_into_primitives() -> None:
+@pytest.mark.parametrize("days", [N_DAYS, 2600])  # 2,600: crosses and forDays across day tiles
+def test_lines_equal_their_expansion_into_primitives(days: int) -> None:
     """A `lines` node (one fused kernel pass on numba and polars) equals the primitive graph it
     stands for (comparisons, shifted comparisons, rolling_all, Kleene and/or) as the Polars
     backend evaluates it node by node: an independent implementation of every rule."""
-    market, branches, s, b = _random_setup()
+    market, branches, s, b = _random_setup(days)
     fused = _line_lists(b, s)
     primitives = lowered(fused)
     assert all(p.op != "lines" for p in primitives)
