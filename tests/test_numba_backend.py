@@ -5,6 +5,8 @@ boundary encoding, the new window kernels against plain loops, and memory releas
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import threading
 import weakref
 from functools import cache
@@ -652,6 +654,39 @@ def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
     assert len(threads) > 1 and all(name.startswith("gpubt-numba") for name in threads)
     for node in outs + conds:
         np.testing.assert_array_equal(many[node], one[node], err_msg=repr(node))
+
+
+def _walk_in_threads(conn) -> None:  # noqa: ANN001 - runs in a forked child
+    market = synthetic_slice()
+    b = Builder()
+    outs = [expand(b, "RSI", ticker_source(b, t), w) for t in ("SPY", "QQQ", "TLT") for w in (3, 9)]
+    backend = NumbaBackend()
+    numba_cpu._threads = lambda: 2
+    numba_cpu._PARALLEL_NODES = 1
+    values = backend.evaluate(outs, market, {})
+    conn.send(float(np.nansum([values[o].sum() for o in outs])))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_walks_in_threads_of_its_own(monkeypatch) -> None:
+    """The parent's thread pool is used, then the process forks: the child's parallel walk must
+    not wait for the parent's threads, which a fork does not copy."""
+    monkeypatch.setattr(numba_cpu, "_threads", lambda: 2)
+    monkeypatch.setattr(numba_cpu, "_PARALLEL_NODES", 1)
+    market = synthetic_slice()
+    b = Builder()
+    outs = [expand(b, "RSI", ticker_source(b, t), w) for t in ("SPY", "QQQ", "TLT") for w in (3, 9)]
+    want = float(np.nansum([v.sum() for v in NumbaBackend().evaluate(outs, market, {}).values()]))
+    context = multiprocessing.get_context("fork")
+    parent, child = context.Pipe()
+    process = context.Process(target=_walk_in_threads, args=(child,))
+    process.start()
+    try:
+        assert parent.poll(60), "the forked child's walk did not finish"
+        assert parent.recv() == want
+    finally:
+        process.kill()
+        process.join()
 
 
 def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:

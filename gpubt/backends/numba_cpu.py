@@ -43,6 +43,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -680,6 +681,11 @@ def _parts(steps: list[tuple[Callable[..., Value], tuple, list[int]]], order: li
 @functools.cache
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(_threads(), thread_name_prefix="gpubt-numba")
+
+
+# A forked process has none of its parent's threads: it makes its own pool (the inherited one
+# would wait forever for workers that do not exist).
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 class NumbaBackend:
