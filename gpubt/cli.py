@@ -53,6 +53,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import importlib.metadata as md
     import platform
 
+    import numba
+
     from gpubt.backends import REGISTRY, gpu_sweeps, pick, usable
 
     table = Table(title=f"gpubt {__version__}")
@@ -74,6 +76,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     table.add_row("backend auto", f"{chosen} ({reason})")
     table.add_row("fused sweeps (auto)", "GPU kernel, one thread per variant" if gpu_sweeps("auto")
                   else "CPU kernel (Numba, all cores)")
+    table.add_row("numba threads", f"{numba.get_num_threads()} ({numba.threading_layer()} layer; "
+                  "NUMBA_NUM_THREADS sets them)")
     console.print(table)
     return 0
 

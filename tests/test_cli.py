@@ -74,6 +74,10 @@ def test_info_lists_backends_and_the_auto_pick():
     from gpubt.backends import gpu_sweeps
 
     assert ("GPU kernel" if gpu_sweeps("auto") else "CPU kernel (Numba") in done.stdout
+    import numba
+
+    threads = next(line for line in done.stdout.splitlines() if "numba threads" in line)
+    assert f" {numba.get_num_threads()} (" in threads and "layer" in threads
 
 
 def test_auto_picks_a_usable_backend():
