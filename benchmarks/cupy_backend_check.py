@@ -89,7 +89,7 @@ def scenarios(names: list[str], runs: int) -> int:
     for name in names:
         body = build_tree(SCENARIOS[name], market, start_date, start, per_node=5)
         backends = {"numba": get_backend("numba"), "cupy": get_backend("cupy")}
-        answers = {k: run_compiled(parse_request(body), market, be) for k, be in backends.items()}  # warm-up
+        answers = {k: run_compiled(parse_request(body), market, be).to_dict() for k, be in backends.items()}  # warm-up
         diffs = differences(answers["numba"], answers["cupy"])
         bad += bool(diffs)
         result = {}

@@ -4,7 +4,7 @@
 #   1,000 strategies of 10 nodes, same machine, same run), the gpu-marked tests, the cupy
 #   backend check (parity and scenario timings against numba) and the cupy parity suite; each
 #   step has a time limit (env *_S seconds).
-# Packages the device image lacks (polars, pydantic) travel as wheels in .whl/ (see
+# Packages the device image lacks (polars, pydantic, orjson) travel as wheels in .whl/ (see
 # ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
 set -uo pipefail
