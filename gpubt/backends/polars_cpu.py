@@ -1,9 +1,9 @@
 """CPU Polars backend: the whole graph as ONE lazy query, collected once on the in-memory engine.
 
 The query starts from a frame holding only what the graph reads (one column per market (ticker,
-field), one per branch leaf, the dates, the row index); every other node becomes one column `_n<i>`, added level
-by level (`with_columns` per depth, so a column only reads columns of earlier levels and the
-columns of one level are computed in parallel). Constants are inlined as literals into
+field), one per branch leaf, the dates, the row index); every other node becomes one column
+`_n<i>`, added level by level (`with_columns` per depth, so a column only reads columns of
+earlier levels and the columns of one level are computed in parallel). Constants are inlined as literals into
 element-wise expressions; a shift, window or recursion of a constant reads it repeated per day.
 
 Missing values are Polars nulls throughout: float columns never hold NaN or ±inf (Polars orders
@@ -20,9 +20,8 @@ Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
   RSI or CCI on a nearly flat stretch magnify); a constant divisor is read from a materialised
   column instead, where the division is exact.
 * `rolling_std` (Polars' one-pass form loses digits on prices far from 0), `wilder_mean` and
-  `wilder_sum` (the
-  reference's own arithmetic) and the primitives Polars has no form for run as Numba kernels
-  (`gpubt.backends.kernels`) through `map_batches`.
+  `wilder_sum` (the reference's own arithmetic) and the primitives Polars has no form for run as
+  Numba kernels (`gpubt.backends.kernels`) through `map_batches`.
 * `ewm` nulls the values before its seed day, puts the SMA of the first `seed` values there and
   runs `ewm_mean(adjust=False, ignore_nulls=True)` (which keeps the state over a null and outputs
   null there: the reference's rule).
