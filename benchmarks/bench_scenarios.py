@@ -20,8 +20,8 @@ tickers, BIL above all) are left out of the generated trees, so the backtest is 
 Each (scenario, backend) runs in a fresh subprocess (so its peak RSS is its own): 1 untimed
 warm-up, then `--runs` timed runs; per stage the median (parse, then the stages that
 `run_compiled` reports: compile, signals, allocation, simulation, response, then json: writing
-the response's JSON bytes, what the API sends) and the median of the totals. The reference interpreter runs once per scenario in a subprocess killed after
-`--reference-timeout` seconds (and is skipped on larger scenarios once one timed out); the
+the response's JSON bytes, what the API sends) and the median of the totals. The reference
+interpreter runs once per scenario in a subprocess killed after `--reference-timeout` seconds (and is skipped on larger scenarios once one timed out); the
 speed-up is reference time / backend median, measured in the same invocation. `--profile`
 cProfiles one warm run of a scenario on the fastest backend and appends "Where the time goes".
 

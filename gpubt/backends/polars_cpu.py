@@ -3,8 +3,9 @@
 The query starts from a frame holding only what the graph reads (one column per market (ticker,
 field), one per branch leaf, the dates, the row index); every other node becomes one column
 `_n<i>`, added level by level (`with_columns` per depth, so a column only reads columns of
-earlier levels and the columns of one level are computed in parallel). Constants are inlined as literals into
-element-wise expressions; a shift, window or recursion of a constant reads it repeated per day.
+earlier levels and the columns of one level are computed in parallel). Constants are inlined as
+literals into element-wise expressions; a shift, window or recursion of a constant reads it
+repeated per day.
 
 Missing values are Polars nulls throughout: float columns never hold NaN or ±inf (Polars orders
 NaN above every number, and the spec makes a non-finite result missing), so every arithmetic
