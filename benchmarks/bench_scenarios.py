@@ -21,8 +21,9 @@ Each (scenario, backend) runs in a fresh subprocess (so its peak RSS is its own)
 warm-up, then `--runs` timed runs; per stage the median (parse, then the stages that
 `run_compiled` reports: compile, signals, allocation, simulation, response, then json: writing
 the response's JSON bytes, what the API sends) and the median of the totals. The reference
-interpreter runs once per scenario in a subprocess killed after `--reference-timeout` seconds (and is skipped on larger scenarios once one timed out); the
-speed-up is reference time / backend median, measured in the same invocation. `--profile`
+interpreter runs once per scenario in a subprocess killed after `--reference-timeout` seconds
+(and is skipped on larger scenarios once one timed out); the speed-up is reference time /
+backend median, measured in the same invocation. `--profile`
 cProfiles one warm run of a scenario on the fastest backend and appends "Where the time goes".
 
     python benchmarks/bench_scenarios.py [--backends polars,numba] [--runs 5]
