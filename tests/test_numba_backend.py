@@ -667,7 +667,7 @@ def _walk_in_threads(conn) -> None:  # noqa: ANN001 - runs in a forked child
     conn.send(float(np.nansum([values[o].sum() for o in outs])))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork (Windows)")
 def test_a_forked_process_walks_in_threads_of_its_own(monkeypatch) -> None:
     """The parent's thread pool is used, then the process forks: the child's parallel walk must
     not wait for the parent's threads, which a fork does not copy."""

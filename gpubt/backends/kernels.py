@@ -538,7 +538,8 @@ def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
 # blocks: one pass per lag over a block of per-day accumulators, which the compiler vectorises
 # across days. Every day still sees its window's values in the plain loop's order with the same
 # operations, so the results are the plain loop's to the bit (tests compare them); a window the
-# plain loop skips (a missing value, a zero peak) is made missing afterwards.
+# plain loop skips (a missing value, a zero peak) is made missing afterwards where the arithmetic
+# does not already give NaN.
 
 
 @numba.njit(**_JIT)
@@ -583,8 +584,7 @@ def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
                 d = xs[j] - s[j]
                 q[j] += d * d
         for j in range(m):
-            out[t0 + j] = 0.0 if flat[j] else math.sqrt(q[j] / n)
-    _missing_where_incomplete(x, n, out)
+            out[t0 + j] = 0.0 if flat[j] else math.sqrt(q[j] / n)  # a missing value: NaN throughout
     return out
 
 
