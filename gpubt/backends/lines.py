@@ -20,6 +20,7 @@ import numpy as np
 
 from gpubt.ir.lines import CODES
 from gpubt.ir.nodes import Node
+from gpubt.parallel import parallel_kernel
 
 _CODE = {code: i for i, code in enumerate(CODES)}
 _GT, _LT, _ABOVE, _IS = (_CODE[c] for c in ("gt", "lt", "crossAbove", "is"))  # else crossBelow
@@ -126,7 +127,7 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarr
                 line[t] = 2 * ((a0 > b0) & (a1 <= b1)) + missing
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@parallel_kernel(cache=True, nogil=True)
 def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: np.ndarray, term_lines: np.ndarray,
            code: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: np.ndarray,
            for_days: np.ndarray, out: np.ndarray) -> None:

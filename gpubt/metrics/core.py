@@ -16,6 +16,8 @@ import math
 import numba
 import numpy as np
 
+from gpubt.parallel import parallel_kernel
+
 PERIODS = 252
 KEYS = (
     "days",
@@ -187,17 +189,10 @@ def _row(s: int, net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, be
     row_metrics(net[s], turnover[s].sum(), holdings[s].sum(), centred, squares, out[s])
 
 
-@numba.njit(parallel=True, **_JIT)
-def _rows_parallel(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
-                   shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
+@parallel_kernel(**_JIT)
+def _rows(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
+          shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
     for s in numba.prange(net.shape[0]):
-        _row(s, net, turnover, holdings, bench, shared, shared_squares, out)
-
-
-@numba.njit(**_JIT)
-def _rows_serial(net: np.ndarray, turnover: np.ndarray, holdings: np.ndarray, bench: np.ndarray,
-                 shared: np.ndarray, shared_squares: float, out: np.ndarray) -> None:
-    for s in range(net.shape[0]):
         _row(s, net, turnover, holdings, bench, shared, shared_squares, out)
 
 
@@ -230,7 +225,7 @@ def compute_metrics(
     out = np.empty((S, N_KEYS))
     shared = np.empty(D if bench.shape[0] == 1 else 0)
     shared_squares = centre(bench[0], shared) if bench.shape[0] == 1 else 0.0
-    run = _rows_parallel if S >= _PARALLEL_ROWS else _rows_serial
+    run = _rows if S >= _PARALLEL_ROWS else _rows.serial
     run(rows(net), rows(turnover), rows(n_holdings), bench, shared, shared_squares, out)
     result = {key: out[:, k].reshape(batch_shape) for k, key in enumerate(KEYS)}
     result["days"] = result["days"].astype(np.int64)

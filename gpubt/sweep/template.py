@@ -42,6 +42,7 @@ from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import N_KEYS, centre, row_metrics
+from gpubt.parallel import parallel_kernel
 from gpubt.schema.catalogue import DATE_METRIC
 from gpubt.schema.models import BacktestRequest, Condition, FlowNode
 from gpubt.schema.parse import Strategy, check_conditions
@@ -147,7 +148,7 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
 
 
-@numba.njit(parallel=True, **_JIT)
+@parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
            held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
