@@ -75,3 +75,43 @@ def test_equal_weights_equal_the_general_path_bit_for_bit(market, monkeypatch) -
     np.testing.assert_array_equal(fast, general)
     held = fast.sum(axis=1)
     assert np.allclose(held[held > 0], 1.0) and (fast > 0).sum(axis=0).min() > 0
+
+
+def _best_by_argsort(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.ndarray:
+    """The function node's selection as a stable argsort of the scores defines it."""
+    valid = active & np.isfinite(scores)
+    key = np.where(valid, -scores if top else scores, np.nan)
+    order = np.argsort(key, axis=1, kind="stable")  # NaN (not ranked) sorts last
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
+    return (valid & (rank < bottom)).T
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 40])
+def test_function_selection_is_the_stable_ranking(k: int) -> None:
+    rng = np.random.default_rng(k)
+    days = 500
+    scores = rng.integers(-3, 4, (days, k)).astype(np.float64)  # many ties, and -0.0 beside 0.0
+    scores[rng.random((days, k)) < 0.1] = np.nan
+    scores[rng.random((days, k)) < 0.05] = np.inf
+    scores[rng.random((days, k)) < 0.05] = -0.0
+    active = rng.random((days, k)) < 0.8
+    for top in (True, False):
+        for bottom in sorted({0, 1, 2, k - 1, k, k + 3}):
+            got = allocate._best(scores, active, top, max(0, min(bottom, k)))
+            np.testing.assert_array_equal(got, _best_by_argsort(scores, active, top, bottom),
+                                          err_msg=f"top={top} bottom={bottom}")
+
+
+def test_function_node_equal_weights_equal_the_general_path_bit_for_bit(market) -> None:
+    def tree(weighting: str) -> dict:
+        children = [
+            {"id": f"p{i}", "kind": "position", "positions": [t]} for i, t in enumerate(("SPY", "QQQ", "TLT", "GLD"))
+        ] + [_switch("sw", ["SPY"], ["GLD"]), _switch("part", ["QQQ"], [], 45.0)]
+        return {"payload": {"id": "root", "kind": "function", "metric": "Cumulative Return", "window": 20,
+                            "rank": "Top", "bottom": 3, "weighting": weighting, "children": {"next": children}}}
+
+    fast = _allocation(tree("equal"), market)
+    np.testing.assert_array_equal(fast, _allocation(tree("defined"), market))
+    held = fast.sum(axis=1)
+    assert np.allclose(held[held > 0], 1.0) and set((fast > 0).sum(axis=1).tolist()) >= {3}

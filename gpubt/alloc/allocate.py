@@ -1,7 +1,7 @@
 """Layer 4: allocation matrices (days × tickers) from signal columns, whole period at once.
 
 Each plan step becomes one matrix through array operations over days: masks choose slots,
-per-day weight vectors combine children, a stable argsort ranks function children, one scan
+per-day weight vectors combine children, one kernel ranks function children, one scan
 carries the altExit state. A step's weights cover only the tickers its sub-tree can hold, one
 contiguous row of days per ticker (a node choosing between two positions is 2 × days, however
 many tickers the market has), so every operation costs its own tickers × days. Arithmetic is done in the same order as the
@@ -179,8 +179,8 @@ class Allocator:
             return self.empty()
         if len(step.children) == 1 and select is None and step.weighting != "capped":
             return self.weights(step.children[0])  # weight 1 when active, nothing otherwise
-        if step.weighting == "equal" and select is None:
-            return self._equal(step)
+        if step.weighting == "equal":
+            return self._equal(step, select)
         # Per-child rows (children × days): each child's weights are one contiguous row.
         allocs = [self.weights(c) for c in step.children]
         active = np.stack([self.active(c) for c in step.children])
@@ -220,13 +220,16 @@ class Allocator:
             out[np.searchsorted(cols, fallback)] += excess
         return Weights(cols, out)
 
-    def _equal(self, step: Combine) -> Weights:
+    def _equal(self, step: Combine, select: np.ndarray | None) -> Weights:
         """`combine` for equal weights, without a children × days weight matrix: each child adds
         1/count times its weights, in child order. A child that chooses per day between two
         constant allocations (an if/else over positions, the leaves of most trees) is never
-        built: runs of them are added by one kernel from their truth rows."""
+        built, unless a function node's selection gates it: runs of them are added by one kernel
+        from their truth rows."""
         n = self.n_days
         actives = [self.active(c) for c in step.children]
+        if select is not None:
+            actives = [a & chosen for a, chosen in zip(actives, select)]
         count = np.zeros(n, dtype=np.int64)
         always = 0
         for a in actives:
@@ -236,7 +239,7 @@ class Allocator:
                 count += a
         with np.errstate(divide="ignore"):
             inv = 1.0 / (count + always)
-        parts = [self._choice(c) or self.weights(c) for c in step.children]
+        parts = [(select is None and self._choice(c)) or self.weights(c) for c in step.children]
         cols = _union([w for part in parts for w in (part[1:] if isinstance(part, tuple) else (part,))])
         out = np.zeros((cols.size, n))
         run: list[tuple[np.ndarray, Weights, Weights]] = []
@@ -308,15 +311,10 @@ class Allocator:
     def _rank(self, step: Rank) -> Weights:
         if not step.children:
             return self.empty()
-        scores = np.stack([self.values[s] for s in step.scores], axis=1)
+        scores = np.stack([self.values[s] for s in step.scores], axis=1)  # days × children
         active = np.stack([self.active(c) for c in step.children], axis=1)
-        valid = active & np.isfinite(scores)
-        key = np.where(valid, -scores if step.top else scores, np.nan)
-        order = np.argsort(key, axis=1, kind="stable")  # NaN (not ranked) sorts last
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
-        selected = valid & (rank < step.bottom)
-        return self.combine(step.combine, select=selected.T)
+        selected = _best(scores, active, step.top, max(0, min(step.bottom, len(step.children))))
+        return self.combine(step.combine, select=selected)
 
     def _blend(self, step: Blend) -> Weights:
         v = self.values[step.value]
@@ -409,6 +407,36 @@ def _add_choices(truths: np.ndarray, inv: np.ndarray, a_start: np.ndarray, a_row
             row, v = out[b_row[j]], b_value[j]
             for t in range(inv.size):
                 row[t] += 0.0 if truth[t] == 1 else inv[t] * v
+
+
+@numba.njit(cache=True, nogil=True)
+def _best(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.ndarray:
+    """Children × days: from days × children scores and activity, the `bottom` best active
+    children with a finite score on each day, best = highest score when `top`, else lowest;
+    equal scores rank in child order (a stable sort's order). One pass over the children per
+    day keeps the best so far, sorted."""
+    n, k = scores.shape
+    out = np.zeros((k, n), dtype=np.bool_)
+    best = np.empty(max(bottom, 1), dtype=np.int64)
+    for t in range(n):
+        day, on = scores[t], active[t]
+        m = 0
+        for i in range(k):
+            x = day[i]
+            if not on[i] or not np.isfinite(x):
+                continue
+            p = m  # after every kept child that ranks before it or ties with it
+            while p > 0 and (x > day[best[p - 1]] if top else x < day[best[p - 1]]):
+                p -= 1
+            if p >= bottom:
+                continue
+            for q in range(min(m, bottom - 1), p, -1):
+                best[q] = best[q - 1]
+            best[p] = i
+            m = min(m + 1, bottom)
+        for q in range(m):
+            out[best[q], t] = True
+    return out
 
 
 def _ordered_sum(rows: np.ndarray) -> np.ndarray:
