@@ -96,3 +96,36 @@ def test_branch_reference_is_staged(market):
     assert program.warmup == reference.warmup(strategy.root)
     assert program.branches["branch0"].warmup == reference._slot_warmup(strategy.root, "then")
     assert np.isfinite(program.warmup)
+
+
+def test_signals_are_read_from_the_start_or_an_early_steps_warm_up(market):
+    """Signals are asked for from the backtest's start, except below a step whose branch series
+    or volatility is read: from that step's warm-up. A late start asks for fewer days, and the
+    backtest is the reference's all the same."""
+    from gpubt.backends import get_backend
+    from gpubt.compiler.execute import _first_reads, _signals, run_compiled
+    from gpubt.reference.backtest import run_reference
+    from gpubt.sim.period import backtest_window
+    from tests.test_parity import differences
+
+    vol = {"id": "vol", "kind": "basic", "weighting": "inverse", "volWindow": 10,
+           "children": {"next": [_rsi_switch("v1", 55), _rsi_switch("v2", 45)]}}
+    tree = {
+        "id": "root", "kind": "indicator",
+        "conditions": [{"id": "c", "metric": "Cumulative Return", "window": 20,
+                        "ticker": "branch:then", "comparator": "gt", "threshold": 0}],
+        "children": {"then": [_rsi_switch("inner", 60)], "else": [vol]},
+    }
+    strategy = _strategy(tree, startDate="2015-01-02")
+    sub = prepare_market(strategy, market)
+    program = compile_strategy(strategy, sub)
+    start, _, _ = backtest_window(strategy, sub.dates, program.warmup)
+    first = _first_reads(program, _signals(program.root), start)
+    root, inner = program.root, program.root.then.children[0]
+    early = {program.branches["branch0"].warmup, *(c.warmup for c in root.other.children[0].children)}
+    assert first[root.truth] == start and first[inner.truth] == program.branches["branch0"].warmup
+    assert {first[c.truth] for c in root.other.children[0].children} <= early and max(early) < start
+    want = run_reference(strategy, market).to_dict()
+    for backend in ("numba", "polars"):
+        got = run_compiled(strategy, market, get_backend(backend)).to_dict()
+        assert not differences(want, got), differences(want, got)[:5]

@@ -689,6 +689,20 @@ def test_a_forked_process_walks_in_threads_of_its_own(monkeypatch) -> None:
         process.join()
 
 
+def test_lines_from_a_first_day_equal_the_whole_run_there() -> None:
+    """A `lines` node asked for from day f (the backtest's first read) is Null before f and
+    equal to the whole computation from f on: its crosses and forDays read the days before f."""
+    market, branches, s, b = _random_setup(N_DAYS)
+    fused = _line_lists(b, s)
+    for backend in (NumbaBackend(), PolarsBackend()):
+        whole = backend.evaluate(fused, market, branches)
+        for f in (1, 7, 300, N_DAYS - 1, N_DAYS):
+            got = backend.evaluate(fused, market, branches, dict.fromkeys(fused, f))
+            for node in fused:
+                assert (got[node][:f] == NULL).all(), f"{backend.name} {f}: {node.params}"
+                np.testing.assert_array_equal(got[node][f:], whole[node][f:], err_msg=f"{backend.name} {f}")
+
+
 def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:
     """`lines` nodes covering every line code, constant and series right sides, a NaN threshold,
     a constant and a date range as inputs, forDays 1–10, AND-terms, OR-terms and both."""

@@ -25,7 +25,10 @@ class Backend(Protocol):
         outputs: Sequence[Node],
         market: Market,
         branches: Mapping[tuple, np.ndarray],
+        first: Mapping[Node, int] | None = None,
     ) -> dict[Node, np.ndarray]:
         """Values of `outputs` on the market's date axis. `branches` holds the equity series of
-        every `branch` leaf the outputs read (keyed by the leaf's params[0])."""
+        every `branch` leaf the outputs read (keyed by the leaf's params[0]). `first`: for an
+        output, the first day anything reads it; a backend may leave the days before missing
+        (a condition Null) rather than compute them."""
         ...

@@ -46,16 +46,21 @@ class Packed:
         node_terms, term_lines = [0], [0]
         flat: list[tuple[int, int, int, float, int]] = []
         code_of = _CODE
+        lookback = []  # per node: the days before t its truth on day t reads
         for node in nodes:
             rows = []
             for put in node.inputs:
                 table = flags if put.kind == "b" else floats
                 rows.append(table.setdefault(put, len(table)))
+            back = 0
             for term in node.params:
                 for c, a, b, y, n in term:
                     flat.append((code_of[c], rows[a], -1 if b < 0 else rows[b], y, n))
+                    back = max(back, n - 1 + c.startswith("cross"))  # a cross reads the day before
                 term_lines.append(len(flat))
             node_terms.append(len(term_lines) - 1)
+            lookback.append(back)
+        self.lookback = np.array(lookback, dtype=np.int64)
         self.float_inputs, self.flag_inputs = list(floats), list(flags)
         self.node_terms = np.array(node_terms, dtype=np.int64)
         self.term_lines = np.array(term_lines, dtype=np.int64)
@@ -70,11 +75,15 @@ def evaluate_lines(
     floats: np.ndarray,
     float_row: Mapping[Node, int],
     flag_values: Mapping[Node, np.ndarray],
+    first: Mapping[Node, int] | None = None,
 ) -> dict[Node, np.ndarray]:
     """Each `lines` node's truth (int8 rows of one matrix). The float inputs are rows of
     `floats` (`float_row`: node → row, so a backend hands over the matrix its series already
-    sit in); the condition inputs are read from `flag_values`."""
+    sit in); the condition inputs are read from `flag_values`. A node named in `first` is
+    computed from that day on (Null before it), the days before its backtest reads it."""
     packed = Packed(nodes)
+    first = first or {}
+    firsts = np.array([first.get(node, 0) for node in nodes], dtype=np.int64)
     n_days = floats.shape[1]
     rows = np.array([float_row[node] for node in packed.float_inputs], dtype=np.int64)
     flags = np.empty((len(packed.flag_inputs), n_days), dtype=np.int8)
@@ -82,7 +91,7 @@ def evaluate_lines(
         flags[i] = flag_values[node]
     out = np.empty((len(nodes), n_days), dtype=np.int8)
     _lines(floats, rows, flags, packed.node_terms, packed.term_lines, packed.code, packed.left,
-           packed.right, packed.threshold, packed.for_days, out)
+           packed.right, packed.threshold, packed.for_days, firsts, packed.lookback, out)
     return dict(zip(nodes, out))
 
 
@@ -130,12 +139,15 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarr
 @parallel_kernel(cache=True, nogil=True)
 def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: np.ndarray, term_lines: np.ndarray,
            code: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: np.ndarray,
-           for_days: np.ndarray, out: np.ndarray) -> None:
-    n = out.shape[1]
+           for_days: np.ndarray, first: np.ndarray, lookback: np.ndarray, out: np.ndarray) -> None:
     none_f = np.empty(0)
     none_b = np.empty(0, dtype=np.int8)
     for i in numba.prange(out.shape[0]):
-        acc = out[i]
+        # days from `start` on, `lookback` before the first day asked for: from there on the
+        # lines, crosses and forDays windows read only days of the slice
+        start = min(max(first[i] - lookback[i], 0), out.shape[1])
+        acc = out[i, start:]
+        n = acc.size
         acc[:] = 0  # OR of no term: False
         term = np.empty(n, dtype=np.int8)
         line = np.empty(n, dtype=np.int8)
@@ -144,10 +156,10 @@ def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: 
             for j in range(term_lines[k], term_lines[k + 1]):
                 c = code[j]
                 if c == _IS:
-                    _line_into(c, none_f, none_f, 0.0, flags[left[j]], line)
+                    _line_into(c, none_f, none_f, 0.0, flags[left[j], start:], line)
                 else:
-                    b = none_f if right[j] < 0 else floats[rows[right[j]]]
-                    _line_into(c, floats[rows[left[j]]], b, threshold[j], none_b, line)
+                    b = none_f if right[j] < 0 else floats[rows[right[j]], start:]
+                    _line_into(c, floats[rows[left[j]], start:], b, threshold[j], none_b, line)
                 # forDays: the AND of the line over its last d days, days before the first Null
                 d = for_days[j]
                 for lag in range(d):
@@ -160,3 +172,4 @@ def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: 
         for t in range(n):
             c = acc[t]
             acc[t] = (c >> 1) - (c & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
+        out[i, : min(first[i], out.shape[1])] = -1  # not asked for: Null

@@ -703,6 +703,7 @@ class NumbaBackend:
         outputs: Sequence[Node],
         market: Market,
         branches: Mapping[object, np.ndarray],
+        first: Mapping[Node, int] | None = None,
     ) -> dict[Node, np.ndarray]:
         outputs = list(dict.fromkeys(outputs))
         if not outputs:
@@ -713,7 +714,7 @@ class NumbaBackend:
         with paused():
             values, floats, row = self._evaluate(rest, market, branches)
             if fused:  # their series are rows of the output arena already
-                values.update(evaluate_lines(fused, floats, row, values))
+                values.update(evaluate_lines(fused, floats, row, values, first))
         return {node: values[node] for node in outputs}
 
     def _evaluate(

@@ -164,6 +164,7 @@ class PolarsBackend:
         outputs: Sequence[Node],
         market: Market,
         branches: Mapping[object, np.ndarray],
+        first: Mapping[Node, int] | None = None,
     ) -> dict[Node, np.ndarray]:
         outputs = list(dict.fromkeys(outputs))
         fused, rest = split(outputs)
@@ -181,7 +182,7 @@ class PolarsBackend:
                     values[node] = column.cast(pl.Int8).fill_null(int(NULL)).to_numpy().astype(np.int8)
         if fused:  # their series are rows of the float outputs' matrix already
             row = {node: i for i, node in enumerate(floats)}
-            values.update(evaluate_lines(fused, arena, row, values))
+            values.update(evaluate_lines(fused, arena, row, values, first))
         return {node: values[node] for node in outputs}
 
     def query(

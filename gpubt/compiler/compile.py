@@ -50,6 +50,7 @@ class Compiler:
     _branch_keys: dict[int, str] = field(default_factory=dict)
     branches: dict[str, Step] = field(default_factory=dict)
     latches: list[Latch] = field(default_factory=list)
+    volatile: list[Step] = field(default_factory=list)  # children of inverse/pro weightings
     indicators: dict[Node, None] = field(default_factory=dict)
     conditions: dict[Line, None] = field(default_factory=dict)
     _first: dict[str, int] = field(default_factory=dict)
@@ -61,7 +62,8 @@ class Compiler:
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
-        return Program(root, root.warmup, self.branches, self.latches, self.market.tickers)
+        return Program(root, root.warmup, self.branches, self.latches, self.market.tickers,
+                       [*self.branches.values(), *self.volatile])
 
     def explain(self, program: Program) -> str:
         """The graph in numbers: what was built, and how much interning saved."""
@@ -140,6 +142,7 @@ class Compiler:
             first = max((s.warmup for s in steps), default=0)
             if weighting in ("inverse", "pro") and len(steps) > 1:
                 first = max(first, max(s.warmup for s in steps) + vol_window)
+                self.volatile.extend(steps)
             combine = Combine(steps, weighting, vol_window, fallback,
                               tuple(c.window for c in children), warmup=first)
             self._slots[key] = combine

@@ -108,11 +108,12 @@ def evaluate_signals(
     allocator.values = values
     branches: dict[tuple, np.ndarray] = {}
     needs = {key: _signals(step) for key, step in program.branches.items()}
+    first = _first_reads(program, signals, allocator.start)
     pending = set(signals)  # a branch's step lies inside the tree, so its signals are here too
     while pending:
         ready = [n for n in pending if reads[n] <= branches.keys()]
         if ready:
-            values.update(backend.evaluate(ready, market, branches))
+            values.update(backend.evaluate(ready, market, branches, first))
             pending.difference_update(ready)
             continue
         built = False
@@ -123,6 +124,24 @@ def evaluate_signals(
         if not built:
             raise GpubtError("a branch series depends on itself", path="payload")
     return values
+
+
+def _first_reads(program: Program, signals: list[Node], start: int) -> dict[Node, int]:
+    """For each signal, the first day the allocation stage reads it: the backtest's start, or
+    the warm-up day of an `early` step above it, whose allocation is read from there on."""
+    first = dict.fromkeys(signals, start)
+    day: dict[int, int] = {}
+    stack = [(step, step.warmup) for step in program.early]
+    while stack:
+        step, d = stack.pop()
+        if day.get(id(step), d + 1) <= d:
+            continue
+        day[id(step)] = d
+        for node in step_signals(step):
+            if first.get(node, d) > d:
+                first[node] = d
+        stack.extend((child, d) for child in step_children(step))
+    return first
 
 
 def _shared_steps(program: Program) -> set[int]:

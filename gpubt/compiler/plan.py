@@ -94,13 +94,16 @@ class Latch(Step):
 @dataclass
 class Program:
     """A compiled strategy: the root step, the signals it reads, and the branch series that
-    feed back into layer 2 (key → the step whose equity the `branch` leaf stands for)."""
+    feed back into layer 2 (key → the step whose equity the `branch` leaf stands for). `early`:
+    the steps whose allocation is read from their own warm-up day, which can be before the days
+    their parents are read (the branch series' steps, the children of a volatility weighting)."""
 
     root: Step
     warmup: int
     branches: dict[str, Step]
     latches: list[Latch]
     tickers: tuple[str, ...]
+    early: list[Step] = field(default_factory=list)
 
 
 def step_signals(step: Step) -> list[Node]:
