@@ -44,30 +44,36 @@ class Packed:
         floats: dict[Node, int] = {}
         flags: dict[Node, int] = {}
         node_terms, term_lines = [0], [0]
-        flat: list[tuple[int, int, int, float, int]] = []
-        code_of = _CODE
-        lookback = []  # per node: the days before t its truth on day t reads
+        flat: list[tuple[str, int, int, float, int]] = []  # as the nodes hold them
+        rows: list[int] = []  # each node's inputs' rows, node after node
+        offset: list[int] = []  # per line: where its node's inputs start in `rows`
         for node in nodes:
-            rows = []
+            first = len(rows)
             for put in node.inputs:
                 table = flags if put.kind == "b" else floats
                 rows.append(table.setdefault(put, len(table)))
-            back = 0
             for term in node.params:
-                for c, a, b, y, n in term:
-                    flat.append((code_of[c], rows[a], -1 if b < 0 else rows[b], y, n))
-                    back = max(back, n - 1 + c.startswith("cross"))  # a cross reads the day before
+                flat.extend(term)
+                offset.extend([first] * len(term))
                 term_lines.append(len(flat))
             node_terms.append(len(term_lines) - 1)
-            lookback.append(back)
-        self.lookback = np.array(lookback, dtype=np.int64)
         self.float_inputs, self.flag_inputs = list(floats), list(flags)
         self.node_terms = np.array(node_terms, dtype=np.int64)
         self.term_lines = np.array(term_lines, dtype=np.int64)
-        columns = list(zip(*flat)) or [(), (), (), (), ()]
-        self.code, self.left, self.right = (np.array(c, dtype=np.int64) for c in columns[:3])
-        self.threshold = np.array(columns[3], dtype=np.float64)
-        self.for_days = np.array(columns[4], dtype=np.int64)
+        code, a, b, threshold, for_days = (list(c) for c in zip(*flat)) if flat else ([], [], [], [], [])
+        self.code = np.array([_CODE[c] for c in code], dtype=np.int64)
+        at = np.array(rows, dtype=np.int64)
+        base = np.array(offset, dtype=np.int64)
+        self.left = at[base + np.array(a, dtype=np.int64)]
+        right = np.array(b, dtype=np.int64)
+        self.right = np.where(right < 0, -1, at[base + np.maximum(right, 0)])  # -1: the threshold
+        self.threshold = np.array(threshold, dtype=np.float64)
+        self.for_days = np.array(for_days, dtype=np.int64)
+        # per node: the days before t its truth on day t reads (a cross the day before, forDays
+        # n the n − 1 before)
+        back = self.for_days - 1 + ((self.code == _ABOVE) | (self.code == _CODE["crossBelow"]))
+        lines_of = self.term_lines[self.node_terms]  # every node has a line (`lines_node`)
+        self.lookback = np.maximum.reduceat(back, lines_of[:-1]) if flat else np.zeros(len(nodes), np.int64)
 
 
 def evaluate_lines(

@@ -84,23 +84,18 @@ _NAN = float("nan")  # one NaN object: NaN != NaN, but tuples compare identical 
 class Node:
     """One column of the graph. Made by `Builder.node`; never constructed directly."""
 
-    __slots__ = ("op", "params", "inputs", "_hash", "__weakref__")
+    # Equality is identity (interning makes equal nodes one object), so hashing and comparing
+    # are object's own: no Python call per dict lookup, of which a big graph makes ~100,000.
+    __slots__ = ("op", "params", "inputs", "__weakref__")
 
-    def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...], key_hash: int) -> None:
+    def __init__(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...]) -> None:
         # the slots' own descriptors bypass the immutability guard while constructing
         _OP(self, op)
         _PARAMS(self, params)
         _INPUTS(self, inputs)
-        _HASH(self, key_hash)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if hasattr(self, "_hash"):
+        if hasattr(self, "inputs"):
             raise AttributeError("graph nodes are immutable")
         object.__setattr__(self, name, value)
 
@@ -114,7 +109,7 @@ class Node:
         return f"{self.op}({params}{'; ' if params and self.inputs else ''}{len(self.inputs)} in)"
 
 
-_OP, _PARAMS, _INPUTS, _HASH = (getattr(Node, name).__set__ for name in ("op", "params", "inputs", "_hash"))
+_OP, _PARAMS, _INPUTS = (getattr(Node, name).__set__ for name in ("op", "params", "inputs"))
 
 
 class Builder:
@@ -140,7 +135,7 @@ class Builder:
         self.requests += 1
         found = self._table.get(key)
         if found is None:
-            found = self._table[key] = Node(op, params, inputs, hash(key))
+            found = self._table[key] = Node(op, params, inputs)
         return found
 
     def __len__(self) -> int:
