@@ -142,6 +142,11 @@ for _m in METRICS:
 _BY_FOLDED = {k.casefold(): v for k, v in _BY_NAME.items()}
 
 
+def is_catalogue_name(name: str) -> bool:
+    """A catalogue metric's name or alias, spelt exactly."""
+    return name in _BY_NAME
+
+
 def resolve_metric(name: str) -> MetricInfo | None:
     """The catalogue entry for a name or alias (exact spelling first, then ignoring case)."""
     return _BY_NAME.get(name) or _BY_FOLDED.get(name.strip().casefold())

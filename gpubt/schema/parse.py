@@ -16,7 +16,7 @@ import pydantic
 
 from gpubt.collector import paused
 from gpubt.errors import GpubtError, LazyPath, json_path
-from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
+from gpubt.schema.catalogue import DATE_METRIC, is_catalogue_name, resolve_metric
 from gpubt.schema.formula import Formula, formula_lookback, formula_window, parse_formula
 from gpubt.schema.models import BacktestRequest, Condition, CustomIndicator, FlowNode
 
@@ -155,19 +155,19 @@ def walk(node: FlowNode, path: str | LazyPath) -> Iterator[tuple[str | LazyPath,
         stack.extend(reversed(kids))
 
 
-def node_conditions(node: FlowNode, path: str | LazyPath) -> Iterator[tuple[str | LazyPath, Condition]]:
-    """Every condition line a node evaluates, with its path."""
+def node_conditions(node: FlowNode) -> Iterator[tuple[tuple[str | int, ...], Condition]]:
+    """Every condition line a node evaluates, with its path below the node's."""
     for name, lines in (
         ("conditions", node.conditions),
         ("entryConditions", node.entry_conditions),
         ("exitConditions", node.exit_conditions),
     ):
         for i, cond in enumerate(lines):
-            yield LazyPath(path, name, i), cond
+            yield (name, i), cond
     if node.numbered is not None:
         for i, item in enumerate(node.numbered.items):
             for j, cond in enumerate(item.conditions):
-                yield LazyPath(path, "numbered", "items", i, "conditions", j), cond
+                yield ("numbered", "items", i, "conditions", j), cond
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -225,13 +225,23 @@ def check_conditions(
     node: FlowNode, path: str | LazyPath, formulas: dict[str, Formula], tickers: dict[str, None], limits: Limits
 ) -> None:
     """The rules of a node's condition lines; their market tickers are added to ``tickers``."""
-    for cpath, cond in node_conditions(node, path):
-        if cond.metric == DATE_METRIC:
+    max_window = limits.max_window
+    for where, cond in node_conditions(node):
+        metric, ticker = cond.metric, cond.ticker
+        if metric == DATE_METRIC:
             continue
-        _check_metric(cond.metric, cpath, "metric", formulas, cond.window)
+        if (  # the usual line, decided without naming it: a catalogue metric of a plain ticker
+            not cond.expanded and is_catalogue_name(metric) and cond.window <= max_window
+            and cond.for_days <= max_window and ticker and "/" not in ticker
+            and not ticker.startswith(BRANCH_PREFIX)
+        ):
+            tickers[ticker] = None
+            continue
+        cpath = LazyPath(path, *where)
+        _check_metric(metric, cpath, "metric", formulas, cond.window)
         _check_window(cond.window, cpath, "window", limits)
         _check_window(cond.for_days, cpath, "forDays", limits)
-        _check_ticker(node, cond.ticker, cpath, "ticker", tickers)
+        _check_ticker(node, ticker, cpath, "ticker", tickers)
         if cond.expanded:
             metric, ticker, window = cond.right
             _check_metric(metric, cpath, "rightMetric", formulas, window)
