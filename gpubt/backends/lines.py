@@ -23,7 +23,7 @@ from gpubt.ir.nodes import Node
 from gpubt.parallel import parallel_kernel
 
 _CODE = {code: i for i, code in enumerate(CODES)}
-_GT, _LT, _ABOVE, _IS = (_CODE[c] for c in ("gt", "lt", "crossAbove", "is"))  # else crossBelow
+_GT, _LT, _ABOVE, _BELOW, _IS = (_CODE[c] for c in ("gt", "lt", "crossAbove", "crossBelow", "is"))
 
 
 def split(outputs: Sequence[Node]) -> tuple[list[Node], list[Node]]:
@@ -71,7 +71,7 @@ class Packed:
         self.for_days = np.array(for_days, dtype=np.int64)
         # per node: the days before t its truth on day t reads (a cross the day before, forDays
         # n the n − 1 before)
-        back = self.for_days - 1 + ((self.code == _ABOVE) | (self.code == _CODE["crossBelow"]))
+        back = self.for_days - 1 + ((self.code == _ABOVE) | (self.code == _BELOW))
         lines_of = self.term_lines[self.node_terms]  # every node has a line (`lines_node`)
         self.lookback = np.maximum.reduceat(back, lines_of[:-1]) if flat else np.zeros(len(nodes), np.int64)
 
