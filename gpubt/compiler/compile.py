@@ -33,7 +33,7 @@ from gpubt.ir.nodes import Builder, Node, topological
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
 from gpubt.schema.formula import formula_lookback, formula_window
 from gpubt.schema.models import Condition, FlowNode
-from gpubt.schema.parse import Strategy, branch_slot, is_holdable
+from gpubt.schema.parse import BRANCH_PREFIX, Strategy, branch_slot, is_holdable
 
 DEFAULT_FUNCTION_WINDOW = 14
 
@@ -112,7 +112,7 @@ class Compiler:
         if kind == "indicator":
             truth, first = self.lines(node, node.conditions)
             then, other = self.slot(node, "then"), self.slot(node, "else")
-            return Choose(truth, then, other, warmup=max(first, self._slots_warmup(node)))
+            return Choose(truth, then, other, warmup=max(first, then.warmup, other.warmup))
         if kind == "numbered":
             return self._numbered(node)
         if kind == "function":
@@ -121,13 +121,12 @@ class Compiler:
             value, first = self.series(node.scale_metric, node.scale_ticker, node.scale_window, node)
             then, other = self.slot(node, "then"), self.slot(node, "else")
             return Blend(value, node.scale_from, node.scale_to, then, other,
-                         warmup=max(first, self._slots_warmup(node)))
+                         warmup=max(first, then.warmup, other.warmup))
         if kind == "altExit":
             entry, f1 = self.lines(node, node.entry_conditions) if node.entry_conditions else (None, 0)
             exit_, f2 = self.lines(node, node.exit_conditions) if node.exit_conditions else (None, 0)
             then, other = self.slot(node, "then"), self.slot(node, "else")
-            latch = Latch(node.id, entry, exit_, then, other,
-                          warmup=max(f1, f2, self._slots_warmup(node)))
+            latch = Latch(node.id, entry, exit_, then, other, warmup=max(f1, f2, then.warmup, other.warmup))
             self.latches.append(latch)
             return latch
         raise ValueError(f"unknown node kind {kind!r}")
@@ -249,7 +248,7 @@ class Compiler:
     def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
         """metric(window) of a ticker, ratio or branch slot, and its first valid day. Market
         series are memoised: a thousand conditions on RSI(14) of SPY expand it once."""
-        slot = branch_slot(ticker)
+        slot = branch_slot(ticker) if ticker.startswith(BRANCH_PREFIX) else None
         if slot is not None:
             combine = self.slot(node, slot)
             src = branch_source(self.builder, self.branch_key(combine))
