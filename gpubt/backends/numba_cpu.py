@@ -209,7 +209,9 @@ def _or_into(acc: np.ndarray, b: np.ndarray) -> None:
         acc[t] = 1 if (x == 1) | (y == 1) else min(x, y)
 
 
-# element-wise arithmetic with the finiteness rule fused in (a non-finite result is missing)
+# element-wise arithmetic with the finiteness rule fused in (a non-finite result is missing): one
+# loop whose store is a select, which vectorises (a second pass with a conditional store made
+# a 6,783-day product 2.8x slower)
 _ADD, _SUB, _MUL, _DIV = 0, 1, 2, 3
 
 
@@ -218,19 +220,20 @@ def _arith_aa(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
     out = np.empty(a.size)
     if op == 0:
         for t in range(a.size):
-            out[t] = a[t] + b[t]
+            v = a[t] + b[t]
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 1:
         for t in range(a.size):
-            out[t] = a[t] - b[t]
+            v = a[t] - b[t]
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 2:
         for t in range(a.size):
-            out[t] = a[t] * b[t]
+            v = a[t] * b[t]
+            out[t] = np.nan if np.isinf(v) else v
     else:
         for t in range(a.size):
-            out[t] = a[t] / b[t]
-    for t in range(a.size):
-        if np.isinf(out[t]):
-            out[t] = np.nan
+            v = a[t] / b[t]
+            out[t] = np.nan if np.isinf(v) else v
     return out
 
 
@@ -239,19 +242,20 @@ def _arith_as(a: np.ndarray, y: float, op: int) -> np.ndarray:
     out = np.empty(a.size)
     if op == 0:
         for t in range(a.size):
-            out[t] = a[t] + y
+            v = a[t] + y
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 1:
         for t in range(a.size):
-            out[t] = a[t] - y
+            v = a[t] - y
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 2:
         for t in range(a.size):
-            out[t] = a[t] * y
+            v = a[t] * y
+            out[t] = np.nan if np.isinf(v) else v
     else:
         for t in range(a.size):
-            out[t] = a[t] / y
-    for t in range(a.size):
-        if np.isinf(out[t]):
-            out[t] = np.nan
+            v = a[t] / y
+            out[t] = np.nan if np.isinf(v) else v
     return out
 
 
@@ -260,19 +264,20 @@ def _arith_sa(x: float, b: np.ndarray, op: int) -> np.ndarray:
     out = np.empty(b.size)
     if op == 0:
         for t in range(b.size):
-            out[t] = x + b[t]
+            v = x + b[t]
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 1:
         for t in range(b.size):
-            out[t] = x - b[t]
+            v = x - b[t]
+            out[t] = np.nan if np.isinf(v) else v
     elif op == 2:
         for t in range(b.size):
-            out[t] = x * b[t]
+            v = x * b[t]
+            out[t] = np.nan if np.isinf(v) else v
     else:
         for t in range(b.size):
-            out[t] = x / b[t]
-    for t in range(b.size):
-        if np.isinf(out[t]):
-            out[t] = np.nan
+            v = x / b[t]
+            out[t] = np.nan if np.isinf(v) else v
     return out
 
 
