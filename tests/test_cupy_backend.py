@@ -286,7 +286,7 @@ class _FailingDevice:
 
     name = "cupy"
 
-    def evaluate(self, outputs, market, branches):  # noqa: ANN001, ANN201
+    def evaluate(self, outputs, market, branches, first=None):  # noqa: ANN001, ANN201
         raise RuntimeError("cudaErrorLaunchFailure: unspecified launch failure")
 
 
