@@ -239,7 +239,8 @@ class Allocator:
                 count += a
         with np.errstate(divide="ignore"):
             inv = 1.0 / (count + always)
-        parts = [(select is None and self._choice(c)) or self.weights(c) for c in step.children]
+        leaves = select is None  # under a selection every child is gated: none is a plain leaf
+        parts = [(self._choice(c) if leaves else None) or self.weights(c) for c in step.children]
         cols = _union([w for part in parts for w in (part[1:] if isinstance(part, tuple) else (part,))])
         out = np.zeros((cols.size, n))
         run: list[tuple[np.ndarray, Weights, Weights]] = []
