@@ -7,14 +7,18 @@ import json
 import numpy as np
 import pytest
 
+from gpubt.backends import get_backend
 from gpubt.compiler.compile import Compiler, compile_strategy
+from gpubt.compiler.execute import _first_reads, _signals, run_compiled
 from gpubt.compiler.plan import Choose, Combine, Hold
 from gpubt.data.synthetic import synthetic_market
 from gpubt.ir.nodes import Builder, topological
+from gpubt.reference.backtest import run_reference
 from gpubt.reference.interpreter import Interpreter
 from gpubt.schema.parse import parse_request
-from gpubt.sim.period import prepare_market
+from gpubt.sim.period import backtest_window, prepare_market
 from tests.golden import EXAMPLES
+from tests.test_parity import differences
 
 
 def _strategy(tree: dict, **extra):
@@ -102,12 +106,6 @@ def test_signals_are_read_from_the_start_or_an_early_steps_warm_up(market):
     """Signals are asked for from the backtest's start, except below a step whose branch series
     or volatility is read: from that step's warm-up. A late start asks for fewer days, and the
     backtest is the reference's all the same."""
-    from gpubt.backends import get_backend
-    from gpubt.compiler.execute import _first_reads, _signals, run_compiled
-    from gpubt.reference.backtest import run_reference
-    from gpubt.sim.period import backtest_window
-    from tests.test_parity import differences
-
     vol = {"id": "vol", "kind": "basic", "weighting": "inverse", "volWindow": 10,
            "children": {"next": [_rsi_switch("v1", 55), _rsi_switch("v2", 45)]}}
     tree = {

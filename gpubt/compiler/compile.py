@@ -33,7 +33,7 @@ from gpubt.ir.nodes import Builder, Node, topological
 from gpubt.schema.catalogue import DATE_METRIC, resolve_metric
 from gpubt.schema.formula import formula_lookback, formula_window
 from gpubt.schema.models import Condition, FlowNode
-from gpubt.schema.parse import BRANCH_PREFIX, Strategy, branch_slot, is_holdable
+from gpubt.schema.parse import Strategy, branch_slot, is_holdable
 
 DEFAULT_FUNCTION_WINDOW = 14
 
@@ -248,7 +248,7 @@ class Compiler:
     def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
         """metric(window) of a ticker, ratio or branch slot, and its first valid day. Market
         series are memoised: a thousand conditions on RSI(14) of SPY expand it once."""
-        slot = branch_slot(ticker) if ticker.startswith(BRANCH_PREFIX) else None
+        slot = branch_slot(ticker)
         if slot is not None:
             combine = self.slot(node, slot)
             src = branch_source(self.builder, self.branch_key(combine))
