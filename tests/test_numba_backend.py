@@ -635,16 +635,25 @@ def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
     one = NumbaBackend().evaluate(outs + conds, market, {})
     monkeypatch.setattr(numba_cpu, "_threads", lambda: 3)
     monkeypatch.setattr(numba_cpu, "_PARALLEL_NODES", 1)
+    numba_cpu._pool.cache_clear()  # a pool of three workers, whatever an earlier test made
     threads: set[str] = set()
     cut: list[list[int]] = []
     parts, wilder = numba_cpu._parts, numba_cpu._OPS["wilder_mean"]
+    lock, met = threading.Lock(), threading.Barrier(2, timeout=60)
 
     def spy_parts(steps, order):  # noqa: ANN001, ANN202
         cut.extend(parts(steps, order))
         return cut
 
     def spy_wilder(a, p, ctx):  # noqa: ANN001, ANN202
-        threads.add(threading.current_thread().name)
+        # The first two threads in wait for each other, so one fast worker cannot walk every
+        # part alone (it did on a loaded CI machine); one thread alone breaks the barrier.
+        name = threading.current_thread().name
+        with lock:
+            meet = name not in threads and len(threads) < 2
+            threads.add(name)
+        if meet:
+            met.wait()
         return wilder(a, p, ctx)
 
     monkeypatch.setattr(numba_cpu, "_parts", spy_parts)
@@ -654,6 +663,7 @@ def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
     assert len(threads) > 1 and all(name.startswith("gpubt-numba") for name in threads)
     for node in outs + conds:
         np.testing.assert_array_equal(many[node], one[node], err_msg=repr(node))
+    numba_cpu._pool.cache_clear()
 
 
 def _walk_in_threads(conn) -> None:  # noqa: ANN001 - runs in a forked child
