@@ -50,6 +50,7 @@ def respond(**overrides):
         warnings=[(3, "C has no price"), (None, "general")],
     )
     args.update(overrides)
+    args["iso_dates"] = [str(d) for d in args["dates"].astype("datetime64[D]")]
     response = BacktestResponse(**args)
     as_dict = response.to_dict()
     assert response.to_json() == orjson.dumps(as_dict)  # the wire format, written from the columns

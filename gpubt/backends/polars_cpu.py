@@ -41,6 +41,7 @@ from gpubt.backends import kernels
 from gpubt.backends.base import NULL
 from gpubt.backends.lines import evaluate_lines, split
 from gpubt.data.market import Market
+from gpubt.ir.bounds import Bounds, leaf_interval
 from gpubt.ir.nodes import Node, topological
 
 ENGINE = "in-memory"
@@ -201,10 +202,12 @@ class PolarsBackend:
         }
         level: dict[Node, int] = {}
         levels: list[list[Node]] = []
+        leaves: dict[Node, np.ndarray] = {}
         for i, node in enumerate(order):
             name = names[node] = f"_n{i}"
             if node.op in ("price", "branch"):
-                base[name] = pl.Series(name, self._leaf(node, market, branches), nan_to_null=True)
+                leaves[node] = self._leaf(node, market, branches)
+                base[name] = pl.Series(name, leaves[node], nan_to_null=True)
                 level[node] = 0
                 continue
             if node.op == "const" and node not in wanted:
@@ -216,7 +219,8 @@ class PolarsBackend:
                 levels.append([])
             levels[depth - 1].append(node)
 
-        exprs = _Exprs(names)
+        exprs = _Exprs(names, Bounds(order, {k: leaf_interval(v) for k, v in leaves.items()}, market.n_days),
+                       {k: _first_present(v) for k, v in leaves.items()})
         columns = [[exprs.build(node).alias(names[node]) for node in nodes] for nodes in levels]
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
@@ -264,10 +268,14 @@ class _Exprs:
     """One Polars expression per primitive, reading its inputs' columns.
 
     Polars divides by a scalar as a multiplication by its reciprocal (off by an ulp), so a
-    constant divisor is read from a materialised column (`divisor`), where division is exact."""
+    constant divisor is read from a materialised column (`divisor`), where division is exact.
+    Arithmetic that `bounds` proves finite skips the finiteness check, and a `valid_from` anchored
+    on a leaf compares the row with its start day (`first`: each leaf's first present row)."""
 
-    def __init__(self, names: Mapping[Node, str]) -> None:
+    def __init__(self, names: Mapping[Node, str], bounds: Bounds, first: Mapping[Node, int]) -> None:
         self.names = names
+        self.bounds = bounds
+        self.first = first
         self.divisors: dict[str, float] = {}
         self._constants: dict[Node, bool] = {}
 
@@ -316,10 +324,21 @@ class _Exprs:
         elif node.op == "ewm":
             alpha, seed = float(node.params[0]), int(node.params[1])
             return _ewm(args[0], alpha, seed, self.divisor(seed))
+        elif node.op == "valid_from" and node.inputs[1] in self.first:
+            start = self.first[node.inputs[1]] + int(node.params[0])
+            return pl.when(_ROW >= _int_literal(start)).then(args[0]).otherwise(_NULL)
+        if node.op in _UNCHECKED and self.bounds.finite(node):
+            return _UNCHECKED[node.op](args[0], args[1])
         builder = _BUILDERS.get(node.op)
         if builder is None:
             raise NotImplementedError(f"polars backend: no expression for primitive {node.op!r}")
         return builder(args, node.params)
+
+
+def _first_present(values: np.ndarray) -> int:
+    """The first row with a value (the row count when none has one)."""
+    present = np.flatnonzero(~np.isnan(values))
+    return int(present[0]) if present.size else values.size
 
 
 def _literal(value: float) -> pl.Expr:
@@ -338,6 +357,15 @@ def _literal_of(text: str) -> pl.Expr:
     value = float.fromhex(text)
     return pl.lit(value if math.isfinite(value) else None, dtype=pl.Float64)
 
+
+# arithmetic without its finiteness check, for the nodes whose bounds keep it finite
+_UNCHECKED: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "ratio": lambda a, b: a / b,
+}
 
 # element-wise primitives: a literal input broadcasts; every other primitive reads whole columns
 _ELEMENTWISE = frozenset(

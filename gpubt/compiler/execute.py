@@ -65,6 +65,7 @@ def run_compiled(
     clock.lap("simulation")
     response = BacktestResponse(
         dates=market.dates,
+        iso_dates=market.iso_dates,
         start=start,
         credited=sim.credited,
         tickers=market.tickers,

@@ -160,13 +160,28 @@ class Market:
         return Bars(*(getattr(self, name)[:, j].copy() for name in FIELDS))
 
     def first_index(self, ticker: str) -> int:
-        """Index of the first day with a close (``n_days`` when there is none)."""
-        if "/" in ticker:
-            close = self.bars(ticker).close
-        else:
-            close = self.close[:, self.column(ticker)]
-        valid = np.flatnonzero(np.isfinite(close))
-        return int(valid[0]) if valid.size else self.n_days
+        """Index of the first day with a close (``n_days`` when there is none); remembered, since
+        markets never change and every request asks it of each ticker it reads."""
+        known: dict[str, int] = self.__dict__.setdefault("_first_cache", {})
+        first = known.get(ticker)
+        if first is None:
+            if "/" in ticker:
+                close = self.bars(ticker).close
+            else:
+                close = self.close[:, self.column(ticker)]
+            valid = np.flatnonzero(np.isfinite(close))
+            first = known[ticker] = int(valid[0]) if valid.size else self.n_days
+        return first
+
+    @property
+    def iso_dates(self) -> list[str]:
+        """Each day as YYYY-MM-DD (what responses write), made once per market."""
+        iso = self.__dict__.get("_iso_cache")
+        if iso is None:
+            # Polars formats dates twice as fast as NumPy
+            iso = pl.Series(self.dates.astype("datetime64[D]")).cast(pl.String).to_list()
+            object.__setattr__(self, "_iso_cache", iso)
+        return iso
 
     def select(self, tickers: Iterable[str]) -> Market:
         """The market restricted to some tickers, on the days where at least one of them traded,

@@ -62,6 +62,7 @@ def run_reference(strategy: Strategy, market: Market) -> BacktestResponse:
     credited = np.arange(start + lag, end + 1)
     return BacktestResponse(
         dates=market.dates,
+        iso_dates=market.iso_dates,
         start=start,
         credited=credited,
         tickers=market.tickers,

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import polars as pl
 
 from gpubt.collector import paused
 from gpubt.metrics import compute_metrics
@@ -30,11 +29,6 @@ def json_list(values: np.ndarray) -> list[float | None]:
     if not np.isfinite(values).all():
         out = [v if math.isfinite(v) else None for v in out]
     return out
-
-
-def _iso_days(dates: np.ndarray) -> list[str]:
-    """YYYY-MM-DD of each date (Polars formats them twice as fast as NumPy)."""
-    return pl.Series(dates.astype("datetime64[D]")).cast(pl.String).to_list()
 
 
 def _points(
@@ -134,6 +128,7 @@ class BacktestResponse:
         self,
         *,
         dates: np.ndarray,
+        iso_dates: Sequence[str],
         start: int,
         credited: np.ndarray,
         tickers: Sequence[str],
@@ -147,7 +142,8 @@ class BacktestResponse:
         markers: Sequence[tuple[int, str]],
         warnings: Sequence[tuple[int | None, str]],
     ) -> None:
-        """Curves start with the start day (1.0 / 0.0); ``days`` has one row per credited day.
+        """Curves start with the start day (1.0 / 0.0); ``days`` has one row per credited day;
+        ``iso_dates`` is each of ``dates`` as YYYY-MM-DD (`Market.iso_dates`, made once).
         When ``benchmark_net`` is None the benchmark had no data: its curve is empty, beta and
         treynor are null and a warning naming ``benchmark`` is added."""
         credited = np.asarray(credited, dtype=np.int64)
@@ -157,8 +153,8 @@ class BacktestResponse:
         self.cost = np.asarray(cost, dtype=np.float64)
         seconds = dates.astype("datetime64[s]").astype(np.int64)
         self.seconds = seconds[credited]
-        self.start_date = _iso_days(dates[[start]])[0]
-        self.when = _iso_days(dates[credited])
+        self.start_date = iso_dates[start]
+        self.when = [iso_dates[i] for i in credited.tolist()]
         self.equity, self.drawdown = equity_and_drawdown(self.net)
         n_holdings = np.count_nonzero(_held(holdings), axis=-1)
         metrics = compute_metrics(self.net, self.turnover, n_holdings, benchmark_net)
@@ -177,7 +173,7 @@ class BacktestResponse:
         self.warnings = [
             {
                 "time": None if i is None else int(seconds[i]),
-                "date": None if i is None else _iso_days(dates[[i]])[0],
+                "date": None if i is None else iso_dates[i],
                 "message": message,
             }
             for i, message in warnings
