@@ -10,6 +10,7 @@ reference's per-day sums so the two agree to the last bits wherever they can.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -82,12 +83,6 @@ class Allocator:
         self.start = start
         self.n_days = market.n_days
         self.column = {t: j for j, t in enumerate(market.tickers)}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            returns = market.close[1:] / market.close[:-1] - 1.0
-        # close-to-close returns for branch series, one row per ticker; a period without a
-        # price earns 0 (spec §5)
-        self.returns = np.ascontiguousarray(
-            np.vstack([np.zeros((1, len(market.tickers))), np.where(np.isfinite(returns), returns, 0.0)]).T)
         self._alloc: dict[int, Weights] = {}
         self._holds: dict[tuple[str, ...], Weights] = {}
         self._active: dict[int, np.ndarray] = {}
@@ -96,6 +91,16 @@ class Allocator:
         self._always.flags.writeable = self._never.flags.writeable = False
         self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._state: dict[int, np.ndarray] = {}
+
+    @functools.cached_property
+    def returns(self) -> np.ndarray:
+        """Close-to-close returns for branch series, one row per ticker (made when the first
+        branch series is); a period without a price earns 0 (spec §5)."""
+        close = self.market.close
+        with np.errstate(divide="ignore", invalid="ignore"):
+            returns = close[1:] / close[:-1] - 1.0
+        return np.ascontiguousarray(
+            np.vstack([np.zeros((1, close.shape[1])), np.where(np.isfinite(returns), returns, 0.0)]).T)
 
     def empty(self) -> Weights:
         return Weights(np.empty(0, np.int64), np.zeros((0, self.n_days)))

@@ -11,7 +11,7 @@ this module does not know is unbounded, and so is everything read from it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,9 +24,6 @@ _SAFE = 1e300
 # A divisor is away from zero when its interval is, with room for a convex combination's rounding.
 _RELATIVE = 1e-9
 
-# inputs' values passed through, or convex combinations of them (`ewm` too, when alpha ≤ 1)
-_HULL = frozenset("shift forward_fill rolling_min rolling_max rolling_mean wilder_mean fill_null".split())
-
 
 def leaf_interval(values: np.ndarray) -> Interval:
     """The interval of an array's finite values (missing values are not values)."""
@@ -38,10 +35,6 @@ def leaf_interval(values: np.ndarray) -> Interval:
 
 def _bounded(i: Interval) -> bool:
     return -_SAFE < i[0] and i[1] < _SAFE
-
-
-def _hull(*intervals: Interval) -> Interval:
-    return min(i[0] for i in intervals), max(i[1] for i in intervals)
 
 
 def _away_from_zero(i: Interval) -> bool:
@@ -63,64 +56,78 @@ def _magnitude(i: Interval, times: float) -> Interval:
 
 
 class Bounds:
-    """Intervals of the nodes of a topological order, given the leaves' (`leaf_interval`)."""
+    """Intervals of the float nodes of a topological order, given the leaves' (`leaf_interval`);
+    a node without one (`intervals.get(node, UNBOUNDED)`) is unbounded."""
 
     def __init__(self, order: Sequence[Node], leaves: Mapping[Node, Interval], n_days: int) -> None:
-        self.intervals: dict[Node, Interval] = {}
+        intervals: dict[Node, Interval] = {}
+        get = intervals.get
         for node in order:
-            self.intervals[node] = self._interval(node, leaves, n_days)
+            op = node.op
+            if op == "price" or op == "branch":
+                intervals[node] = leaves.get(node, UNBOUNDED)
+            elif op == "const":
+                value = float(node.params[0])
+                intervals[node] = (value, value) if math.isfinite(value) else UNBOUNDED
+            else:  # a condition has no rule
+                rule = _RULES.get(op)
+                if rule is None:
+                    continue
+                ins = [get(i, UNBOUNDED) for i in node.inputs[_READ.get(op, _ALL)]]
+                if ins and all(-_SAFE < lo and hi < _SAFE for lo, hi in ins):
+                    intervals[node] = rule(ins, node.params, n_days)
+        self.intervals = intervals
 
     def finite(self, node: Node) -> bool:
         """Whether an add/sub/mul/div/ratio node is finite wherever its inputs are present."""
+        get = self.intervals.get
         if node.op == "div" or node.op == "ratio":
-            return _away_from_zero(self.intervals[node.inputs[1]]) and _bounded(self.intervals[node])
-        return _bounded(self.intervals[node])
+            return _away_from_zero(get(node.inputs[1], UNBOUNDED)) and _bounded(get(node, UNBOUNDED))
+        return _bounded(get(node, UNBOUNDED))
 
-    def _interval(self, node: Node, leaves: Mapping[Node, Interval], n_days: int) -> Interval:
-        op, params = node.op, node.params
-        if op in ("price", "branch"):
-            return leaves.get(node, UNBOUNDED)
-        if op == "const":
-            value = float(params[0])
-            return (value, value) if math.isfinite(value) else UNBOUNDED
-        ins = [self.intervals.get(i, UNBOUNDED) for i in node.inputs]
-        if op == "where":  # (condition, a, b): the condition's interval means nothing
-            ins = ins[1:]
-        elif op == "valid_from":  # (x, anchor): x or missing
-            ins = ins[:1]
-        if not ins or not all(_bounded(i) for i in ins):
-            return UNBOUNDED
-        if op in _HULL or op in ("where", "valid_from"):
-            return _hull(*ins)
-        if op == "ewm":
-            return ins[0] if 0.0 < float(params[0]) <= 1.0 else UNBOUNDED
-        if op in ("min2", "max2"):
-            pick = min if op == "min2" else max
-            return pick(ins[0][0], ins[1][0]), pick(ins[0][1], ins[1][1])
-        if op == "add":
-            return ins[0][0] + ins[1][0], ins[0][1] + ins[1][1]
-        if op == "sub":
-            return ins[0][0] - ins[1][1], ins[0][1] - ins[1][0]
-        if op == "neg":
-            return -ins[0][1], -ins[0][0]
-        if op == "abs":
-            lo, hi = ins[0]
-            return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
-        if op == "mul":
-            return _products(ins[0], ins[1])
-        if op in ("div", "ratio"):
-            if not _away_from_zero(ins[1]):
-                return UNBOUNDED
-            lo, hi = ins[1]
-            return _products(ins[0], (1.0 / hi, 1.0 / lo))  # 1/x of [lo, hi] on one side of 0
-        if op == "rolling_sum":
-            return _magnitude(ins[0], int(params[0]))
-        if op == "rolling_dot":
-            return _magnitude(ins[0], sum(abs(float(w)) for w in params[0]))
-        if op == "cum_sum":
-            return _magnitude(ins[0], n_days)
-        if op == "rolling_std":
-            return 0.0, ins[0][1] - ins[0][0]
-        if op == "rolling_max_drawdown" and ins[0][0] > 0:  # (peak − x)/peak with 0 < x ≤ peak
-            return 0.0, 1.0
+
+def _hull(ins: list[Interval], p: tuple, n_days: int) -> Interval:
+    return min(i[0] for i in ins), max(i[1] for i in ins)
+
+
+def _quotient(ins: list[Interval], p: tuple, n_days: int) -> Interval:
+    if not _away_from_zero(ins[1]):
         return UNBOUNDED
+    lo, hi = ins[1]
+    return _products(ins[0], (1.0 / hi, 1.0 / lo))  # 1/x of [lo, hi] on one side of 0
+
+
+def _abs(ins: list[Interval], p: tuple, n_days: int) -> Interval:
+    lo, hi = ins[0]
+    return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+
+
+_Rule = Callable[[list[Interval], tuple, int], Interval]
+# per primitive, its interval from its (bounded) inputs'; any other primitive is unbounded
+_RULES: dict[str, _Rule] = {
+    # the inputs' values passed through, or convex combinations of them
+    **dict.fromkeys(
+        "shift forward_fill rolling_min rolling_max rolling_mean wilder_mean fill_null where valid_from".split(),
+        _hull,
+    ),
+    "ewm": lambda a, p, n: a[0] if 0.0 < float(p[0]) <= 1.0 else UNBOUNDED,
+    "min2": lambda a, p, n: (min(a[0][0], a[1][0]), min(a[0][1], a[1][1])),
+    "max2": lambda a, p, n: (max(a[0][0], a[1][0]), max(a[0][1], a[1][1])),
+    "add": lambda a, p, n: (a[0][0] + a[1][0], a[0][1] + a[1][1]),
+    "sub": lambda a, p, n: (a[0][0] - a[1][1], a[0][1] - a[1][0]),
+    "neg": lambda a, p, n: (-a[0][1], -a[0][0]),
+    "abs": _abs,
+    "mul": lambda a, p, n: _products(a[0], a[1]),
+    "div": _quotient,
+    "ratio": _quotient,
+    "rolling_sum": lambda a, p, n: _magnitude(a[0], int(p[0])),
+    "rolling_dot": lambda a, p, n: _magnitude(a[0], sum(abs(float(w)) for w in p[0])),
+    "cum_sum": lambda a, p, n: _magnitude(a[0], n),
+    "rolling_std": lambda a, p, n: (0.0, a[0][1] - a[0][0]),
+    # (peak − x)/peak with 0 < x ≤ peak
+    "rolling_max_drawdown": lambda a, p, n: (0.0, 1.0) if a[0][0] > 0 else UNBOUNDED,
+}
+# the inputs a rule reads: not `where`'s condition nor `valid_from`'s anchor (their intervals
+# mean nothing for the value)
+_ALL = slice(None)
+_READ = {"where": slice(1, None), "valid_from": slice(0, 1)}
