@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -41,7 +42,7 @@ from gpubt.backends import kernels
 from gpubt.backends.base import NULL
 from gpubt.backends.lines import evaluate_lines, split
 from gpubt.data.market import Market
-from gpubt.ir.bounds import Bounds, leaf_interval
+from gpubt.ir.bounds import Bounds, Interval, leaf_interval
 from gpubt.ir.nodes import Node, topological
 
 ENGINE = "in-memory"
@@ -198,17 +199,19 @@ class PolarsBackend:
         wanted = set(outputs)
         names: dict[Node, str] = {}
         base: dict[str, pl.Series] = {
-            _DATE: pl.Series(_DATE, market.dates, dtype=pl.Date),
-            _ROW_NAME: pl.Series(_ROW_NAME, np.arange(market.n_days, dtype=np.int64)),
+            _DATE: market.derived(("polars", _DATE), lambda: pl.Series(_DATE, market.dates, dtype=pl.Date)),
+            _ROW_NAME: market.derived(
+                ("polars", _ROW_NAME), lambda: pl.Series(_ROW_NAME, np.arange(market.n_days, dtype=np.int64))
+            ),
         }
         level: dict[Node, int] = {}
         levels: list[list[Node]] = []
-        leaves: dict[Node, np.ndarray] = {}
+        leaves: dict[Node, _Leaf] = {}
         for i, node in enumerate(order):
             name = names[node] = f"_n{i}"
             if node.op in ("price", "branch"):
-                leaves[node] = self._leaf(node, market, branches)
-                base[name] = pl.Series(name, leaves[node], nan_to_null=True)
+                leaf = leaves[node] = self._leaf(node, market, branches)
+                base[name] = leaf.series.alias(name)
                 level[node] = 0
                 continue
             if node.op == "const" and node not in wanted:
@@ -220,8 +223,8 @@ class PolarsBackend:
                 levels.append([])
             levels[depth - 1].append(node)
 
-        exprs = _Exprs(names, Bounds(order, {k: leaf_interval(v) for k, v in leaves.items()}, market.n_days),
-                       {k: _first_present(v) for k, v in leaves.items()})
+        bounds = Bounds(order, {k: leaf.interval for k, leaf in leaves.items()}, market.n_days)
+        exprs = _Exprs(names, bounds, {k: leaf.first for k, leaf in leaves.items()})
         columns = [[exprs.build(node).alias(names[node]) for node in nodes] for nodes in levels]
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
@@ -255,17 +258,16 @@ class PolarsBackend:
         return query.collect(engine=ENGINE, optimizations=_AS_BUILT)
 
     @staticmethod
-    def _leaf(node: Node, market: Market, branches: Mapping[object, np.ndarray]) -> np.ndarray:
+    def _leaf(node: Node, market: Market, branches: Mapping[object, np.ndarray]) -> _Leaf:
+        """A leaf's column; a market column's is made once per market (markets never change)."""
         if node.op == "price":
             ticker, field = node.params
-            values = getattr(market, field)[:, market.column(ticker)]
-        else:
-            key = node.params[0]
-            values = branches[key] if key in branches else branches[node.params]
-        values = np.asarray(values, dtype=np.float64)
-        if values.shape != (market.n_days,):
-            raise ValueError(f"{node!r}: {values.shape} values for {market.n_days} days")
-        return np.where(np.isfinite(values), values, np.nan)
+            return market.derived(
+                ("polars", ticker, field),
+                lambda: _Leaf.of(getattr(market, field)[:, market.column(ticker)], node, market.n_days),
+            )
+        key = node.params[0]
+        return _Leaf.of(branches[key] if key in branches else branches[node.params], node, market.n_days)
 
     @staticmethod
     def _float_rows(frame: pl.DataFrame, n_days: int) -> np.ndarray:
@@ -280,6 +282,26 @@ class PolarsBackend:
             rows = np.array(rows, dtype=np.float64, order="C")
         rows[~np.isfinite(rows)] = np.nan
         return rows
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """A leaf column (non-finite values missing), the interval of its values, its first row with
+    a value (the row count when none has one)."""
+
+    series: pl.Series
+    interval: Interval
+    first: int
+
+    @classmethod
+    def of(cls, values: object, node: Node, n_days: int) -> _Leaf:
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (n_days,):
+            raise ValueError(f"{node!r}: {values.shape} values for {n_days} days")
+        values = np.where(np.isfinite(values), values, np.nan)
+        present = np.flatnonzero(~np.isnan(values))
+        first = int(present[0]) if present.size else n_days
+        return cls(pl.Series("leaf", values, nan_to_null=True), leaf_interval(values), first)
 
 
 class _Exprs:
@@ -355,12 +377,6 @@ class _Exprs:
         if builder is None:
             raise NotImplementedError(f"polars backend: no expression for primitive {node.op!r}")
         return builder(args, node.params)
-
-
-def _first_present(values: np.ndarray) -> int:
-    """The first row with a value (the row count when none has one)."""
-    present = np.flatnonzero(~np.isnan(values))
-    return int(present[0]) if present.size else values.size
 
 
 def _literal(value: float) -> pl.Expr:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import polars as pl
@@ -14,6 +14,7 @@ from gpubt.errors import GpubtError
 
 FIELDS = ("open", "high", "low", "close", "volume")
 _SELECTIONS_KEPT = 8  # per market, by ticker list (`Market.select`)
+T = TypeVar("T")
 
 
 class Bars(NamedTuple):
@@ -159,29 +160,33 @@ class Market:
         j = self.column(ticker)
         return Bars(*(getattr(self, name)[:, j].copy() for name in FIELDS))
 
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """A value computed from this market alone (`make()`), made once: markets never change,
+        and every request reads the same few (first days, dates as text, a backend's columns)."""
+        cache: dict[Hashable, Any] = self.__dict__.setdefault("_derived", {})
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = make()
+            return value
+
     def first_index(self, ticker: str) -> int:
-        """Index of the first day with a close (``n_days`` when there is none); remembered, since
-        markets never change and every request asks it of each ticker it reads."""
-        known: dict[str, int] = self.__dict__.setdefault("_first_cache", {})
-        first = known.get(ticker)
-        if first is None:
-            if "/" in ticker:
-                close = self.bars(ticker).close
-            else:
-                close = self.close[:, self.column(ticker)]
+        """Index of the first day with a close (``n_days`` when there is none)."""
+
+        def make() -> int:
+            close = self.bars(ticker).close if "/" in ticker else self.close[:, self.column(ticker)]
             valid = np.flatnonzero(np.isfinite(close))
-            first = known[ticker] = int(valid[0]) if valid.size else self.n_days
-        return first
+            return int(valid[0]) if valid.size else self.n_days
+
+        return self.derived(("first_index", ticker), make)
 
     @property
     def iso_dates(self) -> list[str]:
-        """Each day as YYYY-MM-DD (what responses write), made once per market."""
-        iso = self.__dict__.get("_iso_cache")
-        if iso is None:
-            # Polars formats dates twice as fast as NumPy
-            iso = pl.Series(self.dates.astype("datetime64[D]")).cast(pl.String).to_list()
-            object.__setattr__(self, "_iso_cache", iso)
-        return iso
+        """Each day as YYYY-MM-DD (what responses write)."""
+        def make() -> list[str]:  # Polars formats dates twice as fast as NumPy
+            return pl.Series(self.dates.astype("datetime64[D]")).cast(pl.String).to_list()
+
+        return self.derived("iso_dates", make)
 
     def select(self, tickers: Iterable[str]) -> Market:
         """The market restricted to some tickers, on the days where at least one of them traded,
