@@ -128,7 +128,7 @@ class BacktestResponse:
         self,
         *,
         dates: np.ndarray,
-        iso_dates: Sequence[str],
+        iso_dates: Sequence[str] | np.ndarray,
         start: int,
         credited: np.ndarray,
         tickers: Sequence[str],
@@ -153,8 +153,9 @@ class BacktestResponse:
         self.cost = np.asarray(cost, dtype=np.float64)
         seconds = dates.astype("datetime64[s]").astype(np.int64)
         self.seconds = seconds[credited]
+        iso_dates = np.asarray(iso_dates, dtype=object)
         self.start_date = iso_dates[start]
-        self.when = [iso_dates[i] for i in credited.tolist()]
+        self.when = iso_dates[credited].tolist()
         self.equity, self.drawdown = equity_and_drawdown(self.net)
         n_holdings = np.count_nonzero(_held(holdings), axis=-1)
         metrics = compute_metrics(self.net, self.turnover, n_holdings, benchmark_net)
