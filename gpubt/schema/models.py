@@ -107,7 +107,8 @@ class FlowNode(WireModel):
 
     id: Annotated[str, Field(min_length=1)]
     kind: Kind
-    children: dict[str, tuple[FlowNode | None, ...] | None] = {}
+    # a factory: pydantic deep-copies a `{}` default for each of the thousands of leaves
+    children: dict[str, tuple[FlowNode | None, ...] | None] = Field(default_factory=dict)
     positions: tuple[str, ...] = ()
     weighting: Weighting = "equal"
     weighting_then: Weighting | None = None
