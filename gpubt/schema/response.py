@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import orjson
 
@@ -45,16 +46,36 @@ def _held(weights: np.ndarray) -> np.ndarray:
     return np.abs(weights) >= MIN_WEIGHT
 
 
+@numba.njit(cache=True, nogil=True)
+def _changes(holdings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each day's allocation differs from the day before's, how many positions worth
+    reporting it holds), in one pass over the days (NumPy's two reductions along the short
+    ticker axis took ~280 µs for 4,683 days)."""
+    days, n = holdings.shape
+    new = np.empty(days, dtype=np.bool_)
+    held = np.empty(days, dtype=np.int64)
+    for d in range(days):
+        changed = d == 0
+        count = 0
+        for j in range(n):
+            w = holdings[d, j]
+            count += abs(w) >= MIN_WEIGHT
+            if not changed and w != holdings[d - 1, j]:
+                changed = True
+        new[d] = changed
+        held[d] = count
+    return new, held
+
+
 def _distinct_entries(
-    holdings: np.ndarray, tickers: Sequence[str]
+    holdings: np.ndarray, new: np.ndarray, tickers: Sequence[str]
 ) -> tuple[list[list[dict[str, Any]]], list[int]]:
     """The held tickers of each distinct allocation by weight descending, then ticker (so equal
-    runs give identical output), and which of them each day holds. Allocations repeat: each
-    distinct row's list is built once and the rows are ordered by one array sort, not one Python
-    sort per day."""
+    runs give identical output), and which of them each day holds (`new`: the days unlike the
+    day before). Allocations repeat: each distinct row's list is built once and the rows are
+    ordered by one array sort, not one Python sort per day."""
     if not len(holdings):
         return [], []
-    new = np.r_[True, np.any(holdings[1:] != holdings[:-1], axis=1)]  # a day unlike the day before
     starts = holdings[new]
     ids: dict[bytes, int] = {}
     which = np.array([ids.setdefault(row.tobytes(), len(ids)) for row in starts])
@@ -157,7 +178,7 @@ class BacktestResponse:
         self.start_date = iso_dates[start]
         self.when = iso_dates[credited].tolist()
         self.equity, self.drawdown = equity_and_drawdown(self.net)
-        n_holdings = np.count_nonzero(_held(holdings), axis=-1)
+        new, n_holdings = _changes(np.ascontiguousarray(holdings, dtype=np.float64))
         metrics = compute_metrics(self.net, self.turnover, n_holdings, benchmark_net)
 
         warnings = list(warnings)
@@ -168,7 +189,7 @@ class BacktestResponse:
             # Days before the benchmark has prices keep it flat, so its curve starts at 1.0 with ours.
             bench_net = np.where(np.isfinite(benchmark_net), benchmark_net, 0.0)
             self.bench_equity = np.cumprod(1.0 + bench_net)
-        self.entries, self.which = _distinct_entries(holdings, tickers)
+        self.entries, self.which = _distinct_entries(holdings, new, tickers)
         self.monthly = _monthly(dates[credited].astype("datetime64[M]"), self.net)
         self.markers = [{"time": int(seconds[i]), "text": text} for i, text in markers]
         self.warnings = [
