@@ -17,9 +17,9 @@ indicators see earlier data and the signal stage computes over every day of the 
 days of the backtest). Indicators whose warm-up would push the start past `startDate` (the late
 tickers, BIL above all) are left out of the generated trees, so the backtest is exactly 4,683 days.
 
-Each (scenario, backend) runs in a fresh subprocess (so its peak RSS is its own): 1 untimed
-warm-up, then `--runs` timed runs; per stage the median (parse, then the stages that
-`run_compiled` reports: compile, signals, allocation, simulation, response, then json: writing
+Each (scenario, backend) runs in a fresh subprocess (so its peak RSS is its own): untimed warm-up
+runs (`--warmup`, default 3), then `--runs` timed runs; per stage the median (parse, then the
+stages that `run_compiled` reports: compile, signals, allocation, simulation, response, then json: writing
 the response's JSON bytes, what the API sends); the median span (`run_compiled` alone: "from
 parsed request to response object", what the issues' targets time) and the median of the totals
 (parse → JSON bytes, the whole wire path). The reference
@@ -28,7 +28,7 @@ interpreter runs once per scenario in a subprocess killed after `--reference-tim
 backend median, measured in the same invocation. `--profile`
 cProfiles one warm run of a scenario on the fastest backend and appends "Where the time goes".
 
-    python benchmarks/bench_scenarios.py [--backends polars,numba] [--runs 5]
+    python benchmarks/bench_scenarios.py [--backends polars,numba] [--runs 5] [--warmup 3]
         [--scenarios 10x10,100x100,1000x1000,1000x10000,stress] [--period startdate|slice]
         [--reference-timeout 60] [--profile 1000x10000|none] [--no-record]
 """
@@ -338,7 +338,8 @@ def worker(args: argparse.Namespace) -> None:
         return timings
 
     result["setup_rss"] = _rss_mib()
-    once()  # warm-up: JIT / Numba cache loads, first-touch allocations
+    for _ in range(args.warmup):  # JIT / Numba cache loads, first-touch allocations, thread pools
+        once()
     if args.profile_out:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -372,7 +373,7 @@ def spawn(path: Path, backend: str, args: argparse.Namespace, timeout: float | N
           profile_out: Path | None = None) -> dict | None:
     """Run one worker; None when it ran past the timeout (the process is killed)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(path), "--backend", backend,
-           "--runs", str(args.runs), "--period", args.period]
+           "--runs", str(args.runs), "--warmup", str(args.warmup), "--period", args.period]
     if profile_out is not None:
         cmd += ["--profile-out", str(profile_out)]
     try:
@@ -414,6 +415,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     parser.add_argument("--period", choices=("startdate", "slice"), default="startdate")
     parser.add_argument("--per-node", type=int, default=5, help="conditions per indicator node")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before the timed ones")
     parser.add_argument("--reference-timeout", type=float, default=60.0,
                         help="kill the reference after this many seconds (0: skip the reference)")
     parser.add_argument("--profile", default="1000x10000", help="scenario to cProfile, or none")
@@ -509,7 +511,9 @@ def main() -> None:
     notes = (
         f"generated trees (basic root over indicator nodes of {args.per_node} conditions, two "
         f"positions each; 11 tickers); built-in synthetic market, {period}; per stage the median "
-        f"of {args.runs} warm runs after 1 untimed warm-up, each (scenario, backend) in a fresh "
+        f"of {args.runs} warm runs after {args.warmup} untimed warm-up runs (a server's steady "
+        "state; Polars' second and third runs are still ~50 % slower on 10 × 10), each "
+        "(scenario, backend) in a fresh "
         "process, each run inside one pause of the garbage collector as a request runs; span = "
         "median of run_compiled's wall time, what the issues' targets time (\"end to end from "
         "parsed request to response object\": compile, signals, allocation, simulation, "
