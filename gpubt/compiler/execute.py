@@ -54,9 +54,8 @@ def run_compiled(
     benchmark_net = None
     if request.benchmark in market.tickers:
         j = market.tickers.index(request.benchmark)
-        _, credited, returns = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], request.mode)
-        chosen = np.isin(credited, sim.credited)
-        benchmark_net = returns[chosen, 0]
+        _, _, returns = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], request.mode)
+        benchmark_net = returns[sim.decision, 0]  # the same periods: row d is decided on day d
     markers = []
     for latch in program.latches:
         state = allocator.latch_state(latch)[start : end + 1]
