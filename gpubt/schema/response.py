@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -67,34 +68,67 @@ def _changes(holdings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return new, held
 
 
-def _distinct_entries(
-    holdings: np.ndarray, new: np.ndarray, tickers: Sequence[str]
-) -> tuple[list[list[dict[str, Any]]], list[int]]:
-    """The held tickers of each distinct allocation by weight descending, then ticker (so equal
-    runs give identical output), and which of them each day holds (`new`: the days unlike the
-    day before). Allocations repeat: each distinct row's list is built once and the rows are
-    ordered by one array sort, not one Python sort per day."""
-    if not len(holdings):
-        return [], []
-    starts = holdings[new]
-    ids: dict[bytes, int] = {}
-    which = np.array([ids.setdefault(row.tobytes(), len(ids)) for row in starts])
-    rows = starts[np.unique(which, return_index=True)[1]]  # distinct rows, in order of their ids
-    held = _held(rows)
-    rank = np.broadcast_to(np.argsort(np.argsort(np.asarray(tickers))), rows.shape)
-    order = np.lexsort((rank, -rows, ~held), axis=-1)  # held first, then -weight, then ticker
-    counts = held.sum(axis=-1)
-    first = np.arange(rows.shape[1]) < counts[:, None]  # the held entries of each sorted row
-    weights = np.take_along_axis(rows, order, axis=-1)[first]
-    values = weights.tolist()
-    if not np.isfinite(weights).all():
-        values = [w if math.isfinite(w) else None for w in values]
-    names = np.asarray(tickers, dtype=object)[order[first]].tolist()
-    # every entry of every distinct row in one pass, then cut into rows
-    flat = [{"ticker": t, "weight": w} for t, w in zip(names, values)]
-    ends = np.cumsum(counts).tolist()
-    distinct = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-    return distinct, which[np.cumsum(new) - 1].tolist()
+@dataclass(frozen=True)
+class _Entries:
+    """The held positions of each distinct allocation, as columns: row r's entries are
+    `cols[ends[r-1]:ends[r]]` (ticker columns) with their `weights`, by weight descending, then
+    ticker (so equal runs give identical output); `which[d]` is the row day d holds. The entries'
+    dicts or JSON are written only when asked for (`dicts`, `json`)."""
+
+    tickers: tuple[str, ...]
+    cols: list[int]
+    weights: np.ndarray
+    ends: list[int]
+    which: list[int]
+
+    @classmethod
+    def of(cls, holdings: np.ndarray, new: np.ndarray, tickers: Sequence[str]) -> _Entries:
+        """From the days' allocations (`new`: the days unlike the day before). Allocations repeat:
+        each distinct row is kept once and the rows are ordered by one array sort, not one
+        Python sort per day."""
+        tickers = tuple(tickers)
+        if not len(holdings):
+            return cls(tickers, [], np.zeros(0), [], [])
+        starts = holdings[new]
+        ids: dict[bytes, int] = {}
+        which = np.array([ids.setdefault(row.tobytes(), len(ids)) for row in starts])
+        rows = starts[np.unique(which, return_index=True)[1]]  # distinct rows, in order of their ids
+        held = _held(rows)
+        rank = np.broadcast_to(np.argsort(np.argsort(np.asarray(tickers))), rows.shape)
+        order = np.lexsort((rank, -rows, ~held), axis=-1)  # held first, then -weight, then ticker
+        counts = held.sum(axis=-1)
+        first = np.arange(rows.shape[1]) < counts[:, None]  # the held entries of each sorted row
+        weights = np.take_along_axis(rows, order, axis=-1)[first]
+        return cls(tickers, order[first].tolist(), weights, np.cumsum(counts).tolist(),
+                   which[np.cumsum(new) - 1].tolist())
+
+    def _spans(self) -> zip[tuple[int, int]]:
+        return zip([0, *self.ends[:-1]], self.ends)
+
+    def dicts(self) -> list[list[dict[str, Any]]]:
+        """Each distinct row's entries as new {ticker, weight} dicts."""
+        names = [self.tickers[c] for c in self.cols]
+        values = json_list(self.weights)
+        return [
+            [{"ticker": t, "weight": w} for t, w in zip(names[a:b], values[a:b])] for a, b in self._spans()
+        ]
+
+    def json(self) -> list[bytes]:
+        """Each distinct row's entries as the JSON of `dicts()`, laid out from the columns."""
+        heads = [b'{"ticker":' + orjson.dumps(t) + b',"weight":' for t in self.tickers]
+        n = len(self.cols)
+        parts: list[bytes] = [b""] * (3 * n)
+        parts[0::3] = [heads[c] for c in self.cols]
+        parts[1::3] = _values(self.weights)
+        parts[2::3] = [b"},"] * n
+        rows = []
+        for a, b in self._spans():
+            if a == b:
+                rows.append(b"[]")
+                continue
+            parts[3 * b - 1] = b"}"  # the row's last entry
+            rows.append(b"[" + b"".join(parts[3 * a : 3 * b]) + b"]")
+        return rows
 
 
 def _monthly(months: np.ndarray, net: np.ndarray) -> list[dict[str, Any]]:
@@ -189,7 +223,7 @@ class BacktestResponse:
             # Days before the benchmark has prices keep it flat, so its curve starts at 1.0 with ours.
             bench_net = np.where(np.isfinite(benchmark_net), benchmark_net, 0.0)
             self.bench_equity = np.cumprod(1.0 + bench_net)
-        self.entries, self.which = _distinct_entries(holdings, new, tickers)
+        self.entries = _Entries.of(holdings, new, tickers)
         self.monthly = _monthly(dates[credited].astype("datetime64[M]"), self.net)
         self.markers = [{"time": int(seconds[i]), "text": text} for i, text in markers]
         self.warnings = [
@@ -212,8 +246,8 @@ class BacktestResponse:
         allocation share one list of entries."""
         when, start_date = self.when, self.start_date
         equity, drawdown = json_list(self.equity), json_list(self.drawdown)
-        distinct = [[dict(e) for e in row] for row in self.entries]
-        entries = [distinct[i] for i in self.which]
+        distinct = self.entries.dicts()
+        entries = [distinct[i] for i in self.entries.which]
         columns = zip(
             self.seconds.tolist(), when, equity, drawdown, json_list(self.gross),
             json_list(self.net), json_list(self.turnover), json_list(self.cost), entries,
@@ -243,8 +277,8 @@ class BacktestResponse:
         dates = _values([self.start_date, *self.when])  # the curves' dates, the start day first
         when = dates[1:]
         equity, drawdown = _values(np.r_[1.0, self.equity]), _values(np.r_[0.0, self.drawdown])
-        distinct = [orjson.dumps(e) for e in self.entries]
-        entries = [distinct[i] for i in self.which]
+        distinct = self.entries.json()
+        entries = [distinct[i] for i in self.entries.which]
         benchmark = b"[]" if self.bench_equity is None else _records(
             {"date": dates, "equity": _values(np.r_[1.0, self.bench_equity])}
         )
