@@ -248,20 +248,20 @@ class Compiler:
     def series(self, metric: str, ticker: str, window: int, node: FlowNode) -> tuple[Node, int]:
         """metric(window) of a ticker, ratio or branch slot, and its first valid day. Market
         series are memoised: a thousand conditions on RSI(14) of SPY expand it once."""
+        key = (metric, ticker, window)
+        found = self._series.get(key)  # a market series seen before (a branch's is never kept)
+        if found is not None:
+            return found
         slot = branch_slot(ticker)
         if slot is not None:
             combine = self.slot(node, slot)
             src = branch_source(self.builder, self.branch_key(combine))
             return self._metric(metric, src, window), combine.warmup + self._lookback(metric, window)
-        key = (metric, ticker, window)
-        found = self._series.get(key)
-        if found is None:
-            src = self._sources.get(ticker)
-            if src is None:  # one Source per ticker: its five price leaves are asked for once
-                src = self._sources[ticker] = ticker_source(self.builder, ticker)
-            base = max(self._first_price(t) for t in ticker.split("/"))
-            found = (self._metric(metric, src, window), base + self._lookback(metric, window))
-            self._series[key] = found
+        src = self._sources.get(ticker)
+        if src is None:  # one Source per ticker: its five price leaves are asked for once
+            src = self._sources[ticker] = ticker_source(self.builder, ticker)
+        base = max(self._first_price(t) for t in ticker.split("/"))
+        found = self._series[key] = (self._metric(metric, src, window), base + self._lookback(metric, window))
         return found
 
     def _metric(self, metric: str, src: Source, window: int) -> Node:

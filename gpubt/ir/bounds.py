@@ -1,7 +1,7 @@
 """Value intervals of graph nodes, to find arithmetic that can never give a non-finite result.
 
 The spec makes a non-finite arithmetic result missing, so a backend checks every sum, product
-and quotient; in Polars that check is a `when/then` that costs three times the arithmetic. A
+and quotient; in Polars that check is a `when/then` that costs two to three times the arithmetic. A
 sum or product of bounded inputs, or a quotient by a divisor bounded away from zero, is finite
 whenever its inputs are present: its check can go. The intervals here are sound
 over-approximations of each node's present values, from the market's own columns up; a primitive
@@ -107,7 +107,8 @@ _Rule = Callable[[list[Interval], tuple, int], Interval]
 _RULES: dict[str, _Rule] = {
     # the inputs' values passed through, or convex combinations of them
     **dict.fromkeys(
-        "shift forward_fill rolling_min rolling_max rolling_mean wilder_mean fill_null where valid_from".split(),
+        ("shift", "forward_fill", "rolling_min", "rolling_max", "rolling_mean", "wilder_mean", "fill_null",
+         "where", "valid_from"),
         _hull,
     ),
     "ewm": lambda a, p, n: a[0] if 0.0 < float(p[0]) <= 1.0 else UNBOUNDED,
