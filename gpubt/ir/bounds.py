@@ -1,9 +1,9 @@
 """Value intervals of graph nodes, to find arithmetic that can never give a non-finite result.
 
 The spec makes a non-finite arithmetic result missing, so a backend checks every sum, product
-and quotient; in Polars that check is a `when/then` that costs two to three times the arithmetic. A
-sum or product of bounded inputs, or a quotient by a divisor bounded away from zero, is finite
-whenever its inputs are present: its check can go. The intervals here are sound
+and quotient; in Polars that check is a `when/then` that costs two to three times the
+arithmetic. A sum or product of bounded inputs, or a quotient by a divisor bounded away from
+zero, is finite whenever its inputs are present: its check can go. The intervals here are sound
 over-approximations of each node's present values, from the market's own columns up; a primitive
 this module does not know is unbounded, and so is everything read from it.
 """
