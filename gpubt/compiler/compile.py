@@ -53,7 +53,6 @@ class Compiler:
     volatile: list[Step] = field(default_factory=list)  # children of inverse/pro weightings
     indicators: dict[Node, None] = field(default_factory=dict)
     conditions: dict[Line, None] = field(default_factory=dict)
-    _first: dict[str, int] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
     # numbers the `branch` leaves; programs sharing one Builder share one counter, so two
@@ -105,7 +104,7 @@ class Compiler:
             return self.step(self.strategy.request.call_chains[node.call_ref_id])
         if kind == "position":
             tickers = tuple(dict.fromkeys(p for p in node.positions if is_holdable(p)))
-            first = max((self._first_price(t) for t in tickers), default=0)
+            first = max((self.market.first_index(t) for t in tickers), default=0)
             return Hold(tickers, warmup=first)
         if kind == "basic":
             return self.slot(node, "next")
@@ -260,7 +259,7 @@ class Compiler:
         src = self._sources.get(ticker)
         if src is None:  # one Source per ticker: its five price leaves are asked for once
             src = self._sources[ticker] = ticker_source(self.builder, ticker)
-        base = max(self._first_price(t) for t in ticker.split("/"))
+        base = max(self.market.first_index(t) for t in ticker.split("/"))
         found = self._series[key] = (self._metric(metric, src, window), base + self._lookback(metric, window))
         return found
 
@@ -279,12 +278,6 @@ class Compiler:
             return formula_lookback(formula, formula_window(window))
         return resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
 
-    def _first_price(self, ticker: str) -> int:
-        first = self._first.get(ticker)
-        if first is None:
-            first = self.market.first_index(ticker)
-            self._first[ticker] = first
-        return first
 
 
 @paused()  # graph nodes and plan steps by the thousand, no cycles

@@ -234,13 +234,12 @@ class SignalCache:
 @dataclass
 class _Graph:
     """What the chunks of one process share on one calendar of one market: the Builder (so an
-    indicator or condition is the same node in every chunk), the compiler's memos of market
-    series and first prices, the branch key counter (keys never repeat across chunks) and the
-    values of the signals already computed."""
+    indicator or condition is the same node in every chunk), the compiler's memo of market
+    series, the branch key counter (keys never repeat across chunks) and the values of the
+    signals already computed."""
 
     builder: Builder = field(default_factory=Builder)
     series: dict[Any, Any] = field(default_factory=dict)
-    first: dict[str, int] = field(default_factory=dict)
     counter: Iterator[int] = field(default_factory=itertools.count)
     values: SignalCache = field(default_factory=lambda: SignalCache(SIGNAL_CACHE_BYTES))
 
@@ -425,7 +424,7 @@ def _run_group(
     metrics: _Metrics,
     graph: _Graph,
 ) -> None:
-    builder, series, first, counter = graph.builder, graph.series, graph.first, graph.counter
+    builder, series, counter = graph.builder, graph.series, graph.counter
     programs: list[Program] = []
     allocators: list[Allocator] = []
     fresh = _AllocatorFactory(market)
@@ -436,7 +435,7 @@ def _run_group(
 
             def compile_one(s: Strategy = strategy) -> tuple[Program, tuple[int, int, Any]]:
                 program = Compiler(
-                    s, market, builder, _series=series, _first=first, branch_counter=counter
+                    s, market, builder, _series=series, branch_counter=counter
                 ).program()
                 return program, backtest_window(s, market.dates, program.warmup)
 

@@ -238,10 +238,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         tickers.append(request.benchmark)
     tmarket = market.select(list(dict.fromkeys(tickers)))
 
-    builder, series, first_prices = Builder(), {}, {}  # shared by every compile below
+    builder, series = Builder(), {}  # shared by every compile below
 
     def compiler(strategy: Strategy) -> Compiler:
-        return Compiler(strategy, tmarket, builder, _series=series, _first=first_prices)
+        return Compiler(strategy, tmarket, builder, _series=series)
 
     base = compiler(strategy0)
     program = base.program()
