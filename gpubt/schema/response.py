@@ -115,19 +115,15 @@ class _Entries:
 
     def json(self) -> list[bytes]:
         """Each distinct row's entries as the JSON of `dicts()`, laid out from the columns."""
-        heads = [b'{"ticker":' + orjson.dumps(t) + b',"weight":' for t in self.tickers]
-        n = len(self.cols)
-        parts: list[bytes] = [b""] * (3 * n)
-        parts[0::3] = [heads[c] for c in self.cols]
-        parts[1::3] = _values(self.weights)
-        parts[2::3] = [b"},"] * n
+        names = [orjson.dumps(t) for t in self.tickers]
+        parts, width = _record_parts({"ticker": [names[c] for c in self.cols], "weight": _values(self.weights)})
         rows = []
         for a, b in self._spans():
             if a == b:
                 rows.append(b"[]")
                 continue
-            parts[3 * b - 1] = b"}"  # the row's last entry
-            rows.append(b"[" + b"".join(parts[3 * a : 3 * b]) + b"]")
+            parts[width * b - 1] = b"}"  # the row's last entry
+            rows.append(b"[" + b"".join(parts[width * a : width * b]) + b"]")
         return rows
 
 
@@ -157,17 +153,24 @@ def _values(values: np.ndarray | list[Any]) -> list[bytes]:
     return text[1:-1].split(b",") if len(text) > 2 else []
 
 
-def _records(columns: dict[str, list[bytes]]) -> bytes:
-    """A JSON list of objects, record i being {key: columns[key][i], ...} in the keys' order."""
+def _record_parts(columns: dict[str, list[bytes]]) -> tuple[list[bytes], int]:
+    """The pieces of JSON objects, record i being {key: columns[key][i], ...} in the keys' order,
+    `width` pieces a record, each record ending in "},"."""
     n = len(next(iter(columns.values())))
-    if not n:
-        return b"[]"
     width = 2 * len(columns) + 1
     parts: list[bytes] = [b""] * (n * width)
     for j, (key, values) in enumerate(columns.items()):
         parts[2 * j :: width] = [("{" if j == 0 else ",").encode() + orjson.dumps(key) + b":"] * n
         parts[2 * j + 1 :: width] = values
     parts[width - 1 :: width] = [b"},"] * n
+    return parts, width
+
+
+def _records(columns: dict[str, list[bytes]]) -> bytes:
+    """A JSON list of objects, record i being {key: columns[key][i], ...} in the keys' order."""
+    parts, _ = _record_parts(columns)
+    if not parts:
+        return b"[]"
     parts[-1] = b"}"
     return b"[" + b"".join(parts) + b"]"
 
