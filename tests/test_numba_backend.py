@@ -564,6 +564,24 @@ def test_blocked_window_kernels_equal_their_plain_loops_bit_for_bit(n: int) -> N
     assert np.array_equal(kernels.rolling_dot_centered(x, weights), expected, equal_nan=True)
 
 
+@pytest.mark.parametrize("n", [kernels._SHORT - 1, kernels._SHORT, 17, 64, 250])
+@pytest.mark.parametrize("shape", ["random walk", "rising", "falling", "ties"])
+def test_max_drawdown_by_records_equals_the_scan_bit_for_bit(shape: str, n: int) -> None:
+    """Long chains of records (a rising series), none (a falling one), peaks tied across a window
+    and a random walk through 0, with gaps: every window's answer is the scan's."""
+    rng = np.random.default_rng(n)
+    x = {
+        "random walk": np.cumsum(rng.normal(0.02, 1.0, 2000)),
+        "rising": np.linspace(1.0, 5.0, 2000) * np.exp(rng.normal(0, 0.002, 2000)),
+        "falling": np.linspace(5.0, 1.0, 2000) * np.exp(rng.normal(0, 0.002, 2000)),
+        "ties": np.round(np.exp(rng.normal(0, 0.1, 2000)), 1),
+    }[shape]
+    x[rng.random(2000) < 0.003] = NAN
+    expected = np.empty(x.size)
+    kernels._rolling_max_drawdown_into(x, n, expected)
+    assert np.array_equal(kernels.rolling_max_drawdown(x, n), expected, equal_nan=True)
+
+
 # -- memory ---------------------------------------------------------------------------------------------
 
 

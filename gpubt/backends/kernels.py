@@ -635,6 +635,108 @@ def rolling_argmin_age(x: np.ndarray, n: int) -> np.ndarray:
     return _rolling_extreme_age(x, n, -1.0)
 
 
+_SHORT = 16  # windows shorter than this are scanned (`_rolling_drawdowns`)
+
+
+@numba.njit(**_JIT)
+def _max_drawdown_by_records(x: np.ndarray, n: int) -> np.ndarray:
+    """`_rolling_max_drawdown_into` without its O(n) scan of every window, with the scan's own
+    divisions, so equal to it to the bit.
+
+    Scanning a window from its first day lo, the running peak steps through the window's records:
+    lo, the first later day above it, the first day above that, ... up to the window's first
+    highest day r. While record k is the peak, the worst drawdown is at the lowest value v of its
+    stretch, because fl(fl(p − v) / p) never falls as v falls when p > 0 (a peak below 0 gives no
+    drawdown above 0). A stretch that ends inside the window ends where the next record starts
+    (`above[k]`), whatever the window, so its drawdown is computed once, and it counts for exactly
+    the windows whose first day lo has k as a record (no value from lo to k reaches x[k]) and
+    which reach `above[k]`: a run of first days, over which it is spread. A window's answer is the
+    largest spread on its first day, or the open stretch's, from r to its last day."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1 or size < n:
+        return out
+    # A stack of the days still waiting for a higher one, each with the lowest value from it up
+    # to the next day on the stack: popping day k at day j gives above[k] = j and worst[k]; the
+    # day left on top is the last one before j at least as high (a window with that day does not
+    # have j as a record).
+    best = np.zeros(size)  # by first day: the largest complete stretch's drawdown, from 0.0
+    above = np.full(size, size, dtype=np.int64)  # the first later day with a higher value
+    below = np.empty(size, dtype=np.int64)  # the last earlier day at least as high (−1: none)
+    stack = np.empty(size, dtype=np.int64)
+    low = np.empty(size)
+    top = 0
+    for j in range(size):
+        v = x[j]
+        m = math.inf
+        while top > 0 and x[stack[top - 1]] < v:
+            top -= 1
+            k = stack[top]
+            if low[top] < m:
+                m = low[top]
+            above[k] = j
+            w = (x[k] - m) / x[k]
+            if w > 0.0:  # NaN and drawdowns ≤ 0 never beat the scan's starting 0.0
+                for lo in range(max(below[k] + 1, j - n + 1), k + 1):
+                    if w > best[lo]:
+                        best[lo] = w
+        if top > 0 and m < low[top - 1]:
+            low[top - 1] = m
+        below[j] = stack[top - 1] if top > 0 else -1
+        stack[top] = j
+        low[top] = v
+        top += 1
+    # first[k]: the first day from k on with a value >= 0; the running peak is exactly 0 somewhere
+    # in a window iff that day is in the window and its value is 0
+    first = np.empty(size + 1, dtype=np.int64)
+    first[size] = size
+    for k in range(size - 1, -1, -1):
+        first[k] = k if x[k] >= 0.0 else first[k + 1]
+    # mins[i, k]: the lowest of the 2**i values from day k (a sparse table: the lowest of any
+    # range inside a window is the lower of two overlapping entries of level log2[its length])
+    log2 = np.zeros(n + 1, dtype=np.int64)
+    for k in range(2, n + 1):
+        log2[k] = log2[k // 2] + 1
+    levels = log2[n] + 1
+    mins = np.empty((levels, size))
+    mins[0] = x
+    for i in range(1, levels):
+        h = 1 << (i - 1)
+        for k in range(size - h):
+            a = mins[i - 1, k]
+            b = mins[i - 1, k + h]
+            mins[i, k] = b if b < a else a
+    # r is carried from day to day; when it slides out of the window, the window's records are
+    # walked from its first day
+    run = 0
+    r = 0
+    for t in range(size):
+        v = x[t]
+        if math.isnan(v):
+            run = 0
+            continue
+        run += 1
+        lo = t - n + 1
+        if run == 1 or v > x[r]:
+            r = t
+        elif r < lo:
+            r = lo
+            while above[r] <= t:
+                r = above[r]
+        if run < n:
+            continue
+        zero = first[lo]
+        if zero <= t and x[zero] == 0.0:
+            continue
+        i = log2[t - r + 1]
+        a = mins[i, r]
+        b = mins[i, t - (1 << i) + 1]
+        m = b if b < a else a
+        last = (x[r] - m) / x[r]
+        out[t] = last if last > best[lo] else best[lo]
+    return out
+
+
 @numba.njit(**_JIT)
 def _rolling_drawdowns(x: np.ndarray, n: int, ulcer: bool) -> np.ndarray:
     """The drawdowns from the peak running from each window's first value: the largest
@@ -678,7 +780,9 @@ def _rolling_drawdowns(x: np.ndarray, n: int, ulcer: bool) -> np.ndarray:
 
 @numba.njit(**_JIT)
 def rolling_max_drawdown(x: np.ndarray, n: int) -> np.ndarray:
-    return _rolling_drawdowns(x, n, False)
+    if n < _SHORT:  # the scan's few steps a day cost less than the records' bookkeeping
+        return _rolling_drawdowns(x, n, False)
+    return _max_drawdown_by_records(x, n)
 
 
 @numba.njit(**_JIT)
