@@ -203,18 +203,6 @@ def _rolling_max_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     _rolling_extreme_into(x, n, 1.0, out)
 
 
-@numba.njit(**_JIT)
-def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_min_into(x, n, out)
-    return out
-
-
-@numba.njit(**_JIT)
-def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    _rolling_max_into(x, n, out)
-    return out
 
 
 # ----------------------------------------------------------------------------------- recursions
@@ -553,6 +541,91 @@ def _missing_where_incomplete(x: np.ndarray, n: int, out: np.ndarray) -> None:
 
 
 @numba.njit(**_JIT)
+def _block_extremes(x: np.ndarray, n: int, sign: float, latest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The days cut into blocks of n (van Herk / Gil-Werman): for each day, the position of the
+    highest (sign 1) or lowest (sign −1) value from its block's start to it, and from it to its
+    block's end; the first or the `latest` position on ties. A window of n days is the end of
+    one block and the start of the next, so its extreme is one of those two: O(1) a day with no
+    rescans, whatever n and whatever the series does."""
+    size = x.size
+    head = np.empty(size, dtype=np.int64)
+    tail = np.empty(size, dtype=np.int64)
+    for b0 in range(0, size, n):
+        b1 = min(b0 + n, size)
+        at = b0
+        head[b0] = at
+        for i in range(b0 + 1, b1):
+            if sign * x[i] > sign * x[at] or (latest and sign * x[i] == sign * x[at]):
+                at = i
+            head[i] = at
+        at = b1 - 1
+        tail[at] = at
+        for i in range(b1 - 2, b0 - 1, -1):
+            if sign * x[i] > sign * x[at] or (not latest and sign * x[i] == sign * x[at]):
+                at = i
+            tail[i] = at
+    return head, tail
+
+
+@numba.njit(**_JIT)
+def _window_extreme_at(x: np.ndarray, n: int, sign: float, latest: bool) -> np.ndarray:
+    """Position of each window's extreme (`_block_extremes`), −1 before the first full window;
+    the windows holding a missing value are the caller's to mask."""
+    size = x.size
+    at = np.full(size, -1, dtype=np.int64)
+    if n < 1:
+        return at
+    head, tail = _block_extremes(x, n, sign, latest)
+    for t in range(n - 1, size):
+        a = tail[t - n + 1]
+        b = head[t]
+        if sign * x[b] > sign * x[a] or (latest and sign * x[b] == sign * x[a]):
+            a = b
+        at[t] = a
+    return at
+
+
+@numba.njit(**_JIT)
+def _rolling_extreme(x: np.ndarray, n: int, sign: float) -> np.ndarray:
+    """`_rolling_extreme_into` in O(1) a day: `_block_extremes` on values (the first occurrence on
+    ties, so the bits of a −0.0 among 0.0s are the scan's)."""
+    size = x.size
+    out = np.full(size, np.nan)
+    if n < 1:
+        return out
+    head = np.empty(size)
+    tail = np.empty(size)
+    for b0 in range(0, size, n):
+        b1 = min(b0 + n, size)
+        m = x[b0]
+        for i in range(b0, b1):
+            v = x[i]
+            m = v if sign * v > sign * m else m
+            head[i] = m
+        m = x[b1 - 1]
+        for i in range(b1 - 1, b0 - 1, -1):
+            v = x[i]
+            m = v if sign * v >= sign * m else m
+            tail[i] = m
+    for t in range(n - 1, size):
+        a = tail[t - n + 1]
+        b = head[t]
+        out[t] = b if sign * b > sign * a else a
+    _missing_where_incomplete(x, n, out)
+    return out
+
+
+@numba.njit(**_JIT)
+def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_extreme(x, n, -1.0)
+
+
+@numba.njit(**_JIT)
+def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
+    return _rolling_extreme(x, n, 1.0)
+
+
+@numba.njit(**_JIT)
 def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
     """`_rolling_std_into`: the window's sum oldest first, its mean, the squared deviations
     oldest first; exactly 0 for a window of equal values."""
@@ -600,27 +673,12 @@ def rolling_mad(x: np.ndarray, n: int) -> np.ndarray:
 @numba.njit(**_JIT)
 def _rolling_extreme_age(x: np.ndarray, n: int, sign: float) -> np.ndarray:
     """Days since the highest (sign 1) or lowest (sign −1) value of the window, the latest one on
-    ties: `_rolling_argmax_age_into` / `_rolling_argmin_age_into`."""
-    size = x.size
-    out = np.full(size, np.nan)
-    if n < 1:
-        return out
-    best = np.empty(_BLOCK)
-    at = np.empty(_BLOCK)
-    for t0 in range(n - 1, size, _BLOCK):
-        m = min(_BLOCK, size - t0)
-        lo = t0 - n + 1
-        best[:m] = x[lo : lo + m]
-        at[:m] = 0.0
-        for i in range(1, n):
-            xs = x[lo + i : lo + i + m]
-            for j in range(m):
-                v = xs[j]
-                if sign * v >= sign * best[j]:
-                    best[j] = v
-                    at[j] = i
-        for j in range(m):
-            out[t0 + j] = (n - 1) - at[j]
+    ties: `_rolling_argmax_age_into` / `_rolling_argmin_age_into` in O(1) a day."""
+    at = _window_extreme_at(x, n, sign, True)
+    out = np.full(x.size, np.nan)
+    for t in range(x.size):
+        if at[t] >= 0:
+            out[t] = t - at[t]
     _missing_where_incomplete(x, n, out)
     return out
 
