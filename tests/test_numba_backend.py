@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from numba.core.caching import NullCache
 
+import gpubt.parallel
 from gpubt.backends import REGISTRY, get_backend, kernels
 from gpubt.backends import numba_cpu
 from gpubt.backends.base import FALSE, NULL, TRUE
@@ -619,7 +620,8 @@ def test_a_long_chain_keeps_a_bounded_number_of_arrays(monkeypatch) -> None:
 
 
 def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
-    """200 indicators, 5 thresholds each: the backend holds the outputs and little more."""
+    """192 indicators, 5 thresholds each: the backend holds the outputs and, per indicator, the
+    arrays of about two depths of its expansion."""
     market = synthetic_slice()
     b = Builder()
     outs = []
@@ -631,16 +633,16 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
     conds = [b.node("gt", (), (o, b.const(float(v)))) for o in outs for v in range(5)]
     backend = NumbaBackend()
     got = backend.evaluate(conds, market, {})
-    assert backend.live_peak <= len(conds) + 20
+    assert backend.live_peak <= len(conds) + 2 * len(outs) + 20
     assert backend.freed >= backend.nodes - len(conds) - 20
     want = PolarsBackend().evaluate(conds, market, {})
     for c in conds:
         assert_same(got[c], want[c], repr(c))
 
 
-def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
-    """A graph cut into parts (its components once the price leaves are left out: a ticker's
-    indicators, a ratio's) walked by three threads gives the single walk's values to the bit."""
+def test_groups_run_in_threads_give_the_serial_bits(monkeypatch) -> None:
+    """The nodes of one primitive at one depth are one kernel call whose members run in Numba's
+    threads: the values are the serial run's to the bit, and far fewer calls than nodes."""
     market = synthetic_slice()
     b = Builder()
     outs = []
@@ -650,71 +652,13 @@ def test_parts_walked_in_threads_equal_one_walk(monkeypatch) -> None:
             for w in (3, 9, 21):
                 outs.append(expand(b, metric, src, w))
     conds = [b.node("gt", (), (o, b.const(v))) for o in outs[::7] for v in (0.5, 30.0)]
-    one = NumbaBackend().evaluate(outs + conds, market, {})
-    monkeypatch.setattr(numba_cpu, "_threads", lambda: 3)
-    monkeypatch.setattr(numba_cpu, "_PARALLEL_NODES", 1)
-    numba_cpu._pool.cache_clear()  # a pool of three workers, whatever an earlier test made
-    threads: set[str] = set()
-    cut: list[list[int]] = []
-    parts, wilder = numba_cpu._parts, numba_cpu._OPS["wilder_mean"]
-    lock, met = threading.Lock(), threading.Barrier(2, timeout=60)
-
-    def spy_parts(steps, order):  # noqa: ANN001, ANN202
-        cut.extend(parts(steps, order))
-        return cut
-
-    def spy_wilder(a, p, ctx):  # noqa: ANN001, ANN202
-        # The first two threads in wait for each other, so one fast worker cannot walk every
-        # part alone (it did on a loaded CI machine); one thread alone breaks the barrier.
-        name = threading.current_thread().name
-        with lock:
-            meet = name not in threads and len(threads) < 2
-            threads.add(name)
-        if meet:
-            met.wait()
-        return wilder(a, p, ctx)
-
-    monkeypatch.setattr(numba_cpu, "_parts", spy_parts)
-    monkeypatch.setitem(numba_cpu._OPS, "wilder_mean", spy_wilder)
-    many = NumbaBackend().evaluate(outs + conds, market, {})
-    assert len(cut) == 3 and all(cut)
-    assert len(threads) > 1 and all(name.startswith("gpubt-numba") for name in threads)
-    for node in outs + conds:
-        np.testing.assert_array_equal(many[node], one[node], err_msg=repr(node))
-    numba_cpu._pool.cache_clear()
-
-
-def _walk_in_threads(conn) -> None:  # noqa: ANN001 - runs in a forked child
-    market = synthetic_slice()
-    b = Builder()
-    outs = [expand(b, "RSI", ticker_source(b, t), w) for t in ("SPY", "QQQ", "TLT") for w in (3, 9)]
     backend = NumbaBackend()
-    numba_cpu._threads = lambda: 2
-    numba_cpu._PARALLEL_NODES = 1
-    values = backend.evaluate(outs, market, {})
-    conn.send(float(np.nansum([values[o].sum() for o in outs])))
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork (Windows)")
-def test_a_forked_process_walks_in_threads_of_its_own(monkeypatch) -> None:
-    """The parent's thread pool is used, then the process forks: the child's parallel walk must
-    not wait for the parent's threads, which a fork does not copy."""
-    monkeypatch.setattr(numba_cpu, "_threads", lambda: 2)
-    monkeypatch.setattr(numba_cpu, "_PARALLEL_NODES", 1)
-    market = synthetic_slice()
-    b = Builder()
-    outs = [expand(b, "RSI", ticker_source(b, t), w) for t in ("SPY", "QQQ", "TLT") for w in (3, 9)]
-    want = float(np.nansum([v.sum() for v in NumbaBackend().evaluate(outs, market, {}).values()]))
-    context = multiprocessing.get_context("fork")
-    parent, child = context.Pipe()
-    process = context.Process(target=_walk_in_threads, args=(child,))
-    process.start()
-    try:
-        assert parent.poll(60), "the forked child's walk did not finish"
-        assert parent.recv() == want
-    finally:
-        process.kill()
-        process.join()
+    threaded = backend.evaluate(outs + conds, market, {})
+    assert backend.calls * 4 < backend.nodes
+    monkeypatch.setattr(gpubt.parallel, "_serial_only", True)
+    serial = NumbaBackend().evaluate(outs + conds, market, {})
+    for node in outs + conds:
+        np.testing.assert_array_equal(threaded[node], serial[node], err_msg=repr(node))
 
 
 def test_lines_from_a_first_day_equal_the_whole_run_there() -> None:

@@ -1,10 +1,11 @@
-"""CPU Numba backend: the graph walked once in topological order, one NumPy array per node.
+"""CPU Numba backend: the graph computed depth by depth, a kernel call per primitive and depth.
 
-Each node becomes a 1-D array over the market's days: float64 with NaN for missing ('f'), int8
+Each node becomes a row over the market's days: float64 with NaN for missing ('f'), int8
 TRUE=1 / FALSE=0 / NULL=-1 for conditions ('b'), the boundary encoding itself, so nothing is
 converted on the way out. Windows and recursions run in the backend-neutral kernels of
 `gpubt.backends.kernels` (shared with the Polars backend); add/sub/mul/div, comparisons, Kleene
-logic, `where` and `valid_from` in the small kernels below; the remaining element-wise
+logic, `where` and `valid_from` in the small kernels below (a per-node form, and a row form
+for a group of nodes); the remaining element-wise
 primitives (pow, log, exp, sqrt, min2, max2, neg, abs, sign, fill_null) in NumPy. Every kernel
 is `@numba.njit(cache=True)`, so a fresh process loads it from Numba's on-disk cache instead of
 compiling it.
@@ -24,26 +25,26 @@ its values to the bit on every primitive and catalogue metric tested:
 * `ewm` is the SMA-seeded recursion e += alpha (x − e) of the reference (`kernels.ewm`);
 * comparisons with a missing side are NULL; and/or/not are Kleene's.
 
-Speed: the condition lists of a tree (`lines` nodes) are one parallel pass over their input
-series (`gpubt.backends.lines`); a big graph's components (a ticker's indicators, once the price
-leaves are left out) are walked by Numba's number of threads at once, the kernels releasing the
-GIL; the comparisons of one series with several constants elsewhere (indicator formulas) are
-computed in one kernel call; the cyclic garbage collector is paused during a call (the walk makes
-a few small containers per node while the graph's own objects are alive, and nothing it makes
+Speed: the graph is planned once (`_Plan`): constants and element-wise ops of constants are
+computed there as floats; every other node gets a row of one of two arenas (floats, and int8
+conditions) and a depth (1 + its deepest array input's). The nodes of one primitive at one depth
+read nothing of each other, so each such group is one call of a row kernel (`_BATCHED`) whose
+members run in Numba's threads, without the GIL: 1,000 indicators are a few dozen calls, not
+6,000 Python steps. The primitives without a row kernel run node by node (`_OPS`). The condition
+lists of a tree (`lines` nodes) are one parallel pass over their input rows
+(`gpubt.backends.lines`). The cyclic garbage collector is paused during a call (planning makes a
+few small containers per node while the graph's own objects are alive, and nothing it makes
 forms a cycle).
 
-Memory: every node's array is dropped as soon as the last node reading it has been computed
-(reference counts from the topological order), so a graph of 20,000 nodes holds only the arrays
-still to be read plus the outputs. `live_peak` reports the most arrays held at once during the
-last `evaluate` (outputs included), `freed` how many were dropped early, `nodes` how many nodes
-it computed.
+Memory: a node's row is handed to a node of a later depth once the depth of its last reader has
+been computed, so the arenas hold the outputs and about two depths' arrays, not one array per
+node. `live_peak` reports the most rows held at once during the last `evaluate` (outputs
+included), `freed` how many were handed on, `nodes` how many nodes the graph has and `calls` how
+many kernel calls computed them.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,7 @@ from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node, topological
+from gpubt.parallel import parallel_kernel
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _NAN = float("nan")
@@ -115,34 +117,6 @@ def _compare_scalar(a: np.ndarray, y: float, op: int) -> np.ndarray:
             x = a[t]
             out[t] = -1 if np.isnan(x) else (1 if x <= y else 0)
     return out
-
-
-@numba.njit(**_JIT)
-def _compare_block(a: np.ndarray, ys: np.ndarray, ops: np.ndarray, out: np.ndarray) -> None:
-    """Row j of out: a <ops[j]> ys[j] per day (the comparisons of one series with many constants,
-    in one call); NULL where a is missing (a whole row where ys[j] is)."""
-    for j in range(ys.size):
-        y = ys[j]
-        op = ops[j]
-        row = out[j]
-        if np.isnan(y):
-            row[:] = -1
-        elif op == 0:
-            for t in range(a.size):
-                x = a[t]
-                row[t] = -1 if np.isnan(x) else (1 if x > y else 0)
-        elif op == 1:
-            for t in range(a.size):
-                x = a[t]
-                row[t] = -1 if np.isnan(x) else (1 if x < y else 0)
-        elif op == 2:
-            for t in range(a.size):
-                x = a[t]
-                row[t] = -1 if np.isnan(x) else (1 if x >= y else 0)
-        else:
-            for t in range(a.size):
-                x = a[t]
-                row[t] = -1 if np.isnan(x) else (1 if x <= y else 0)
 
 
 @numba.njit(**_JIT)
@@ -362,18 +336,24 @@ class _Ctx:
 
 
 def _price(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    """A fresh copy of a market column: a row of the field's tickers × days matrix, made once per
-    market with non-finite values missing (a strided column and its check took 32 µs a leaf)."""
+    """A fresh copy of a market column (`_price_row`)."""
+    return _price_row(p, ctx).copy()
+
+
+def _price_row(p: tuple, ctx: _Ctx) -> np.ndarray:
+    """A market column as a row of the field's tickers × days matrix, made once per market with
+    non-finite values missing (a strided column and its check took 32 µs a leaf); read-only."""
     market = ctx.market
     ticker, field = p
     rows = market.derived(("numba", field), lambda: _finite_rows(getattr(market, field)))
-    return rows[market.column(ticker)].copy()
+    return rows[market.column(ticker)]
 
 
 def _finite_rows(matrix: np.ndarray) -> np.ndarray:
     """A days × tickers matrix as tickers × days rows, non-finite values missing."""
     rows = np.array(matrix.T, dtype=np.float64, order="C")
     _finite_inplace(rows.reshape(-1))
+    rows.flags.writeable = False  # shared by every backtest on the market
     return rows
 
 
@@ -634,84 +614,330 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
 }
 
 
-def _block(nodes: list[Node], x: Value, n: int, out: np.ndarray | None = None) -> np.ndarray:
-    """The comparisons `nodes` of one series x with constants, one row each (into `out`)."""
-    ys = np.empty(len(nodes))
-    ops = np.empty(len(nodes), dtype=np.int64)
-    for j, node in enumerate(nodes):
-        a, b = node.inputs
-        code = _CMP[node.op]
-        if b.op == "const":
-            ys[j], ops[j] = _scalar(b.params[0]), code
-        else:
-            ys[j], ops[j] = _scalar(a.params[0]), _FLIP[code]
-    if out is None:
-        out = np.empty((len(nodes), n), dtype=np.int8)
-    _compare_block(_full(x, n), ys, ops, out)
+# ------------------------------------------------------------------------------ row kernels
+# One call computes a whole group: the nodes of one primitive at one depth of the graph (no node
+# of a group reads another). Inputs and outputs are rows of the backend's two arenas (floats, and
+# int8 conditions), named by row numbers; the members run in Numba's threads. Each member gives
+# the bits of the per-node kernel above (same operations, same order), which tests check.
+
+# window kernels of one integer parameter, by code
+_WINDOWS = (
+    "rolling_mean", "rolling_sum", "rolling_std", "rolling_min", "rolling_max", "rolling_argmax_age",
+    "rolling_argmin_age", "rolling_max_drawdown", "rolling_ulcer", "rolling_mad", "wilder_mean",
+    "wilder_sum", "shift",
+)
+_WINDOW = {op: code for code, op in enumerate(_WINDOWS)}
+
+
+@numba.njit(**_JIT)
+def _window_of(code: int, x: np.ndarray, n: int) -> np.ndarray:
+    if code == 0:
+        return kernels.rolling_mean(x, n)
+    if code == 1:
+        return kernels.rolling_sum(x, n)
+    if code == 2:
+        return kernels.rolling_std(x, n)
+    if code == 3:
+        return kernels.rolling_min(x, n)
+    if code == 4:
+        return kernels.rolling_max(x, n)
+    if code == 5:
+        return kernels.rolling_argmax_age(x, n)
+    if code == 6:
+        return kernels.rolling_argmin_age(x, n)
+    if code == 7:
+        return kernels.rolling_max_drawdown(x, n)
+    if code == 8:
+        return kernels.rolling_ulcer(x, n)
+    if code == 9:
+        return kernels.rolling_mad(x, n)
+    if code == 10:
+        return kernels.wilder_mean(x, n)
+    if code == 11:
+        return kernels.wilder_sum(x, n)
+    out = np.full(x.size, np.nan)  # shift by n (back in time when n > 0)
+    if 0 <= n < x.size:
+        out[n:] = x[: x.size - n]
+    elif -x.size < n < 0:
+        out[:n] = x[-n:]
     return out
 
 
-# A graph with fewer computed nodes is walked in the calling thread: handing parts to threads
-# costs more than it saves there.
-_PARALLEL_NODES = 400
+@parallel_kernel(**_JIT)
+def _window_rows(f: np.ndarray, code: int, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        f[out[i]] = _window_of(code, f[x[i]], n[i])
 
 
-def _threads() -> int:
-    """Threads a walk may use: Numba's (NUMBA_NUM_THREADS, by default one per core)."""
-    return numba.get_num_threads()
+@parallel_kernel(**_JIT)
+def _ewm_rows(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        f[out[i]] = kernels.ewm(f[x[i]], alpha[i], seed[i])
 
 
-def _parts(steps: list[tuple[Callable[..., Value], tuple, list[int]]], order: list[Node]) -> list[list[int]]:
-    """The positions of the non-leaf nodes cut into parts that read no node of another part but
-    leaves (the connected components of the graph without its leaves, largest first into the
-    emptiest part), one per thread, each in topological order; none when the graph is small,
-    one component, or Numba has one thread."""
-    threads = _threads()
-    inner = [k for k, node in enumerate(order) if node.inputs]
-    if threads < 2 or len(inner) < _PARALLEL_NODES:
-        return []
-    parent = list(range(len(order)))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for k in inner:
-        for j in steps[k][2]:
-            if order[j].inputs:
-                parent[root(k)] = root(j)
-    components: dict[int, list[int]] = {}
-    for k in inner:
-        components.setdefault(root(k), []).append(k)
-    if len(components) < 2:
-        return []
-    parts: list[list[int]] = [[] for _ in range(min(threads, len(components)))]
-    for component in sorted(components.values(), key=len, reverse=True):
-        min(parts, key=len).extend(component)
-    return [sorted(part) for part in parts]
+@parallel_kernel(**_JIT)
+def _arith_rows(f: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        x, y, o = f[a[i]], f[b[i]], f[out[i]]
+        if op == 0:
+            for t in range(o.size):
+                v = x[t] + y[t]
+                o[t] = np.nan if np.isinf(v) else v
+        elif op == 1:
+            for t in range(o.size):
+                v = x[t] - y[t]
+                o[t] = np.nan if np.isinf(v) else v
+        elif op == 2:
+            for t in range(o.size):
+                v = x[t] * y[t]
+                o[t] = np.nan if np.isinf(v) else v
+        else:
+            for t in range(o.size):
+                v = x[t] / y[t]
+                o[t] = np.nan if np.isinf(v) else v
 
 
-@functools.cache
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(_threads(), thread_name_prefix="gpubt-numba")
+@parallel_kernel(**_JIT)
+def _compare_rows(f: np.ndarray, c: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        x, y, o = f[a[i]], f[b[i]], c[out[i]]
+        if op == 0:
+            for t in range(o.size):
+                o[t] = np.int8(x[t] > y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
+        elif op == 1:
+            for t in range(o.size):
+                o[t] = np.int8(x[t] < y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
+        elif op == 2:
+            for t in range(o.size):
+                o[t] = np.int8(x[t] >= y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
+        else:
+            for t in range(o.size):
+                o[t] = np.int8(x[t] <= y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
 
 
-# A forked process has none of its parent's threads: it makes its own pool (the inherited one
-# would wait forever for workers that do not exist).
-os.register_at_fork(after_in_child=_pool.cache_clear)
+@parallel_kernel(**_JIT)
+def _logic_rows(c: np.ndarray, either: bool, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        x, y, o = c[a[i]], c[b[i]], c[out[i]]
+        if either:
+            for t in range(o.size):
+                o[t] = 1 if (x[t] == 1) | (y[t] == 1) else min(x[t], y[t])
+        else:
+            for t in range(o.size):
+                o[t] = 0 if (x[t] == 0) | (y[t] == 0) else min(x[t], y[t])
+
+
+@parallel_kernel(**_JIT)
+def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        k, x, y, o = c[cond[i]], f[a[i]], f[b[i]], f[out[i]]
+        for t in range(o.size):
+            o[t] = x[t] if k[t] == 1 else y[t]
+
+
+@parallel_kernel(**_JIT)
+def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        v, a, o = f[x[i]], f[anchor[i]], f[out[i]]
+        start = o.size
+        for t in range(a.size):
+            if not np.isnan(a[t]):
+                start = min(max(t + offset[i], 0), o.size)
+                break
+        o[:start] = np.nan
+        o[start:] = v[start:]
+
+
+@parallel_kernel(**_JIT)
+def _finite_rows_inplace(f: np.ndarray, rows: np.ndarray) -> None:
+    for i in numba.prange(rows.size):
+        _finite_inplace(f[rows[i]])
+
+
+def _rows(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _pick(kernel: Any, members: int) -> Callable[..., None]:
+    """A group of one member runs serially: a parallel launch would only add its overhead."""
+    return kernel.serial if members < 2 else kernel
+
+
+# each batched primitive's group runner: (float arena, condition arena, input rows per input,
+# the members' parameters, output rows)
+Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.ndarray], None]
+
+
+def _run_window(op: str) -> Runner:
+    code = _WINDOW[op]
+
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+        _pick(_window_rows, out.size)(f, code, ins[0], _rows([int(p[0]) for p in params]), out)
+
+    return run
+
+
+def _run_ewm(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+    alpha = np.array([float(p[0]) for p in params], dtype=np.float64)
+    _pick(_ewm_rows, out.size)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
+
+
+def _run_arith(op: int) -> Runner:
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+        _pick(_arith_rows, out.size)(f, op, ins[0], ins[1], out)
+
+    return run
+
+
+def _run_compare(op: int) -> Runner:
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+        _pick(_compare_rows, out.size)(f, c, op, ins[0], ins[1], out)
+
+    return run
+
+
+def _run_logic(either: bool) -> Runner:
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+        _pick(_logic_rows, out.size)(c, either, ins[0], ins[1], out)
+
+    return run
+
+
+def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+    _pick(_where_rows, out.size)(f, c, ins[0], ins[1], ins[2], out)
+
+
+def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+    _pick(_valid_from_rows, out.size)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
+
+
+_BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
+    **{(op, 1): _run_window(op) for op in _WINDOWS},
+    ("ewm", 1): _run_ewm,
+    **{(op, 2): _run_arith(code) for op, code in
+       (("add", _ADD), ("sub", _SUB), ("mul", _MUL), ("div", _DIV), ("ratio", _DIV))},
+    **{(op, 2): _run_compare(code) for op, code in _CMP.items()},
+    ("and", 2): _run_logic(False),
+    ("or", 2): _run_logic(True),
+    ("where", 3): _run_where,
+    ("valid_from", 2): _run_valid_from,
+}
+
+
+class _Plan:
+    """Where every node of a graph is computed: scalars (constants and element-wise ops of
+    constants, computed while planning), and arena rows for the arrays, with the nodes grouped
+    by depth (1 + the deepest array input's) and primitive. A row is handed to a later node once
+    the depth of its node's last reader has been computed, so the arenas hold about the arrays
+    of two depths and the outputs, not one array per node."""
+
+    def __init__(self, outputs: list[Node], ctx: _Ctx) -> None:
+        order = topological(outputs)
+        self.order = order
+        position: dict[int, int] = {}
+        scalar: dict[int, Value] = {}  # position -> a constant's value
+        ready: dict[int, Value] = {}  # position -> what its row starts as (depth-0 arrays, constants)
+        ins_of: list[list[int]] = []
+        depth = [0] * len(order)
+        last = [0] * len(order)  # depth of each node's last reader
+        levels: list[dict[str, list[int]]] = [{}]  # depth -> primitive -> positions
+        ops = _OPS
+        for k, node in enumerate(order):
+            position[id(node)] = k
+            ins = [position[id(i)] for i in node.inputs]
+            ins_of.append(ins)
+            op = node.op
+            d = 0  # stays 0 for a leaf and an op of constants only
+            for j in ins:
+                if j not in scalar and depth[j] >= d:
+                    d = depth[j] + 1
+            if not d:
+                if op == "price":  # copied into its row below: no copy of its own
+                    value = _price_row(node.params, ctx)
+                elif op in ops:
+                    value = ops[op]([scalar[j] for j in ins], node.params, ctx)
+                else:
+                    raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+                if isinstance(value, np.ndarray):
+                    ready[k] = value
+                else:
+                    scalar[k] = value
+                continue
+            depth[k] = d
+            for j in ins:
+                if last[j] < d:  # readers come in topological order, not by depth
+                    last[j] = d
+                    if j in scalar:
+                        ready[j] = scalar[j]  # a constant read by an array: a row of it
+            if d == len(levels):
+                levels.append({})
+            level = levels[d]
+            if op in level:
+                level[op].append(k)
+            elif op in ops:
+                level[op] = [k]
+            else:
+                raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+        wanted = [position[id(node)] for node in outputs]
+        for k in wanted:
+            if k in scalar:
+                ready[k] = scalar[k]
+        self.wanted, self.ready, self.ins = wanted, ready, ins_of
+        # rows: depth by depth, a node takes a free row of its arena; after its depth, the rows
+        # of the nodes read for the last time there are free again
+        condition = [PRIMITIVES[node.op][0] == "b" for node in order]
+        kept = set(wanted)
+        dies: list[list[int]] = [[] for _ in levels]
+        for k in range(len(order)):
+            if (depth[k] or k in ready) and k not in kept:
+                dies[max(last[k], depth[k])].append(k)
+        row: dict[int, int] = {}
+        free: tuple[list[int], list[int]] = ([], [])  # float rows, condition rows
+        size = [0, 0]
+        live = peak = freed = 0
+        for d, level in enumerate(levels):
+            members = list(ready) if d == 0 else [k for ks in level.values() for k in ks]
+            for k in members:
+                pool = free[condition[k]]
+                if pool:
+                    row[k] = pool.pop()
+                else:
+                    row[k] = size[condition[k]]
+                    size[condition[k]] += 1
+            live += len(members)
+            peak = max(peak, live)
+            for k in dies[d]:
+                free[condition[k]].append(row[k])
+            live -= len(dies[d])
+            freed += len(dies[d])
+        self.row, self.condition, self.size = row, condition, size
+        self.live_peak, self.freed = peak, freed
+        # the work, depth by depth: (runner, input rows, parameters, output rows) per group of a
+        # batched primitive, (None, position) per node of another
+        self.steps: list[tuple[Runner | None, Any, Any, Any]] = []
+        for level in levels[1:]:
+            for op, members in level.items():
+                width = len(ins_of[members[0]])
+                runner = _BATCHED.get((op, width))
+                if runner is not None and all(len(ins_of[k]) == width for k in members):
+                    inputs = [_rows([row[ins_of[k][i]] for k in members]) for i in range(width)]
+                    params = [order[k].params for k in members]
+                    self.steps.append((runner, inputs, params, _rows([row[k] for k in members])))
+                else:
+                    self.steps.extend((None, k, None, None) for k in members)
 
 
 class NumbaBackend:
-    """`Backend` over NumPy arrays and Numba kernels on the CPU, one pass over the graph."""
+    """`Backend` over NumPy arrays and Numba kernels on the CPU, one kernel call per group of
+    nodes (a primitive at one depth of the graph)."""
 
     name = "numba"
 
     def __init__(self) -> None:
         self.live_peak = 0  # most node arrays held at once during the last evaluate
-        self.freed = 0  # arrays dropped before the end of the last evaluate
+        self.freed = 0  # arrays whose rows were handed on during the last evaluate
         self.nodes = 0  # nodes in the last evaluate's graph
+        self.calls = 0  # kernel calls (groups and lone nodes) in the last evaluate
 
     def evaluate(
         self,
@@ -724,11 +950,11 @@ class NumbaBackend:
         if not outputs:
             return {}
         fused, rest = split(outputs)
-        # The walk allocates small containers per node while the graph's own objects (hundreds
-        # of thousands for a big tree) are alive; nothing made here forms a cycle.
+        # Planning makes small containers per node while the graph's own objects (hundreds of
+        # thousands for a big tree) are alive; nothing made here forms a cycle.
         with paused():
             values, floats, row = self._evaluate(rest, market, branches)
-            if fused:  # their series are rows of the output arena already
+            if fused:  # their series are rows of the float arena already
                 values.update(evaluate_lines(fused, floats, row, values, first))
         return {node: values[node] for node in outputs}
 
@@ -738,124 +964,29 @@ class NumbaBackend:
         market: Market,
         branches: Mapping[object, np.ndarray],
     ) -> tuple[dict[Node, np.ndarray], np.ndarray, dict[Node, int]]:
-        """(each output's values, the float outputs' arena, each float output's row there)."""
-        order = topological(outputs)
-
-        # one pass over the order: what to run for each node (its function, parameters and input
-        # positions), how many input slots read each node, the comparisons with constants per series
-        position: dict[int, int] = {}
-        steps: list[tuple[Callable[..., Value], tuple, list[int]]] = []
-        readers = [0] * len(order)  # how many input slots still have to read each node
-        groups: dict[int, list[int]] = {}  # series position -> its comparisons with constants
-        cmp = _CMP
-        ops = _OPS
-        for k, node in enumerate(order):
-            position[id(node)] = k
-            ins = [position[id(i)] for i in node.inputs]
-            op = node.op
-            fn = ops.get(op)
-            if fn is None:
-                raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
-            steps.append((fn, node.params, ins))
-            for j in ins:
-                readers[j] += 1
-            if op in cmp:
-                a, b = node.inputs
-                if b.op == "const" and a.op != "const":
-                    groups.setdefault(ins[0], []).append(k)
-                elif a.op == "const" and b.op != "const":
-                    groups.setdefault(ins[1], []).append(k)
-        wanted = [position[id(node)] for node in outputs]
-        for k in wanted:
-            readers[k] += 1  # never dropped
-        # comparisons of one series with constants are one kernel call: member -> (series, row)
-        blocks = {k: (series, row) for series, ks in groups.items() if len(ks) > 1 for row, k in enumerate(ks)}
-        computed: dict[int, np.ndarray] = {}  # series -> the rows of its group, until all are read
-
-        # The outputs are written into two arenas (one row per output), so that the memory they
-        # keep is two large allocations (huge pages, few page faults) rather than thousands of
-        # small ones; a group of comparisons that are all outputs is computed in place there.
+        """(each output's values, the float arena, each float output's row there)."""
         ctx = _Ctx(market, branches)
-        n = ctx.n
-        is_output = set(wanted)
-        arena_rows: dict[int, int] = {}  # series -> first arena row of its group
-        slot: dict[int, tuple[bool, int]] = {}  # other output -> (condition?, arena row)
-        n_b = n_f = 0
-        for series, ks in groups.items():
-            if len(ks) > 1 and all(k in is_output for k in ks):
-                arena_rows[series] = n_b
-                n_b += len(ks)
-        for k in wanted:
-            if k in blocks and blocks[k][0] in arena_rows:
-                continue
-            if PRIMITIVES[order[k].op][0] == "b":
-                slot[k] = (True, n_b)
-                n_b += 1
-            else:
-                slot[k] = (False, n_f)
-                n_f += 1
-        arena_b = np.empty((n_b, n), dtype=np.int8)
-        arena_f = np.empty((n_f, n), dtype=np.float64)
-        values: list[Value] = [None] * len(order)
-        ndarray = np.ndarray
-
-        def walk(positions: Sequence[int], kept: frozenset[int]) -> tuple[int, int]:
-            """Computes the nodes at `positions` in order, dropping each array once read for the
-            last time (`kept`: read by other walks too, never dropped); (most held, dropped)."""
-            live = peak = freed = 0
-            with np.errstate(all="ignore"):
-                for k in positions:
-                    fn, params, ins = steps[k]
-                    block = blocks.get(k)
-                    if block is None:
-                        value = fn([values[j] for j in ins], params, ctx)
-                    else:
-                        series, row = block
-                        rows = computed.get(series)
-                        if rows is None:
-                            members = [order[m] for m in groups[series]]
-                            first = arena_rows.get(series)
-                            into = None if first is None else arena_b[first : first + len(members)]
-                            rows = computed[series] = _block(members, values[series], n, into)
-                        value = rows[row]
-                        if row == len(rows) - 1:
-                            del computed[series]  # each row lives on in `values` while it is read
-                    if k in slot:
-                        condition, row = slot[k]
-                        target = arena_b[row] if condition else arena_f[row]
-                        target[:] = value  # a constant is repeated
-                        value = target
-                    values[k] = value
-                    if isinstance(value, ndarray):
-                        live += 1
-                        if live > peak:
-                            peak = live
-                    for j in ins:
-                        if j in kept:
-                            continue
-                        readers[j] -= 1
-                        if not readers[j]:
-                            if isinstance(values[j], ndarray):
-                                live -= 1
-                                freed += 1
-                            values[j] = None
-            return peak, freed
-
-        parts = _parts(steps, order)
-        if len(parts) < 2:
-            peak, freed = walk(range(len(steps)), frozenset())
-        else:  # the leaves first, then each part in a thread (the kernels release the GIL)
-            leaves = [k for k, node in enumerate(order) if not node.inputs]
-            walk(leaves, frozenset())
-            shared = frozenset(leaves)
-            counts = list(_pool().map(lambda part: walk(part, shared), parts))
-            peak = len(leaves) + sum(c[0] for c in counts)
-            freed = sum(c[1] for c in counts)
-        self.live_peak, self.freed, self.nodes = peak, freed, len(order)
-        if n_f:
-            _finite_inplace(arena_f.reshape(-1))  # the boundary: ±inf (a window's overflow) → NaN
-        rows = {order[k]: row for k, (condition, row) in slot.items() if not condition}
-        return {node: values[k] for node, k in zip(outputs, wanted)}, arena_f, rows
+        with np.errstate(all="ignore"):
+            plan = _Plan(outputs, ctx)
+            order, row, ins, condition = plan.order, plan.row, plan.ins, plan.condition
+            arenas = (np.empty((plan.size[0], ctx.n)), np.empty((plan.size[1], ctx.n), dtype=np.int8))
+            floats, flags = arenas
+            for k, value in plan.ready.items():
+                arenas[condition[k]][row[k]] = value if isinstance(value, np.ndarray) else _scalar(value)
+            for runner, inputs, params, out in plan.steps:
+                if runner is not None:
+                    runner(floats, flags, inputs, params, out)
+                else:
+                    node = order[inputs]
+                    args = [arenas[condition[j]][row[j]] for j in ins[inputs]]
+                    arenas[condition[inputs]][row[inputs]] = _OPS[node.op](args, node.params, ctx)
+        wanted = plan.wanted
+        float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
+        if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
+            _finite_rows_inplace(floats, _rows(list(float_rows.values())))
+        self.live_peak, self.freed, self.nodes, self.calls = plan.live_peak, plan.freed, len(order), len(plan.steps)
+        values = {order[k]: arenas[condition[k]][row[k]] for k in wanted}
+        return values, floats, float_rows
 
 
 __all__ = ["NumbaBackend"]
