@@ -49,9 +49,14 @@ class Packed:
         offset: list[int] = []  # per line: where its node's inputs start in `rows`
         for node in nodes:
             first = len(rows)
-            for put in node.inputs:
-                table = flags if put.kind == "b" else floats
-                rows.append(table.setdefault(put, len(table)))
+            for put in node.inputs:  # most inputs are read by several nodes: one lookup then
+                at = floats.get(put)
+                if at is None:
+                    at = flags.get(put)
+                    if at is None:
+                        table = flags if put.kind == "b" else floats
+                        at = table[put] = len(table)
+                rows.append(at)
             for term in node.params:
                 flat.extend(term)
                 offset.extend([first] * len(term))
