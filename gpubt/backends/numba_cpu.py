@@ -55,7 +55,7 @@ from gpubt.backends import kernels
 from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
-from gpubt.ir.nodes import PRIMITIVES, Node, topological
+from gpubt.ir.nodes import PRIMITIVES, Node
 from gpubt.parallel import parallel_kernel
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -832,52 +832,66 @@ class _Plan:
     of two depths and the outputs, not one array per node."""
 
     def __init__(self, outputs: list[Node], ctx: _Ctx) -> None:
-        order = topological(outputs)
-        self.order = order
-        position: dict[int, int] = {}
+        order: list[Node] = []  # inputs before readers
+        position: dict[int, int] = {}  # id(node) -> its place in `order`
         scalar: dict[int, Value] = {}  # position -> a constant's value
         ready: dict[int, Value] = {}  # position -> what its row starts as (depth-0 arrays, constants)
         ins_of: list[list[int]] = []
-        depth = [0] * len(order)
-        last = [0] * len(order)  # depth of each node's last reader
+        depth: list[int] = []
+        last: list[int] = []  # depth of each node's last reader
         levels: list[dict[str, list[int]]] = [{}]  # depth -> primitive -> positions
         ops = _OPS
-        for k, node in enumerate(order):
-            position[id(node)] = k
-            ins = [position[id(i)] for i in node.inputs]
-            ins_of.append(ins)
-            op = node.op
-            d = 0  # stays 0 for a leaf and an op of constants only
-            for j in ins:
-                if j not in scalar and depth[j] >= d:
-                    d = depth[j] + 1
-            if not d:
-                if op == "price":  # copied into its row below: no copy of its own
-                    value = _price_row(node.params, ctx)
-                elif op in ops:
-                    value = ops[op]([scalar[j] for j in ins], node.params, ctx)
-                else:
-                    raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
-                if isinstance(value, np.ndarray):
-                    ready[k] = value
-                else:
-                    scalar[k] = value
+        for root in outputs:  # a depth-first walk (iterative: deep graphs are fine), each node
+            if id(root) in position:  # placed once its inputs are
                 continue
-            depth[k] = d
-            for j in ins:
-                if last[j] < d:  # readers come in topological order, not by depth
-                    last[j] = d
-                    if j in scalar:
-                        ready[j] = scalar[j]  # a constant read by an array: a row of it
-            if d == len(levels):
-                levels.append({})
-            level = levels[d]
-            if op in level:
-                level[op].append(k)
-            elif op in ops:
-                level[op] = [k]
-            else:
-                raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+            stack = [(root, iter(root.inputs))]
+            while stack:
+                node, pending = stack[-1]
+                for child in pending:
+                    if id(child) not in position:
+                        stack.append((child, iter(child.inputs)))
+                        break
+                else:
+                    stack.pop()
+                    k = len(order)
+                    order.append(node)
+                    position[id(node)] = k
+                    ins = [position[id(i)] for i in node.inputs]
+                    ins_of.append(ins)
+                    last.append(0)
+                    op = node.op
+                    d = 0  # stays 0 for a leaf and an op of constants only
+                    for j in ins:
+                        if j not in scalar and depth[j] >= d:
+                            d = depth[j] + 1
+                    depth.append(d)
+                    if not d:
+                        if op == "price":  # copied into its row below: no copy of its own
+                            value = _price_row(node.params, ctx)
+                        elif op in ops:
+                            value = ops[op]([scalar[j] for j in ins], node.params, ctx)
+                        else:
+                            raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+                        if isinstance(value, np.ndarray):
+                            ready[k] = value
+                        else:
+                            scalar[k] = value
+                        continue
+                    for j in ins:
+                        if last[j] < d:  # readers come in topological order, not by depth
+                            last[j] = d
+                            if j in scalar:
+                                ready[j] = scalar[j]  # a constant read by an array: a row of it
+                    if d == len(levels):
+                        levels.append({})
+                    level = levels[d]
+                    if op in level:
+                        level[op].append(k)
+                    elif op in ops:
+                        level[op] = [k]
+                    else:
+                        raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+        self.order = order
         wanted = [position[id(node)] for node in outputs]
         for k in wanted:
             if k in scalar:
