@@ -44,7 +44,9 @@ many kernel calls computed them.
 """
 from __future__ import annotations
 
+import functools
 import math
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,7 +58,7 @@ from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node
-from gpubt.parallel import parallel_kernel
+from gpubt.parallel import ParallelKernel, parallel_kernel
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _NAN = float("nan")
@@ -459,16 +461,7 @@ def _valid_from(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
 
 
 def _shift(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    x = _full(a[0], ctx.n)
-    k = int(p[0])
-    out = np.full(ctx.n, _NAN)
-    if k == 0:
-        out[:] = x
-    elif 0 < k < ctx.n:
-        out[k:] = x[:-k]
-    elif -ctx.n < k < 0:
-        out[:k] = x[-k:]
-    return out
+    return _shift_days(_full(a[0], ctx.n), int(p[0]))
 
 
 def _window(fn: Callable[..., np.ndarray], cast: Callable[[Any], Any] = int) -> Callable[..., np.ndarray]:
@@ -620,42 +613,10 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
 # int8 conditions), named by row numbers; the members run in Numba's threads. Each member gives
 # the bits of the per-node kernel above (same operations, same order), which tests check.
 
-# window kernels of one integer parameter, by code
-_WINDOWS = (
-    "rolling_mean", "rolling_sum", "rolling_std", "rolling_min", "rolling_max", "rolling_argmax_age",
-    "rolling_argmin_age", "rolling_max_drawdown", "rolling_ulcer", "rolling_mad", "wilder_mean",
-    "wilder_sum", "shift",
-)
-_WINDOW = {op: code for code, op in enumerate(_WINDOWS)}
-
-
 @numba.njit(**_JIT)
-def _window_of(code: int, x: np.ndarray, n: int) -> np.ndarray:
-    if code == 0:
-        return kernels.rolling_mean(x, n)
-    if code == 1:
-        return kernels.rolling_sum(x, n)
-    if code == 2:
-        return kernels.rolling_std(x, n)
-    if code == 3:
-        return kernels.rolling_min(x, n)
-    if code == 4:
-        return kernels.rolling_max(x, n)
-    if code == 5:
-        return kernels.rolling_argmax_age(x, n)
-    if code == 6:
-        return kernels.rolling_argmin_age(x, n)
-    if code == 7:
-        return kernels.rolling_max_drawdown(x, n)
-    if code == 8:
-        return kernels.rolling_ulcer(x, n)
-    if code == 9:
-        return kernels.rolling_mad(x, n)
-    if code == 10:
-        return kernels.wilder_mean(x, n)
-    if code == 11:
-        return kernels.wilder_sum(x, n)
-    out = np.full(x.size, np.nan)  # shift by n (back in time when n > 0)
+def _shift_days(x: np.ndarray, n: int) -> np.ndarray:
+    """x shifted by n days (back in time when n > 0), missing where nothing shifts in."""
+    out = np.full(x.size, np.nan)
     if 0 <= n < x.size:
         out[n:] = x[: x.size - n]
     elif -x.size < n < 0:
@@ -663,10 +624,32 @@ def _window_of(code: int, x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@parallel_kernel(**_JIT)
-def _window_rows(f: np.ndarray, code: int, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+# window kernels of one integer parameter
+_WINDOWS = {
+    "rolling_mean": kernels.rolling_mean, "rolling_sum": kernels.rolling_sum,
+    "rolling_std": kernels.rolling_std, "rolling_min": kernels.rolling_min,
+    "rolling_max": kernels.rolling_max, "rolling_argmax_age": kernels.rolling_argmax_age,
+    "rolling_argmin_age": kernels.rolling_argmin_age, "rolling_max_drawdown": kernels.rolling_max_drawdown,
+    "rolling_ulcer": kernels.rolling_ulcer, "rolling_mad": kernels.rolling_mad,
+    "wilder_mean": kernels.wilder_mean, "wilder_sum": kernels.wilder_sum, "shift": _shift_days,
+}
+
+
+def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        f[out[i]] = _window_of(code, f[x[i]], n[i])
+        f[out[i]] = _WINDOW_KERNEL(f[x[i]], n[i])  # noqa: F821 - bound per build (`_window_rows_of`)
+
+
+@functools.cache
+def _window_rows_of(op: str) -> ParallelKernel:
+    """`_window_rows` built for one window kernel, the kernel a constant of the build: a process
+    compiles (or loads from the on-disk cache) only the kinds it meets, each on its own. One build
+    dispatching on a code compiled all thirteen kernels into it, three times (parallel, serial,
+    dispatcher): 35 s more on a first run with an empty cache."""
+    kernel = _WINDOWS[op]
+    build = types.FunctionType(_window_rows.__code__, {**globals(), "_WINDOW_KERNEL": kernel}, _window_rows.__name__)
+    build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
+    return ParallelKernel(build, _JIT)
 
 
 @parallel_kernel(**_JIT)
@@ -769,10 +752,8 @@ Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.nda
 
 
 def _run_window(op: str) -> Runner:
-    code = _WINDOW[op]
-
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-        _pick(_window_rows, out.size)(f, code, ins[0], _rows([int(p[0]) for p in params]), out)
+        _pick(_window_rows_of(op), out.size)(f, ins[0], _rows([int(p[0]) for p in params]), out)
 
     return run
 
