@@ -642,7 +642,8 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
 
 def test_groups_run_in_threads_give_the_serial_bits(monkeypatch) -> None:
     """The nodes of one primitive at one depth are one kernel call whose members run in Numba's
-    threads: the values are the serial run's to the bit, and far fewer calls than nodes."""
+    threads (in a graph of `_THREADED_NODES` nodes or more): the values are the serial run's to
+    the bit, and far fewer calls than nodes."""
     market = synthetic_slice()
     b = Builder()
     outs = []
@@ -652,6 +653,7 @@ def test_groups_run_in_threads_give_the_serial_bits(monkeypatch) -> None:
             for w in (3, 9, 21):
                 outs.append(expand(b, metric, src, w))
     conds = [b.node("gt", (), (o, b.const(v))) for o in outs[::7] for v in (0.5, 30.0)]
+    monkeypatch.setattr(numba_cpu, "_THREADED_NODES", 1)
     backend = NumbaBackend()
     threaded = backend.evaluate(outs + conds, market, {})
     assert backend.calls * 4 < backend.nodes

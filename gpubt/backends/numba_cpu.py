@@ -741,55 +741,68 @@ def _rows(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _pick(kernel: Any, members: int) -> Callable[..., None]:
-    """A group of one member runs serially: a parallel launch would only add its overhead."""
-    return kernel.serial if members < 2 else kernel
+# A graph with fewer nodes runs every group serially: its groups are small, and a process that
+# only meets small graphs (a web app's requests) never compiles the parallel builds, which take
+# ~1-3 s each on a first run with an empty cache.
+_THREADED_NODES = 200
+
+
+def _pick(kernel: Any, members: int, threaded: bool) -> Callable[..., None]:
+    """The parallel build for a group of several members of a big graph, else the serial one."""
+    return kernel if threaded and members > 1 else kernel.serial
 
 
 # each batched primitive's group runner: (float arena, condition arena, input rows per input,
-# the members' parameters, output rows)
-Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.ndarray], None]
+# the members' parameters, output rows, whether the graph is big enough for threads)
+Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.ndarray, bool], None]
 
 
 def _run_window(op: str) -> Runner:
-    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-        _pick(_window_rows_of(op), out.size)(f, ins[0], _rows([int(p[0]) for p in params]), out)
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+        _pick(_window_rows_of(op), out.size, threaded)(f, ins[0], _rows([int(p[0]) for p in params]), out)
 
     return run
 
 
-def _run_ewm(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
+def _run_ewm(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
     alpha = np.array([float(p[0]) for p in params], dtype=np.float64)
-    _pick(_ewm_rows, out.size)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
+    _pick(_ewm_rows, out.size, threaded)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
 
 
 def _run_arith(op: int) -> Runner:
-    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-        _pick(_arith_rows, out.size)(f, op, ins[0], ins[1], out)
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+        _pick(_arith_rows, out.size, threaded)(f, op, ins[0], ins[1], out)
 
     return run
 
 
 def _run_compare(op: int) -> Runner:
-    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-        _pick(_compare_rows, out.size)(f, c, op, ins[0], ins[1], out)
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+        _pick(_compare_rows, out.size, threaded)(f, c, op, ins[0], ins[1], out)
 
     return run
 
 
 def _run_logic(either: bool) -> Runner:
-    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-        _pick(_logic_rows, out.size)(c, either, ins[0], ins[1], out)
+    def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+        _pick(_logic_rows, out.size, threaded)(c, either, ins[0], ins[1], out)
 
     return run
 
 
-def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-    _pick(_where_rows, out.size)(f, c, ins[0], ins[1], ins[2], out)
+def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+    _pick(_where_rows, out.size, threaded)(f, c, ins[0], ins[1], ins[2], out)
 
 
-def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray) -> None:
-    _pick(_valid_from_rows, out.size)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
+def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
+            threaded: bool) -> None:
+    _pick(_valid_from_rows, out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
 
 
 _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
@@ -968,9 +981,10 @@ class NumbaBackend:
             floats, flags = arenas
             for k, value in plan.ready.items():
                 arenas[condition[k]][row[k]] = value if isinstance(value, np.ndarray) else _scalar(value)
+            threaded = len(order) >= _THREADED_NODES
             for runner, inputs, params, out in plan.steps:
                 if runner is not None:
-                    runner(floats, flags, inputs, params, out)
+                    runner(floats, flags, inputs, params, out, threaded)
                 else:
                     node = order[inputs]
                     args = [arenas[condition[j]][row[j]] for j in ins[inputs]]
@@ -978,7 +992,7 @@ class NumbaBackend:
         wanted = plan.wanted
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
         if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
-            _finite_rows_inplace(floats, _rows(list(float_rows.values())))
+            _pick(_finite_rows_inplace, len(float_rows), threaded)(floats, _rows(list(float_rows.values())))
         self.live_peak, self.freed, self.nodes, self.calls = plan.live_peak, plan.freed, len(order), len(plan.steps)
         values = {order[k]: arenas[condition[k]][row[k]] for k in wanted}
         return values, floats, float_rows
