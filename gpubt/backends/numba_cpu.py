@@ -65,84 +65,42 @@ _NAN = float("nan")
 
 Value = Any  # np.ndarray, or a float for a constant (element-wise ops of constants stay scalars)
 
-# comparison codes of the kernels below; `_FLIP[op]` is op with its sides swapped
+# comparison codes of the kernels below
 _GT, _LT, _GE, _LE = 0, 1, 2, 3
 _CMP = {"gt": _GT, "lt": _LT, "ge": _GE, "le": _LE}
-_FLIP = {_GT: _LT, _LT: _GT, _GE: _LE, _LE: _GE}
 
 
 # ------------------------------------------------------------------------------ element kernels
 
 
+# Each kernel writes into `out` (a node's row, or a fresh array for a lone node), so the per-node
+# forms and the row kernels below run the same loops. A constant side is a row of its value: the
+# same operation on each day as with the scalar, so the same bits.
+
+
 @numba.njit(**_JIT)
-def _compare(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
+def _compare_into(a: np.ndarray, b: np.ndarray, op: int, out: np.ndarray) -> None:
     """a <op> b per day; NULL where either side is missing."""
-    out = np.empty(a.size, dtype=np.int8)
     # one loop per comparator, without branches: a comparison with NaN is False, so
     # (a <op> b) − missing is 1/0 where both sides exist and −1 (NULL) elsewhere; the loops vectorise
     if op == 0:
-        for t in range(a.size):
+        for t in range(out.size):
             out[t] = np.int8(a[t] > b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
     elif op == 1:
-        for t in range(a.size):
+        for t in range(out.size):
             out[t] = np.int8(a[t] < b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
     elif op == 2:
-        for t in range(a.size):
+        for t in range(out.size):
             out[t] = np.int8(a[t] >= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
     else:
-        for t in range(a.size):
+        for t in range(out.size):
             out[t] = np.int8(a[t] <= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
-    return out
 
 
 @numba.njit(**_JIT)
-def _compare_scalar(a: np.ndarray, y: float, op: int) -> np.ndarray:
-    """a <op> y per day for a constant y; NULL where a is missing (everywhere when y is)."""
-    out = np.empty(a.size, dtype=np.int8)
-    if np.isnan(y):
-        out[:] = -1
-        return out
-    if op == 0:
-        for t in range(a.size):
-            x = a[t]
-            out[t] = -1 if np.isnan(x) else (1 if x > y else 0)
-    elif op == 1:
-        for t in range(a.size):
-            x = a[t]
-            out[t] = -1 if np.isnan(x) else (1 if x < y else 0)
-    elif op == 2:
-        for t in range(a.size):
-            x = a[t]
-            out[t] = -1 if np.isnan(x) else (1 if x >= y else 0)
-    else:
-        for t in range(a.size):
-            x = a[t]
-            out[t] = -1 if np.isnan(x) else (1 if x <= y else 0)
-    return out
-
-
-@numba.njit(**_JIT)
-def _where_aa(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty(a.size)
-    for t in range(a.size):
+def _where_into(cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    for t in range(out.size):
         out[t] = a[t] if cond[t] == 1 else b[t]
-    return out
-
-
-@numba.njit(**_JIT)
-def _where_as(cond: np.ndarray, a: np.ndarray, y: float) -> np.ndarray:
-    out = np.empty(a.size)
-    for t in range(a.size):
-        out[t] = a[t] if cond[t] == 1 else y
-    return out
-
-
-@numba.njit(**_JIT)
-def _where_sa(cond: np.ndarray, x: float, b: np.ndarray) -> np.ndarray:
-    out = np.empty(b.size)
-    for t in range(b.size):
-        out[t] = x if cond[t] == 1 else b[t]
-    return out
 
 
 # Kleene logic on TRUE=1 / FALSE=0 / NULL=-1: AND is FALSE if either side is FALSE, else the
@@ -150,39 +108,18 @@ def _where_sa(cond: np.ndarray, x: float, b: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def _and2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty(a.size, dtype=np.int8)
-    for t in range(a.size):
-        x = a[t]
-        y = b[t]
-        out[t] = 0 if (x == 0) | (y == 0) else min(x, y)
-    return out
-
-
-@numba.njit(**_JIT)
-def _or2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty(a.size, dtype=np.int8)
-    for t in range(a.size):
-        x = a[t]
-        y = b[t]
-        out[t] = 1 if (x == 1) | (y == 1) else min(x, y)
-    return out
-
-
-@numba.njit(**_JIT)
-def _and_into(acc: np.ndarray, b: np.ndarray) -> None:
-    for t in range(acc.size):
-        x = acc[t]
-        y = b[t]
-        acc[t] = 0 if (x == 0) | (y == 0) else min(x, y)
-
-
-@numba.njit(**_JIT)
-def _or_into(acc: np.ndarray, b: np.ndarray) -> None:
-    for t in range(acc.size):
-        x = acc[t]
-        y = b[t]
-        acc[t] = 1 if (x == 1) | (y == 1) else min(x, y)
+def _logic_into(a: np.ndarray, b: np.ndarray, either: bool, out: np.ndarray) -> None:
+    """a AND b (OR when `either`); out may be a."""
+    if either:
+        for t in range(out.size):
+            x = a[t]
+            y = b[t]
+            out[t] = 1 if (x == 1) | (y == 1) else min(x, y)
+    else:
+        for t in range(out.size):
+            x = a[t]
+            y = b[t]
+            out[t] = 0 if (x == 0) | (y == 0) else min(x, y)
 
 
 # element-wise arithmetic with the finiteness rule fused in (a non-finite result is missing): one
@@ -192,69 +129,23 @@ _ADD, _SUB, _MUL, _DIV = 0, 1, 2, 3
 
 
 @numba.njit(**_JIT)
-def _arith_aa(a: np.ndarray, b: np.ndarray, op: int) -> np.ndarray:
-    out = np.empty(a.size)
+def _arith_into(a: np.ndarray, b: np.ndarray, op: int, out: np.ndarray) -> None:
     if op == 0:
-        for t in range(a.size):
+        for t in range(out.size):
             v = a[t] + b[t]
             out[t] = np.nan if np.isinf(v) else v
     elif op == 1:
-        for t in range(a.size):
+        for t in range(out.size):
             v = a[t] - b[t]
             out[t] = np.nan if np.isinf(v) else v
     elif op == 2:
-        for t in range(a.size):
+        for t in range(out.size):
             v = a[t] * b[t]
             out[t] = np.nan if np.isinf(v) else v
     else:
-        for t in range(a.size):
+        for t in range(out.size):
             v = a[t] / b[t]
             out[t] = np.nan if np.isinf(v) else v
-    return out
-
-
-@numba.njit(**_JIT)
-def _arith_as(a: np.ndarray, y: float, op: int) -> np.ndarray:
-    out = np.empty(a.size)
-    if op == 0:
-        for t in range(a.size):
-            v = a[t] + y
-            out[t] = np.nan if np.isinf(v) else v
-    elif op == 1:
-        for t in range(a.size):
-            v = a[t] - y
-            out[t] = np.nan if np.isinf(v) else v
-    elif op == 2:
-        for t in range(a.size):
-            v = a[t] * y
-            out[t] = np.nan if np.isinf(v) else v
-    else:
-        for t in range(a.size):
-            v = a[t] / y
-            out[t] = np.nan if np.isinf(v) else v
-    return out
-
-
-@numba.njit(**_JIT)
-def _arith_sa(x: float, b: np.ndarray, op: int) -> np.ndarray:
-    out = np.empty(b.size)
-    if op == 0:
-        for t in range(b.size):
-            v = x + b[t]
-            out[t] = np.nan if np.isinf(v) else v
-    elif op == 1:
-        for t in range(b.size):
-            v = x - b[t]
-            out[t] = np.nan if np.isinf(v) else v
-    elif op == 2:
-        for t in range(b.size):
-            v = x * b[t]
-            out[t] = np.nan if np.isinf(v) else v
-    else:
-        for t in range(b.size):
-            v = x / b[t]
-            out[t] = np.nan if np.isinf(v) else v
-    return out
 
 
 @numba.njit(**_JIT)
@@ -285,16 +176,16 @@ def _finite_inplace(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def _valid_from_aa(x: np.ndarray, anchor: np.ndarray, offset: int) -> np.ndarray:
+def _valid_from_into(x: np.ndarray, anchor: np.ndarray, offset: int, out: np.ndarray) -> None:
     """x from `offset` days after anchor's first present value on, missing before (and
     everywhere when anchor has no present value)."""
-    out = np.full(x.size, np.nan)
+    start = out.size
     for t in range(anchor.size):
         if not np.isnan(anchor[t]):
-            for u in range(max(t + offset, 0), x.size):
-                out[u] = x[u]
+            start = min(max(t + offset, 0), out.size)
             break
-    return out
+    out[:start] = np.nan
+    out[start:] = x[start:]
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -385,13 +276,11 @@ def _date_between(p: tuple, ctx: _Ctx) -> np.ndarray:
 def _arith(op: int, fn: Callable[[float, float], float]) -> Callable[..., Value]:
     def run(a: list[Value], p: tuple, ctx: _Ctx) -> Value:
         x, y = a
-        if isinstance(x, np.ndarray):
-            if isinstance(y, np.ndarray):
-                return _arith_aa(x, y, op)
-            return _arith_as(x, float(y), op)
-        if isinstance(y, np.ndarray):
-            return _arith_sa(float(x), y, op)
-        return _finite(fn(np.float64(x), np.float64(y)))  # constants: IEEE, no exception
+        if not isinstance(x, np.ndarray) and not isinstance(y, np.ndarray):
+            return _finite(fn(np.float64(x), np.float64(y)))  # constants: IEEE, no exception
+        out = np.empty(ctx.n)
+        _arith_into(_full(x, ctx.n), _full(y, ctx.n), op, out)
+        return out
 
     return run
 
@@ -437,13 +326,9 @@ def _sign(x: Value) -> Value:
 
 def _where(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
     cond, x, y = a
-    if isinstance(x, np.ndarray):
-        if isinstance(y, np.ndarray):
-            return _where_aa(cond, x, y)
-        return _where_as(cond, x, float(y))
-    if isinstance(y, np.ndarray):
-        return _where_sa(cond, float(x), y)
-    return np.where(cond == 1, float(x), float(y))
+    out = np.empty(ctx.n)
+    _where_into(cond, _full(x, ctx.n), _full(y, ctx.n), out)
+    return out
 
 
 def _fill_null(a: list[Value], p: tuple, ctx: _Ctx) -> Value:
@@ -457,7 +342,9 @@ def _fill_null(a: list[Value], p: tuple, ctx: _Ctx) -> Value:
 
 def _valid_from(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
     x, anchor = a
-    return _valid_from_aa(_full(x, ctx.n), _full(anchor, ctx.n), int(p[0]))
+    out = np.empty(ctx.n)
+    _valid_from_into(_full(x, ctx.n), _full(anchor, ctx.n), int(p[0]), out)
+    return out
 
 
 def _shift(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
@@ -499,34 +386,26 @@ def _ewm_var(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
 
 
 def _comparison(op: int) -> Callable[..., np.ndarray]:
-    flipped = _FLIP[op]
-
     def run(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-        x, y = a
-        if isinstance(y, np.ndarray):
-            if isinstance(x, np.ndarray):
-                return _compare(x, y, op)
-            return _compare_scalar(y, float(x), flipped)
-        return _compare_scalar(_full(x, ctx.n), float(y), op)
+        out = np.empty(ctx.n, dtype=np.int8)
+        _compare_into(_full(a[0], ctx.n), _full(a[1], ctx.n), op, out)
+        return out
 
     return run
 
 
 def _and(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    if len(a) < 2:
-        return a[0].copy() if a else np.ones(ctx.n, dtype=np.int8)
-    acc = _and2(a[0], a[1])
-    for other in a[2:]:
-        _and_into(acc, other)
-    return acc
+    return _logic(a, False, ctx) if a else np.ones(ctx.n, dtype=np.int8)
 
 
 def _or(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    if len(a) < 2:
-        return a[0].copy() if a else np.zeros(ctx.n, dtype=np.int8)
-    acc = _or2(a[0], a[1])
-    for other in a[2:]:
-        _or_into(acc, other)
+    return _logic(a, True, ctx) if a else np.zeros(ctx.n, dtype=np.int8)
+
+
+def _logic(a: list[Value], either: bool, ctx: _Ctx) -> np.ndarray:
+    acc = a[0].copy()
+    for other in a[1:]:
+        _logic_into(acc, other, either, acc)
     return acc
 
 
@@ -661,74 +540,31 @@ def _ewm_rows(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray,
 @parallel_kernel(**_JIT)
 def _arith_rows(f: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        x, y, o = f[a[i]], f[b[i]], f[out[i]]
-        if op == 0:
-            for t in range(o.size):
-                v = x[t] + y[t]
-                o[t] = np.nan if np.isinf(v) else v
-        elif op == 1:
-            for t in range(o.size):
-                v = x[t] - y[t]
-                o[t] = np.nan if np.isinf(v) else v
-        elif op == 2:
-            for t in range(o.size):
-                v = x[t] * y[t]
-                o[t] = np.nan if np.isinf(v) else v
-        else:
-            for t in range(o.size):
-                v = x[t] / y[t]
-                o[t] = np.nan if np.isinf(v) else v
+        _arith_into(f[a[i]], f[b[i]], op, f[out[i]])
 
 
 @parallel_kernel(**_JIT)
 def _compare_rows(f: np.ndarray, c: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        x, y, o = f[a[i]], f[b[i]], c[out[i]]
-        if op == 0:
-            for t in range(o.size):
-                o[t] = np.int8(x[t] > y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
-        elif op == 1:
-            for t in range(o.size):
-                o[t] = np.int8(x[t] < y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
-        elif op == 2:
-            for t in range(o.size):
-                o[t] = np.int8(x[t] >= y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
-        else:
-            for t in range(o.size):
-                o[t] = np.int8(x[t] <= y[t]) - np.int8(np.isnan(x[t]) | np.isnan(y[t]))
+        _compare_into(f[a[i]], f[b[i]], op, c[out[i]])
 
 
 @parallel_kernel(**_JIT)
 def _logic_rows(c: np.ndarray, either: bool, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        x, y, o = c[a[i]], c[b[i]], c[out[i]]
-        if either:
-            for t in range(o.size):
-                o[t] = 1 if (x[t] == 1) | (y[t] == 1) else min(x[t], y[t])
-        else:
-            for t in range(o.size):
-                o[t] = 0 if (x[t] == 0) | (y[t] == 0) else min(x[t], y[t])
+        _logic_into(c[a[i]], c[b[i]], either, c[out[i]])
 
 
 @parallel_kernel(**_JIT)
 def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        k, x, y, o = c[cond[i]], f[a[i]], f[b[i]], f[out[i]]
-        for t in range(o.size):
-            o[t] = x[t] if k[t] == 1 else y[t]
+        _where_into(c[cond[i]], f[a[i]], f[b[i]], f[out[i]])
 
 
 @parallel_kernel(**_JIT)
 def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        v, a, o = f[x[i]], f[anchor[i]], f[out[i]]
-        start = o.size
-        for t in range(a.size):
-            if not np.isnan(a[t]):
-                start = min(max(t + offset[i], 0), o.size)
-                break
-        o[:start] = np.nan
-        o[start:] = v[start:]
+        _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
 
 
 @parallel_kernel(**_JIT)
