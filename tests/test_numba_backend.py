@@ -5,9 +5,6 @@ boundary encoding, the new window kernels against plain loops, and memory releas
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
-import threading
 import weakref
 from functools import cache
 

@@ -522,9 +522,7 @@ def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -
 @functools.cache
 def _window_rows_of(op: str) -> ParallelKernel:
     """`_window_rows` built for one window kernel, the kernel a constant of the build: a process
-    compiles (or loads from the on-disk cache) only the kinds it meets, each on its own. One build
-    dispatching on a code compiled all thirteen kernels into it, three times (parallel, serial,
-    dispatcher): 35 s more on a first run with an empty cache."""
+    compiles (or loads from the on-disk cache) only the kinds it meets (`docs/decisions.md`)."""
     kernel = _WINDOWS[op]
     build = types.FunctionType(_window_rows.__code__, {**globals(), "_WINDOW_KERNEL": kernel}, _window_rows.__name__)
     build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
@@ -690,6 +688,8 @@ class _Plan:
                     ins_of.append(ins)
                     last.append(0)
                     op = node.op
+                    if op not in ops:
+                        raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
                     d = 0  # stays 0 for a leaf and an op of constants only
                     for j in ins:
                         if j not in scalar and depth[j] >= d:
@@ -698,10 +698,8 @@ class _Plan:
                     if not d:
                         if op == "price":  # copied into its row below: no copy of its own
                             value = _price_row(node.params, ctx)
-                        elif op in ops:
-                            value = ops[op]([scalar[j] for j in ins], node.params, ctx)
                         else:
-                            raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+                            value = ops[op]([scalar[j] for j in ins], node.params, ctx)
                         if isinstance(value, np.ndarray):
                             ready[k] = value
                         else:
@@ -714,13 +712,7 @@ class _Plan:
                                 ready[j] = scalar[j]  # a constant read by an array: a row of it
                     if d == len(levels):
                         levels.append({})
-                    level = levels[d]
-                    if op in level:
-                        level[op].append(k)
-                    elif op in ops:
-                        level[op] = [k]
-                    else:
-                        raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
+                    levels[d].setdefault(op, []).append(k)
         self.order = order
         wanted = [position[id(node)] for node in outputs]
         for k in wanted:
@@ -821,10 +813,10 @@ class NumbaBackend:
             for runner, inputs, params, out in plan.steps:
                 if runner is not None:
                     runner(floats, flags, inputs, params, out, threaded)
-                else:
-                    node = order[inputs]
-                    args = [arenas[condition[j]][row[j]] for j in ins[inputs]]
-                    arenas[condition[inputs]][row[inputs]] = _OPS[node.op](args, node.params, ctx)
+                else:  # a lone node: `inputs` is its position
+                    k = inputs
+                    args = [arenas[condition[j]][row[j]] for j in ins[k]]
+                    arenas[condition[k]][row[k]] = _OPS[order[k].op](args, order[k].params, ctx)
         wanted = plan.wanted
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
         if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
