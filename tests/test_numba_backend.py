@@ -637,6 +637,34 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
         assert_same(got[c], want[c], repr(c))
 
 
+def test_element_wise_nodes_write_over_an_input_only_they_read() -> None:
+    """sub over its only-read left side, div and valid_from down the chain, and over a condition;
+    an input read twice, or an output, keeps its row; every value equals the Polars backend."""
+    market = synthetic_slice()
+    b = Builder()
+    close = b.price("SPY")
+    m5, m7, m9 = (b.node("rolling_mean", (n,), (close,)) for n in (5, 7, 9))
+    diff = b.node("sub", (), (m5, m7))
+    scaled = b.node("div", (), (diff, m7))
+    valid = b.node("valid_from", (12,), (scaled, close))
+    above = b.node("gt", (), (m9, m7))
+    chosen = b.node("where", (), (above, m9, m7))
+    inside = b.node("and", (), (b.node("gt", (), (close, m9)), b.node("lt", (), (close, m7))))
+    outputs = [valid, chosen, inside, m7]
+    plan = numba_cpu._Plan(outputs, numba_cpu._Ctx(market, {}))
+    row = {node: plan.row[k] for k, node in enumerate(plan.order)}
+    arena = {node: plan.condition[k] for k, node in enumerate(plan.order)}
+    assert row[diff] == row[m5] and row[scaled] == row[m5] and row[valid] == row[m5]
+    assert row[inside] == row[inside.inputs[0]] and arena[inside] == arena[inside.inputs[0]] == 1
+    for node in (m7, m9):  # read twice: copied into a row of their own
+        assert row[chosen] != row[node] or arena[chosen] != arena[node]
+    got = NumbaBackend().evaluate(outputs, market, {})
+    want = PolarsBackend().evaluate(outputs, market, {})
+    for node in outputs:
+        assert_same(got[node], want[node], repr(node))
+    assert np.isnan(got[valid][:12]).all() and not np.isnan(got[valid][12:]).all()
+
+
 def test_groups_run_in_threads_give_the_serial_bits(monkeypatch) -> None:
     """The nodes of one primitive at one depth are one kernel call whose members run in Numba's
     threads (in a graph of `_THREADED_NODES` nodes or more): the values are the serial run's to

@@ -38,7 +38,9 @@ forms a cycle).
 
 Memory: a node's row is handed to a node of a later depth once the depth of its last reader has
 been computed, so the arenas hold the outputs and about two depths' arrays, not one array per
-node. `live_peak` reports the most rows held at once during the last `evaluate` (outputs
+node. An element-wise node that is the only reader of an input writes its output over that
+input's row (`_IN_PLACE`): `valid_from`, which wraps every indicator, then only blanks the first
+days instead of copying the series. `live_peak` reports the most rows held at once during the last `evaluate` (outputs
 included), `freed` how many were handed on, `nodes` how many nodes the graph has and `calls` how
 many kernel calls computed them.
 """
@@ -179,13 +181,21 @@ def _finite_inplace(x: np.ndarray) -> np.ndarray:
 def _valid_from_into(x: np.ndarray, anchor: np.ndarray, offset: int, out: np.ndarray) -> None:
     """x from `offset` days after anchor's first present value on, missing before (and
     everywhere when anchor has no present value)."""
+    start = _missing_before(anchor, offset, out)
+    out[start:] = x[start:]
+
+
+@numba.njit(**_JIT)
+def _missing_before(anchor: np.ndarray, offset: int, out: np.ndarray) -> int:
+    """Makes `out` missing before `offset` days after anchor's first present value (everywhere
+    when anchor has none); returns that day: `valid_from` done in place over x's own row."""
     start = out.size
     for t in range(anchor.size):
         if not np.isnan(anchor[t]):
             start = min(max(t + offset, 0), out.size)
             break
     out[:start] = np.nan
-    out[start:] = x[start:]
+    return start
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -562,7 +572,10 @@ def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b
 @parallel_kernel(**_JIT)
 def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
+        if x[i] == out[i]:  # x's row, handed to its only reader (`_Plan`)
+            _missing_before(f[anchor[i]], offset[i], f[out[i]])
+        else:
+            _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
 
 
 @parallel_kernel(**_JIT)
@@ -652,115 +665,190 @@ _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runn
 }
 
 
+# The primitives by number, for the plan's arrays: the condition arena's flag and the inputs an
+# element-wise row kernel may write its output over (its loops read day t of every input before
+# they write day t).
+_CODES: tuple[str, ...] = tuple(PRIMITIVES)
+_CODE = {op: c for c, op in enumerate(_CODES)}
+_IS_CONDITION = np.array([PRIMITIVES[op][0] == "b" for op in _CODES], dtype=np.bool_)
+_IN_PLACE = np.zeros((len(_CODES), 3), dtype=np.bool_)
+for _op, _slots in (*((op, (0, 1)) for op in ("add", "sub", "mul", "div", "ratio", "and", "or")),
+                    ("where", (1, 2)), ("valid_from", (0,))):
+    _IN_PLACE[_CODE[_op], list(_slots)] = True
+
+
+@numba.njit(cache=True)
+def _place(
+    start: np.ndarray, flat: np.ndarray, code: np.ndarray, computed: np.ndarray, scalar: np.ndarray,
+    kept: np.ndarray, condition: np.ndarray, in_place: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int, int]:
+    """Rows and depths for a graph given as arrays in topological order (node k reads
+    flat[start[k]:start[k+1]]; `computed`: its value is known while planning, a constant when
+    `scalar`): (row (−1: none), depth, the nodes computed by kernels sorted by (depth, primitive),
+    float rows, condition rows, most rows live at once, rows handed on). An element-wise node
+    that is the only reader of an input (`in_place`, same arena, not kept) takes that input's row."""
+    n = code.size
+    depth = np.zeros(n, np.int64)
+    last = np.zeros(n, np.int64)  # depth of the last reader
+    reads = np.zeros(n, np.int64)
+    has_row = kept.copy()
+    for k in range(n):
+        if computed[k]:
+            has_row[k] |= not scalar[k]
+            continue
+        d = 0
+        for p in range(start[k], start[k + 1]):
+            j = flat[p]
+            if not scalar[j] and depth[j] >= d:
+                d = depth[j] + 1
+        depth[k] = d
+        has_row[k] = True
+        for p in range(start[k], start[k + 1]):
+            j = flat[p]
+            reads[j] += 1
+            has_row[j] = True  # a constant read by an array: a row of it
+            if last[j] < d:
+                last[j] = d
+    takes = np.full(n, -1, np.int64)
+    taken = np.zeros(n, np.bool_)
+    for k in range(n):
+        if computed[k]:
+            continue
+        for i in range(min(start[k + 1] - start[k], 3)):
+            x = flat[start[k] + i]
+            if in_place[code[k], i] and reads[x] == 1 and not kept[x] and condition[x] == condition[k]:
+                takes[k] = x
+                taken[x] = True
+                break
+    # the nodes with a row by depth (and primitive), and the rows handed on after each depth
+    levels = depth.max() + 1
+    codes = in_place.shape[0]
+    members = np.flatnonzero(has_row)
+    members = members[np.argsort(depth[members] * codes + code[members], kind="mergesort")]
+    dies_at = np.maximum(last, depth)
+    dying = np.flatnonzero(has_row & ~kept & ~taken)
+    dying = dying[np.argsort(dies_at[dying], kind="mergesort")]
+    row = np.full(n, -1, np.int64)
+    free = np.empty((2, n), np.int64)
+    top = np.zeros(2, np.int64)
+    size = np.zeros(2, np.int64)
+    live = peak = 0
+    freed = taken.sum()
+    m = q = 0
+    for d in range(levels):
+        while m < members.size and depth[members[m]] == d:
+            k = members[m]
+            m += 1
+            if takes[k] >= 0:
+                row[k] = row[takes[k]]
+                continue
+            a = 1 if condition[k] else 0
+            if top[a]:
+                top[a] -= 1
+                row[k] = free[a, top[a]]
+            else:
+                row[k] = size[a]
+                size[a] += 1
+            live += 1
+        peak = max(peak, live)
+        while q < dying.size and dies_at[dying[q]] == d:
+            k = dying[q]
+            q += 1
+            a = 1 if condition[k] else 0
+            free[a, top[a]] = row[k]
+            top[a] += 1
+            live -= 1
+            freed += 1
+    computed_members = members[~computed[members]]
+    return row, depth, computed_members, size[0], size[1], peak, freed
+
+
 class _Plan:
     """Where every node of a graph is computed: scalars (constants and element-wise ops of
     constants, computed while planning), and arena rows for the arrays, with the nodes grouped
     by depth (1 + the deepest array input's) and primitive. A row is handed to a later node once
     the depth of its node's last reader has been computed, so the arenas hold about the arrays
-    of two depths and the outputs, not one array per node."""
+    of two depths and the outputs, not one array per node. The walk over the graph's objects is
+    Python (~1 µs a node); the placing is `_place`."""
 
     def __init__(self, outputs: list[Node], ctx: _Ctx) -> None:
         order: list[Node] = []  # inputs before readers
-        position: dict[int, int] = {}  # id(node) -> its place in `order`
-        scalar: dict[int, Value] = {}  # position -> a constant's value
-        ready: dict[int, Value] = {}  # position -> what its row starts as (depth-0 arrays, constants)
-        ins_of: list[list[int]] = []
-        depth: list[int] = []
-        last: list[int] = []  # depth of each node's last reader
-        levels: list[dict[str, list[int]]] = [{}]  # depth -> primitive -> positions
-        ops = _OPS
+        position: dict[Node, int] = {}  # node -> its place in `order` (nodes hash by identity)
+        start = [0]
+        flat: list[int] = []
+        code: list[int] = []
+        scalar: list[bool] = []
+        values: dict[int, Value] = {}  # position -> value known while planning
+        ops, codes, find = _OPS, _CODE, position.__getitem__
         for root in outputs:  # a depth-first walk (iterative: deep graphs are fine), each node
-            if id(root) in position:  # placed once its inputs are
+            if root in position:  # placed once its inputs are
                 continue
             stack = [(root, iter(root.inputs))]
             while stack:
                 node, pending = stack[-1]
                 for child in pending:
-                    if id(child) not in position:
+                    if child not in position:
                         stack.append((child, iter(child.inputs)))
                         break
                 else:
                     stack.pop()
-                    k = len(order)
+                    k = position[node] = len(order)
                     order.append(node)
-                    position[id(node)] = k
-                    ins = [position[id(i)] for i in node.inputs]
-                    ins_of.append(ins)
-                    last.append(0)
+                    ins = list(map(find, node.inputs))
+                    flat += ins
+                    start.append(len(flat))
                     op = node.op
-                    if op not in ops:
+                    c = codes.get(op)
+                    if c is None or op not in ops:
                         raise NotImplementedError(f"numba backend: no kernel for primitive {op!r}")
-                    d = 0  # stays 0 for a leaf and an op of constants only
+                    code.append(c)
                     for j in ins:
-                        if j not in scalar and depth[j] >= d:
-                            d = depth[j] + 1
-                    depth.append(d)
-                    if not d:
-                        if op == "price":  # copied into its row below: no copy of its own
+                        if not scalar[j]:
+                            scalar.append(False)
+                            break
+                    else:  # a leaf, or an op of constants only: computed now
+                        if op == "price":  # copied into its row: no copy of its own
                             value = _price_row(node.params, ctx)
                         else:
-                            value = ops[op]([scalar[j] for j in ins], node.params, ctx)
-                        if isinstance(value, np.ndarray):
-                            ready[k] = value
-                        else:
-                            scalar[k] = value
-                        continue
-                    for j in ins:
-                        if last[j] < d:  # readers come in topological order, not by depth
-                            last[j] = d
-                            if j in scalar:
-                                ready[j] = scalar[j]  # a constant read by an array: a row of it
-                    if d == len(levels):
-                        levels.append({})
-                    levels[d].setdefault(op, []).append(k)
-        self.order = order
-        wanted = [position[id(node)] for node in outputs]
-        for k in wanted:
-            if k in scalar:
-                ready[k] = scalar[k]
-        self.wanted, self.ready, self.ins = wanted, ready, ins_of
-        # rows: depth by depth, a node takes a free row of its arena; after its depth, the rows
-        # of the nodes read for the last time there are free again
-        condition = [PRIMITIVES[node.op][0] == "b" for node in order]
-        kept = set(wanted)
-        dies: list[list[int]] = [[] for _ in levels]
-        for k in range(len(order)):
-            if (depth[k] or k in ready) and k not in kept:
-                dies[max(last[k], depth[k])].append(k)
-        row: dict[int, int] = {}
-        free: tuple[list[int], list[int]] = ([], [])  # float rows, condition rows
-        size = [0, 0]
-        live = peak = freed = 0
-        for d, level in enumerate(levels):
-            members = list(ready) if d == 0 else [k for ks in level.values() for k in ks]
-            for k in members:
-                pool = free[condition[k]]
-                if pool:
-                    row[k] = pool.pop()
-                else:
-                    row[k] = size[condition[k]]
-                    size[condition[k]] += 1
-            live += len(members)
-            peak = max(peak, live)
-            for k in dies[d]:
-                free[condition[k]].append(row[k])
-            live -= len(dies[d])
-            freed += len(dies[d])
-        self.row, self.condition, self.size = row, condition, size
-        self.live_peak, self.freed = peak, freed
+                            value = ops[op]([values[j] for j in ins], node.params, ctx)
+                        values[k] = value
+                        scalar.append(not isinstance(value, np.ndarray))
+        n = len(order)
+        wanted = list(map(find, outputs))
+        computed = np.zeros(n, dtype=np.bool_)
+        computed[list(values)] = True
+        kept = np.zeros(n, dtype=np.bool_)
+        kept[wanted] = True
+        code_of = np.array(code, dtype=np.int64)
+        condition = _IS_CONDITION[code_of]
+        start_of, flat_of = _rows(start), _rows(flat)
+        row, depth, members, floats, flags, peak, freed = _place(
+            start_of, flat_of, code_of, computed, np.array(scalar, dtype=np.bool_), kept, condition, _IN_PLACE)
+        self.order, self.wanted = order, wanted
+        self.row, self.condition = row.tolist(), condition.tolist()  # (−1: no row), per position
+        self.size = (int(floats), int(flags))
+        self.live_peak, self.freed = int(peak), int(freed)
+        # what each row starts as: the values known while planning that have a row
+        self.ready = {k: value for k, value in values.items() if row[k] >= 0}
         # the work, depth by depth: (runner, input rows, parameters, output rows) per group of a
-        # batched primitive, (None, position) per node of another
+        # batched primitive, (None, position, input positions, None) per node of another
         self.steps: list[tuple[Runner | None, Any, Any, Any]] = []
-        for level in levels[1:]:
-            for op, members in level.items():
-                width = len(ins_of[members[0]])
-                runner = _BATCHED.get((op, width))
-                if runner is not None and all(len(ins_of[k]) == width for k in members):
-                    inputs = [_rows([row[ins_of[k][i]] for k in members]) for i in range(width)]
-                    params = [order[k].params for k in members]
-                    self.steps.append((runner, inputs, params, _rows([row[k] for k in members])))
-                else:
-                    self.steps.extend((None, k, None, None) for k in members)
+        if not members.size:
+            return
+        key = depth[members] * len(_CODES) + code_of[members]
+        bounds = [0, *(np.flatnonzero(key[1:] != key[:-1]) + 1).tolist(), members.size]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            group = members[lo:hi]
+            first = start_of[group]
+            widths = start_of[group + 1] - first
+            width = int(widths[0])
+            runner = _BATCHED.get((_CODES[code_of[group[0]]], width))
+            if runner is not None and (widths == width).all():
+                inputs = [row[flat_of[first + i]] for i in range(width)]
+                params = [order[k].params for k in group.tolist()]
+                self.steps.append((runner, inputs, params, row[group]))
+            else:
+                self.steps.extend((None, k, flat[start[k]:start[k + 1]], None) for k in group.tolist())
 
 
 class NumbaBackend:
@@ -804,7 +892,7 @@ class NumbaBackend:
         ctx = _Ctx(market, branches)
         with np.errstate(all="ignore"):
             plan = _Plan(outputs, ctx)
-            order, row, ins, condition = plan.order, plan.row, plan.ins, plan.condition
+            order, row, condition = plan.order, plan.row, plan.condition
             arenas = (np.empty((plan.size[0], ctx.n)), np.empty((plan.size[1], ctx.n), dtype=np.int8))
             floats, flags = arenas
             for k, value in plan.ready.items():
@@ -813,9 +901,9 @@ class NumbaBackend:
             for runner, inputs, params, out in plan.steps:
                 if runner is not None:
                     runner(floats, flags, inputs, params, out, threaded)
-                else:  # a lone node: `inputs` is its position
+                else:  # a lone node: `inputs` is its position, `params` its inputs' positions
                     k = inputs
-                    args = [arenas[condition[j]][row[j]] for j in ins[k]]
+                    args = [arenas[condition[j]][row[j]] for j in params]
                     arenas[condition[k]][row[k]] = _OPS[order[k].op](args, order[k].params, ctx)
         wanted = plan.wanted
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
