@@ -677,7 +677,7 @@ for _op, _slots in (*((op, (0, 1)) for op in ("add", "sub", "mul", "div", "ratio
     _IN_PLACE[_CODE[_op], list(_slots)] = True
 
 
-@numba.njit(cache=True)
+@numba.njit(**_JIT)
 def _place(
     start: np.ndarray, flat: np.ndarray, code: np.ndarray, computed: np.ndarray, scalar: np.ndarray,
     kept: np.ndarray, condition: np.ndarray, in_place: np.ndarray,

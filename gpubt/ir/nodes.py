@@ -120,22 +120,29 @@ class Builder:
         self.requests = 0
 
     def node(self, op: str, params: Iterable[Any] = (), inputs: Iterable[Node] = ()) -> Node:
+        # looked up first, checked only when new: a compile asks for tens of thousands of nodes,
+        # most of them already made (the key's nodes hash and compare by identity)
+        if type(params) is not tuple:
+            params = tuple(params)
+        if type(inputs) is not tuple:
+            inputs = tuple(inputs)
+        self.requests += 1
+        found = self._table.get((op, params, inputs))
+        if found is not None:
+            return found
         spec = PRIMITIVES.get(op)
         if spec is None:
             raise ValueError(f"unknown primitive {op!r}")
-        params = tuple(params)
+        if spec[1] is not None and len(inputs) != spec[1]:
+            raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
         for p in params:
             if p != p:  # only NaN differs from itself: one NaN object, so equal keys stay equal
                 params = tuple(_NAN if q != q else q for q in params)
+                found = self._table.get((op, params, inputs))
+                if found is not None:
+                    return found
                 break
-        inputs = tuple(inputs)
-        if spec[1] is not None and len(inputs) != spec[1]:
-            raise ValueError(f"{op} takes {spec[1]} inputs, got {len(inputs)}")
-        key = (op, params, *map(id, inputs))
-        self.requests += 1
-        found = self._table.get(key)
-        if found is None:
-            found = self._table[key] = Node(op, params, inputs)
+        found = self._table[(op, params, inputs)] = Node(op, params, inputs)
         return found
 
     def __len__(self) -> int:
@@ -168,19 +175,19 @@ class Builder:
 def topological(outputs: Iterable[Node]) -> list[Node]:
     """Every node the outputs depend on, inputs before users (iterative: deep graphs are fine)."""
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()  # nodes hash by identity
     for root in outputs:
         stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
-        if id(root) in seen:
+        if root in seen:
             continue
-        seen.add(id(root))
+        seen.add(root)
         while stack:
             node, it = stack[-1]
             child = next(it, None)
             if child is None:
                 stack.pop()
                 order.append(node)
-            elif id(child) not in seen:
-                seen.add(id(child))
+            elif child not in seen:
+                seen.add(child)
                 stack.append((child, iter(child.inputs)))
     return order
