@@ -23,7 +23,7 @@ from gpubt.backends.polars_cpu import PolarsBackend
 from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
 from gpubt.errors import GpubtError
-from gpubt.indicators import EXPANSIONS, branch_source, expand, expand_formula, ticker_source
+from gpubt.indicators import EXPANSIONS, _expand, branch_source, expand, expand_formula, ticker_source
 from gpubt.ir.lines import lines_node
 from gpubt.ir.nodes import PRIMITIVES, Builder, Node, topological
 from gpubt.reference.formula_eval import evaluate_formula
@@ -202,6 +202,30 @@ def test_expanding_twice_gives_the_same_node() -> None:
     again = expand(b, "Relative Strength Index", ticker_source(b, "SPY"), 14)
     assert again is first_rsi
     assert len(b) == size
+
+
+def _structure(b: Builder) -> list[tuple]:
+    """A builder's nodes in the order made, inputs as positions."""
+    made = b.nodes()
+    position = {node: k for k, node in enumerate(made)}
+    return [(n.op, n.params, tuple(position[i] for i in n.inputs)) for n in made]
+
+
+@pytest.mark.parametrize("kind", ["SPY", "SPY/TLT", "branch"])
+def test_a_replayed_expansion_makes_what_the_operator_layer_makes(kind: str) -> None:
+    """`expand` replays a recording of each (metric, window): into a builder that already holds
+    other indicators of the same source (so some nodes exist, and a branch source's four prices
+    are one node), it makes the same nodes in the same order, returns the same node and counts
+    the same requests as the expansion written with the operator layer."""
+    replayed, direct = Builder(), Builder()
+    mine, theirs = (branch_source(b, "k") if kind == "branch" else ticker_source(b, kind) for b in (replayed, direct))
+    for metric in METRICS:
+        for window in (1, 2, 7, 14, 50):
+            got = expand(replayed, metric.name, mine, window)
+            want = _expand(direct, metric.name, theirs, window)
+            assert replayed.nodes().index(got) == direct.nodes().index(want), (metric.name, window)
+    assert _structure(replayed) == _structure(direct)
+    assert replayed.requests == direct.requests
 
 
 def test_hundred_identical_conditions_hold_one_rsi() -> None:

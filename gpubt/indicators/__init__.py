@@ -12,12 +12,14 @@ Expansions live by family in the modules of this package, each with one `EXPANSI
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gpubt.errors import GpubtError
 from gpubt.indicators import momentum, moving_averages, oscillators, volatility, volume
 from gpubt.indicators._series import NAN, S, exp, log, max2, min2, sqrt
-from gpubt.indicators.source import Source, branch_source, ticker_source
+from gpubt.indicators.source import SOURCE_FIELDS, Source, branch_source, ticker_source
 from gpubt.ir.nodes import Builder, Node
 from gpubt.schema.catalogue import METRICS, resolve_metric
 from gpubt.schema.formula import (
@@ -53,10 +55,48 @@ def expand(b: Builder, metric: str, src: Source, window: int) -> Node:
             f"unknown metric {metric!r}; known metrics: {', '.join(m.name for m in METRICS)}",
             path="metric",
         )
-    p = max(1, int(window))
-    series = EXPANSIONS[info.name](b, src, p)
+    return _recipe(info.name, max(1, int(window))).replay(b, src)
+
+
+def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
+    """`expand` itself, through the operator layer."""
+    series = EXPANSIONS[name](b, src, p)
     close = S(b, src.close)
-    return series.valid_from(close, info.lookback(p)).node
+    return series.valid_from(close, resolve_metric(name).lookback(p)).node  # type: ignore[union-attr]
+
+
+# An expansion depends on (metric, window) and on nothing of its source but the five nodes it is
+# given, which it only passes to the builder. So it is recorded once per process over five stand-in
+# leaves, as the list of node requests it makes, and replayed onto any builder and source: the
+# same requests in the same order, so interning returns the very nodes (and counts the same
+# duplicates) the operator layer would, at a third of its Python (1,000 indicators: ~30 → ~10 ms).
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    steps: tuple[tuple[str, tuple, tuple[int, ...]], ...]  # (op, params, inputs) in creation order
+    result: int  # the position of the expansion's node (0–4: a source series itself)
+    requests: int  # node requests the expansion made, new or answered by an existing node
+
+    def replay(self, b: Builder, src: Source) -> Node:
+        nodes = [src.open, src.high, src.low, src.close, src.volume]
+        node = b.node
+        for op, params, inputs in self.steps:
+            nodes.append(node(op, params, tuple([nodes[i] for i in inputs])))
+        b.requests += self.requests - len(self.steps)
+        return nodes[self.result]
+
+
+@functools.lru_cache(maxsize=4096)
+def _recipe(name: str, p: int) -> _Recipe:
+    b = Builder()
+    leaves = [b.node("price", ("", field)) for field in SOURCE_FIELDS]
+    before = b.requests
+    result = _expand(b, name, Source(*leaves), p)
+    made = b.nodes()
+    position = {node: k for k, node in enumerate(made)}
+    steps = tuple((node.op, node.params, tuple(position[i] for i in node.inputs)) for node in made[len(leaves):])
+    return _Recipe(steps, position[result], b.requests - before)
 
 
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}

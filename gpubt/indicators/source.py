@@ -8,6 +8,7 @@ from gpubt.indicators._series import NAN, S
 from gpubt.ir.nodes import Builder, Node
 
 PRICE_FIELDS = ("open", "high", "low", "close")
+SOURCE_FIELDS = (*PRICE_FIELDS, "volume")  # the order of `Source`'s fields
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,10 @@ class Builder:
     def __len__(self) -> int:
         return len(self._table)
 
+    def nodes(self) -> list[Node]:
+        """Every node made, in the order made (inputs before readers)."""
+        return list(self._table.values())
+
     @property
     def duplicates_removed(self) -> int:
         return self.requests - len(self._table)
