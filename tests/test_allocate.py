@@ -30,7 +30,7 @@ def _tree(weighting: str) -> dict:
     children = [
         _switch("a", ["SPY"], ["TLT"]),
         _switch("b", ["SPY"], ["TLT"], 60.0),
-        _switch("empty", ["QQQ"], [], 45.0),  # inactive on some days: built, weighted per day
+        _switch("empty", ["QQQ"], [], 45.0),  # inactive on some days: its empty side adds nothing
         {"id": "p", "kind": "position", "positions": ["QQQ", "SPY"]},
         _switch("both", ["SPY", "TLT"], ["TLT"], 55.0),  # TLT on both sides
         {"id": "call1", "kind": "call", "callRefId": "shared"},  # one step read twice: kept
@@ -69,8 +69,8 @@ def test_equal_weights_equal_the_general_path_bit_for_bit(market, monkeypatch) -
     monkeypatch.setattr(allocate, "_add_choices", counted)
     fast = _allocation(_tree("equal"), market)
     # runs of if/else leaves, the children built in between flushing them: n1 (inside `nest`,
-    # built while the root lists its children), then the root's a + b, both, c
-    assert runs == [1, 2, 1, 1]
+    # built while the root lists its children), then the root's a + b + empty, both, c
+    assert runs == [1, 3, 1, 1]
     general = _allocation(_tree("defined"), market)  # no windows: weight 1 each, the general code
     np.testing.assert_array_equal(fast, general)
     held = fast.sum(axis=1)

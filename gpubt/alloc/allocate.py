@@ -126,8 +126,9 @@ class Allocator:
         when it is read again."""
         found = self._active.get(id(step))
         if found is None:
-            if isinstance(step, Hold):
-                found = self._always if step.tickers else self._never
+            held = _held(step)
+            if held is not None:
+                found = self._always if held.tickers else self._never
             elif isinstance(step, Choose) and step.truth is not None:
                 then, other = self.active(step.then), self.active(step.other)
                 found = then if then is other else np.where(self.values[step.truth] == TRUE, then, other)
@@ -146,13 +147,7 @@ class Allocator:
 
     def _allocate(self, step: Step) -> Weights:
         if isinstance(step, Hold):
-            out = self._holds.get(step.tickers)
-            if out is None:
-                cols = np.array(sorted(self.column[t] for t in step.tickers), dtype=np.int64)
-                row = np.full(cols.size, 1.0 / len(step.tickers)) if step.tickers else np.zeros(0)
-                out = Weights(cols, np.broadcast_to(row[:, None], (cols.size, self.n_days)))
-                self._holds[step.tickers] = out
-            return out
+            return self._hold(step)
         if isinstance(step, Combine):
             return self.combine(step)
         if isinstance(step, Choose):
@@ -168,6 +163,16 @@ class Allocator:
         if isinstance(step, Latch):
             return self._where(self.latch_state(step), step.then, step.other)
         raise TypeError(f"unknown plan step {type(step).__name__}")
+
+    def _hold(self, step: Hold) -> Weights:
+        """Equal weights on the position's tickers every day, one matrix per ticker set."""
+        out = self._holds.get(step.tickers)
+        if out is None:
+            cols = np.array(sorted(self.column[t] for t in step.tickers), dtype=np.int64)
+            row = np.full(cols.size, 1.0 / len(step.tickers)) if step.tickers else np.zeros(0)
+            out = Weights(cols, np.broadcast_to(row[:, None], (cols.size, self.n_days)))
+            self._holds[step.tickers] = out
+        return out
 
     def _where(self, mask: np.ndarray, then: Step, other: Step) -> Weights:
         a, b = self.weights(then), self.weights(other)
@@ -277,10 +282,14 @@ class Allocator:
             return None
         sides = []
         for side in (step.then, step.other):
-            w = self.weights(side)
-            if (w.w.shape[1] > 1 and w.w.strides[1] != 0) or self.active(side) is not (
-                    self._always if w.cols.size else self._never):
-                return None
+            held = _held(side)
+            if held is not None:  # most leaves: a position, alone in its slot
+                w = self._hold(held)
+            else:
+                w = self.weights(side)
+                if (w.w.shape[1] > 1 and w.w.strides[1] != 0) or self.active(side) is not (
+                        self._always if w.cols.size else self._never):
+                    return None
             sides.append(w)
         return self.values[step.truth], sides[0], sides[1]
 
@@ -385,6 +394,14 @@ class Allocator:
             mean = view.sum(axis=1) / window
             out[window - 1 :] = np.sqrt(((view - mean[:, None]) ** 2).sum(axis=1) / window)
         return out
+
+
+def _held(step: Step) -> Hold | None:
+    """The position of a step that holds one on every day it is active: a Hold, or a slot (not
+    capped) whose one child is a Hold, which gets weight 1."""
+    if isinstance(step, Combine) and len(step.children) == 1 and step.weighting != "capped":
+        step = step.children[0]
+    return step if isinstance(step, Hold) else None
 
 
 def _constant_rows(sides: list[Weights], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
