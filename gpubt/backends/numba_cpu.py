@@ -682,11 +682,13 @@ def _place(
     start: np.ndarray, flat: np.ndarray, code: np.ndarray, computed: np.ndarray, scalar: np.ndarray,
     kept: np.ndarray, condition: np.ndarray, in_place: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int, int]:
-    """Rows and depths for a graph given as arrays in topological order (node k reads
+    """Rows and groups for a graph given as arrays in topological order (node k reads
     flat[start[k]:start[k+1]]; `computed`: its value is known while planning, a constant when
-    `scalar`): (row (−1: none), depth, the nodes computed by kernels sorted by (depth, primitive),
-    float rows, condition rows, most rows live at once, rows handed on). An element-wise node
-    that is the only reader of an input (`in_place`, same arena, not kept) takes that input's row."""
+    `scalar`): (row of each node (−1: none); the nodes computed by kernels, sorted by depth,
+    primitive and number of inputs; where a new group starts among them; their input rows (3 ×
+    nodes) and output rows; float rows, condition rows, most rows live at once, rows handed on).
+    An element-wise node that is the only reader of an input (`in_place`, same arena, not kept)
+    takes that input's row."""
     n = code.size
     depth = np.zeros(n, np.int64)
     last = np.zeros(n, np.int64)  # depth of the last reader
@@ -759,8 +761,21 @@ def _place(
             top[a] += 1
             live -= 1
             freed += 1
-    computed_members = members[~computed[members]]
-    return row, depth, computed_members, size[0], size[1], peak, freed
+    # the groups: the nodes computed by kernels, by depth, primitive and number of inputs; each
+    # member's output row and input rows (up to 3; a group's inputs are contiguous slices)
+    work = members[~computed[members]]
+    widths = start[work + 1] - start[work]
+    wide = widths.max() + 1 if work.size else 1
+    key = (depth[work] * codes + code[work]) * wide + widths
+    order = np.argsort(key, kind="mergesort")
+    work, key = work[order], key[order]
+    bounds = np.flatnonzero(key[1:] != key[:-1]) + 1
+    ins = np.full((3, work.size), -1, np.int64)
+    for m in range(work.size):
+        k = work[m]
+        for i in range(min(start[k + 1] - start[k], 3)):
+            ins[i, m] = row[flat[start[k] + i]]
+    return row, work, bounds, ins, row[work], size[0], size[1], peak, freed
 
 
 class _Plan:
@@ -822,7 +837,7 @@ class _Plan:
         code_of = np.array(code, dtype=np.int64)
         condition = _IS_CONDITION[code_of]
         start_of, flat_of = _rows(start), _rows(flat)
-        row, depth, members, floats, flags, peak, freed = _place(
+        row, work, starts, ins, outs, floats, flags, peak, freed = _place(
             start_of, flat_of, code_of, computed, np.array(scalar, dtype=np.bool_), kept, condition, _IN_PLACE)
         self.order, self.wanted = order, wanted
         self.row, self.condition = row.tolist(), condition.tolist()  # (−1: no row), per position
@@ -833,22 +848,17 @@ class _Plan:
         # the work, depth by depth: (runner, input rows, parameters, output rows) per group of a
         # batched primitive, (None, position, input positions, None) per node of another
         self.steps: list[tuple[Runner | None, Any, Any, Any]] = []
-        if not members.size:
-            return
-        key = depth[members] * len(_CODES) + code_of[members]
-        bounds = [0, *(np.flatnonzero(key[1:] != key[:-1]) + 1).tolist(), members.size]
+        work_list = work.tolist()
+        bounds = [0, *starts.tolist(), len(work_list)] if work_list else [0]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            group = members[lo:hi]
-            first = start_of[group]
-            widths = start_of[group + 1] - first
-            width = int(widths[0])
-            runner = _BATCHED.get((_CODES[code_of[group[0]]], width))
-            if runner is not None and (widths == width).all():
-                inputs = [row[flat_of[first + i]] for i in range(width)]
-                params = [order[k].params for k in group.tolist()]
-                self.steps.append((runner, inputs, params, row[group]))
+            k = work_list[lo]
+            width = start[k + 1] - start[k]
+            runner = _BATCHED.get((order[k].op, width))
+            if runner is not None:
+                params = [order[j].params for j in work_list[lo:hi]]
+                self.steps.append((runner, [ins[i, lo:hi] for i in range(width)], params, outs[lo:hi]))
             else:
-                self.steps.extend((None, k, flat[start[k]:start[k + 1]], None) for k in group.tolist())
+                self.steps.extend((None, j, flat[start[j]:start[j + 1]], None) for j in work_list[lo:hi])
 
 
 class NumbaBackend:
