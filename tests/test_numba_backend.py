@@ -665,6 +665,36 @@ def test_element_wise_nodes_write_over_an_input_only_they_read() -> None:
     assert np.isnan(got[valid][:12]).all() and not np.isnan(got[valid][12:]).all()
 
 
+def test_arena_memory_is_lent_again_only_when_no_array_views_it() -> None:
+    buffers = numba_cpu._Buffers()
+
+    def address(a: np.ndarray) -> int:
+        return a.__array_interface__["data"][0]
+
+    first = buffers.arena(3, 5, np.float64)
+    row = first[1]
+    where = address(first)
+    del first
+    other = buffers.arena(2, 5, np.float64)
+    assert address(other) != where  # `row` still views the first memory
+    del row
+    again = buffers.arena(2, 5, np.float64)  # smaller fits: the same memory, lent again
+    assert address(again) == where and again.shape == (2, 5) and again.flags.writeable
+
+
+def test_values_of_an_earlier_call_survive_a_later_call() -> None:
+    market = synthetic_slice()
+    b = Builder()
+    close = b.price("SPY")
+    means = [b.node("rolling_mean", (n,), (close,)) for n in range(2, 40)]
+    backend = NumbaBackend()
+    before = backend.evaluate(means[:20], market, {})
+    copies = {node: values.copy() for node, values in before.items()}
+    backend.evaluate(means[20:], market, {})
+    for node, values in before.items():
+        np.testing.assert_array_equal(values, copies[node])
+
+
 def test_groups_run_in_threads_give_the_serial_bits(monkeypatch) -> None:
     """The nodes of one primitive at one depth are one kernel call whose members run in Numba's
     threads (in a graph of `_THREADED_NODES` nodes or more): the values are the serial run's to

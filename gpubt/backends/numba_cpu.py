@@ -49,7 +49,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import threading
 import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -861,6 +864,46 @@ class _Plan:
                 self.steps.extend((None, j, flat[start[j]:start[j + 1]], None) for j in work_list[lo:hi])
 
 
+class _Buffers:
+    """Arena memory kept between calls. A fresh arena over 32 MB is mapped anew by the allocator
+    and zeroed by the kernel on first touch: 1,349 rows × 6,783 days (73 MB, 1,000 × 1,000)
+    cost ~9 ms a call that way. A buffer goes back to the pool only when the last array viewing
+    it is gone (the views returned to the caller included): the arena is an array over a
+    `bytearray` whose end a `weakref.finalize` watches, so a buffer is never lent twice."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._keep = keep
+        self._forget()
+        if hasattr(os, "register_at_fork"):  # a child must not inherit a lock held by a thread
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[bytearray] = []
+
+    def arena(self, rows: int, days: int, dtype: type) -> np.ndarray:
+        size = rows * days * np.dtype(dtype).itemsize
+        with self._lock:
+            fits = [b for b in self._free if len(b) >= size]
+            memory = min(fits, key=len) if fits else None
+            if memory is not None:
+                self._free.remove(memory)
+        if memory is None:
+            memory = bytearray(max(size, 1))
+        flat = np.frombuffer(memory, dtype, rows * days)
+        weakref.finalize(flat, self._give, memory).atexit = False
+        return flat.reshape(rows, days)
+
+    def _give(self, memory: bytearray) -> None:
+        with self._lock:
+            self._free.append(memory)
+            if len(self._free) > self._keep:
+                self._free.remove(min(self._free, key=len))
+
+
+_BUFFERS = _Buffers()
+
+
 class NumbaBackend:
     """`Backend` over NumPy arrays and Numba kernels on the CPU, one kernel call per group of
     nodes (a primitive at one depth of the graph)."""
@@ -903,7 +946,7 @@ class NumbaBackend:
         with np.errstate(all="ignore"):
             plan = _Plan(outputs, ctx)
             order, row, condition = plan.order, plan.row, plan.condition
-            arenas = (np.empty((plan.size[0], ctx.n)), np.empty((plan.size[1], ctx.n), dtype=np.int8))
+            arenas = (_BUFFERS.arena(plan.size[0], ctx.n, np.float64), _BUFFERS.arena(plan.size[1], ctx.n, np.int8))
             floats, flags = arenas
             for k, value in plan.ready.items():
                 arenas[condition[k]][row[k]] = value if isinstance(value, np.ndarray) else _scalar(value)
