@@ -671,18 +671,21 @@ def test_arena_memory_is_lent_again_only_when_no_array_views_it() -> None:
     def address(a: np.ndarray) -> int:
         return a.__array_interface__["data"][0]
 
-    first = buffers.arena(3, 5, np.float64)
+    days = numba_cpu._MAPPED // 16  # 2 float rows: the smallest arena kept
+    first = buffers.arena(3, days, np.float64)
     row = first[1]
     where = address(first)
     del first
-    other = buffers.arena(2, 5, np.float64)
+    other = buffers.arena(3, days, np.float64)
     assert address(other) != where  # `row` still views the first memory
     del row
-    again = buffers.arena(2, 5, np.float64)  # smaller fits: the same memory, lent again
-    assert address(again) == where and again.shape == (2, 5) and again.flags.writeable
+    again = buffers.arena(2, days, np.float64)  # smaller fits: the same memory, lent again
+    assert address(again) == where and again.shape == (2, days) and again.flags.writeable
+    assert buffers.arena(2, 5, np.float64).base is None  # small: NumPy's own, from the heap
 
 
-def test_values_of_an_earlier_call_survive_a_later_call() -> None:
+def test_values_of_an_earlier_call_survive_a_later_call(monkeypatch) -> None:
+    monkeypatch.setattr(numba_cpu, "_MAPPED", 0)  # every arena from the kept buffers
     market = synthetic_slice()
     b = Builder()
     close = b.price("SPY")
@@ -690,6 +693,7 @@ def test_values_of_an_earlier_call_survive_a_later_call() -> None:
     backend = NumbaBackend()
     before = backend.evaluate(means[:20], market, {})
     copies = {node: values.copy() for node, values in before.items()}
+    backend.evaluate(means[20:], market, {})  # its arena's memory went back: the next may reuse it
     backend.evaluate(means[20:], market, {})
     for node, values in before.items():
         np.testing.assert_array_equal(values, copies[node])

@@ -864,10 +864,15 @@ class _Plan:
                 self.steps.extend((None, j, flat[start[j]:start[j + 1]], None) for j in work_list[lo:hi])
 
 
+# glibc serves a freed block again from its heap up to this size (its mmap threshold rises to
+# the size of the blocks freed, up to 32 MB on 64-bit); a bigger one is mapped anew each time
+_MAPPED = 32 << 20
+
+
 class _Buffers:
     """Arena memory kept between calls. A fresh arena over 32 MB is mapped anew by the allocator
     and zeroed by the kernel on first touch: 1,349 rows × 6,783 days (73 MB, 1,000 × 1,000)
-    cost ~9 ms a call that way. A buffer goes back to the pool only when the last array viewing
+    cost ~9 ms a call that way; a smaller one comes from the heap, already touched. A buffer goes back to the pool only when the last array viewing
     it is gone (the views returned to the caller included): the arena is an array over a
     `bytearray` whose end a `weakref.finalize` watches, so a buffer is never lent twice."""
 
@@ -883,6 +888,8 @@ class _Buffers:
 
     def arena(self, rows: int, days: int, dtype: type) -> np.ndarray:
         size = rows * days * np.dtype(dtype).itemsize
+        if size < _MAPPED:
+            return np.empty((rows, days), dtype)
         with self._lock:
             fits = [b for b in self._free if len(b) >= size]
             memory = min(fits, key=len) if fits else None
