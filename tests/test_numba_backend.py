@@ -682,6 +682,9 @@ def test_arena_memory_is_lent_again_only_when_no_array_views_it() -> None:
     again = buffers.arena(2, days, np.float64)  # smaller fits: the same memory, lent again
     assert address(again) == where and again.shape == (2, days) and again.flags.writeable
     assert buffers.arena(2, 5, np.float64).base is None  # small: NumPy's own, from the heap
+    del again, other  # two buffers back, both all zeros: equal contents, still two buffers
+    one, two = buffers.arena(2, days, np.float64), buffers.arena(2, days, np.float64)
+    assert address(one) != address(two)
 
 
 def test_values_of_an_earlier_call_survive_a_later_call(monkeypatch) -> None:

@@ -746,11 +746,10 @@ def _place(
     # expressions would each be compiled on a first run, seconds in all)
     levels = 1
     kinds = in_place.shape[0]
-    wide = 1
+    wide = 5  # inputs 0-3, and 4 for "more" (no row kernel takes more than 3)
     with_row = dies = work = 0
     for k in range(n):
         levels = max(levels, depth[k] + 1)
-        wide = max(wide, start[k + 1] - start[k] + 1)
         with_row += has_row[k]
         dies += has_row[k] and not kept[k] and not taken[k]
         work += not computed[k]
@@ -762,7 +761,7 @@ def _place(
     with_row = dies = work = 0
     for k in range(n):
         dies_at[k] = max(last[k], depth[k])
-        key[k] = (depth[k] * kinds + code[k]) * wide + start[k + 1] - start[k]
+        key[k] = (depth[k] * kinds + code[k]) * wide + min(start[k + 1] - start[k], wide - 1)
         if has_row[k]:
             members[with_row] = k
             with_row += 1
@@ -919,9 +918,11 @@ _MAPPED = 32 << 20
 class _Buffers:
     """Arena memory kept between calls. A fresh arena over 32 MB is mapped anew by the allocator
     and zeroed by the kernel on first touch: 1,349 rows × 6,783 days (73 MB, 1,000 × 1,000)
-    cost ~9 ms a call that way; a smaller one comes from the heap, already touched. A buffer goes back to the pool only when the last array viewing
-    it is gone (the views returned to the caller included): the arena is an array over a
-    `bytearray` whose end a `weakref.finalize` watches, so a buffer is never lent twice."""
+    cost ~9 ms a call that way; a smaller one comes from the heap, already touched. A buffer
+    goes back to the pool only when the last array viewing it is gone (the views returned to
+    the caller included): the arena is an array over a `bytearray` whose end a
+    `weakref.finalize` watches, so a buffer is never lent twice. Buffers are told apart by
+    position, never by `==` (which compares bytearrays' contents)."""
 
     def __init__(self, keep: int = 4) -> None:
         self._keep = keep
@@ -938,21 +939,22 @@ class _Buffers:
         if size < _MAPPED:
             return np.empty((rows, days), dtype)
         with self._lock:
-            fits = [b for b in self._free if len(b) >= size]
-            memory = min(fits, key=len) if fits else None
-            if memory is not None:
-                self._free.remove(memory)
-        if memory is None:
-            memory = bytearray(max(size, 1))
+            free = self._free
+            best = -1  # the smallest that fits
+            for i in range(len(free)):
+                if len(free[i]) >= size and (best < 0 or len(free[i]) < len(free[best])):
+                    best = i
+            memory = free.pop(best) if best >= 0 else bytearray(size)
         flat = np.frombuffer(memory, dtype, rows * days)
         weakref.finalize(flat, self._give, memory).atexit = False
         return flat.reshape(rows, days)
 
     def _give(self, memory: bytearray) -> None:
         with self._lock:
-            self._free.append(memory)
-            if len(self._free) > self._keep:
-                self._free.remove(min(self._free, key=len))
+            free = self._free
+            free.append(memory)
+            if len(free) > self._keep:
+                free.pop(min(range(len(free)), key=lambda i: len(free[i])))
 
 
 _BUFFERS = _Buffers()
