@@ -41,7 +41,8 @@ Memory: a node's row is handed to a node of a later depth once the depth of its 
 been computed, so the arenas hold the outputs and about two depths' arrays, not one array per
 node. An element-wise node that is the only reader of an input writes its output over that
 input's row (`_IN_PLACE`): `valid_from`, which wraps every indicator, then only blanks the
-first days instead of copying the series. `live_peak` reports the most rows held at once
+first days instead of copying the series. An arena over 32 MB is memory kept from an earlier
+call once nothing views it any more (`_Buffers`). `live_peak` reports the most rows held at once
 during the last `evaluate` (outputs included), `freed` how many were handed on, `nodes` how
 many nodes the graph has and `calls` how many kernel calls computed them.
 """
@@ -675,10 +676,12 @@ _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runn
 _CODES: tuple[str, ...] = tuple(PRIMITIVES)
 _CODE = {op: c for c, op in enumerate(_CODES)}
 _IS_CONDITION = np.array([PRIMITIVES[op][0] == "b" for op in _CODES], dtype=np.bool_)
-_IN_PLACE = np.zeros((len(_CODES), 3), dtype=np.bool_)
-for _op, _slots in (*((op, (0, 1)) for op in ("add", "sub", "mul", "div", "ratio", "and", "or")),
-                    ("where", (1, 2)), ("valid_from", (0,))):
-    _IN_PLACE[_CODE[_op], list(_slots)] = True
+_IN_PLACE_SLOTS = {
+    **{op: (0, 1) for op in ("add", "sub", "mul", "div", "ratio", "and", "or")},
+    "where": (1, 2),
+    "valid_from": (0,),
+}
+_IN_PLACE = np.array([[i in _IN_PLACE_SLOTS.get(op, ()) for i in range(3)] for op in _CODES], dtype=np.bool_)
 
 
 @numba.njit(**_JIT)
@@ -927,8 +930,7 @@ class _Buffers:
     def __init__(self, keep: int = 4) -> None:
         self._keep = keep
         self._forget()
-        if hasattr(os, "register_at_fork"):  # a child must not inherit a lock held by a thread
-            os.register_at_fork(after_in_child=self._forget)
+        os.register_at_fork(after_in_child=self._forget)  # as `gpubt.parallel` does for its lock
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
