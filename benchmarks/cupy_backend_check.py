@@ -94,10 +94,11 @@ def scenarios(names: list[str], runs: int) -> int:
         bad += bool(diffs)
         result = {}
         for key, backend in backends.items():
-            signals, totals, transfers = [], [], []
+            signals, totals, transfers, hosts = [], [], [], []
             for _ in range(runs):
                 if key == "cupy":
                     backend.transfer = {"upload": 0.0, "download": 0.0}
+                    backend.host = {"plan": 0.0, "launch": 0.0, "wait": 0.0}
                 timings: dict[str, float] = {}
                 t0 = time.perf_counter()
                 run_compiled(parse_request(body), market, backend, timings)
@@ -105,21 +106,27 @@ def scenarios(names: list[str], runs: int) -> int:
                 signals.append(timings["signals"])
                 if key == "cupy":
                     transfers.append(sum(backend.transfer.values()))
+                    hosts.append(dict(backend.host, launches=backend.launches))
             result[key] = (statistics.median(signals), statistics.median(totals),
-                           statistics.median(transfers) if transfers else 0.0)
+                           statistics.median(transfers) if transfers else 0.0,
+                           {k: statistics.median(h[k] for h in hosts) for k in hosts[0]} if hosts else {})
         rows.append((SCENARIOS[name].label, result, "ok" if not diffs else f"{len(diffs)} diffs: {diffs[0]}"))
     from benchmarks.common import record
 
-    header = ["scenario", "numba signals ms", "cupy signals ms", "cupy transfer ms", "numba total ms",
-              "cupy total ms", "cupy vs numba (total)", "parity"]
+    header = ["scenario", "numba signals ms", "cupy signals ms", "cupy transfer ms", "cupy plan ms",
+              "cupy launch ms", "cupy wait ms", "cupy launches", "numba total ms", "cupy total ms",
+              "cupy vs numba (signals)", "cupy vs numba (total)", "parity"]
     table = [[label, f"{1000 * r['numba'][0]:.1f}", f"{1000 * r['cupy'][0]:.1f}", f"{1000 * r['cupy'][2]:.1f}",
-              f"{1000 * r['numba'][1]:.1f}", f"{1000 * r['cupy'][1]:.1f}", f"{r['numba'][1] / r['cupy'][1]:.2f}×", ok]
+              *(f"{1000 * r['cupy'][3][k]:.1f}" for k in ("plan", "launch", "wait")), f"{r['cupy'][3]['launches']:.0f}",
+              f"{1000 * r['numba'][1]:.1f}", f"{1000 * r['cupy'][1]:.1f}", f"{r['numba'][0] / r['cupy'][0]:.2f}×",
+              f"{r['numba'][1] / r['cupy'][1]:.2f}×", ok]
              for label, r, ok in rows]
     record("cupy backend vs numba (cupy_backend_check.py)", header, table,
            f"the scenarios of bench_scenarios.py (same trees, whole synthetic market, startDate), each backend "
            f"warm, median of {runs} whole backtests (`run_compiled`: compile, signals, allocation, simulation, "
            "response) in one process on one machine; cupy transfer = upload + copy back within its evaluate calls "
-           "(in its signals time); parity = the cupy response against numba's (tests.test_parity.differences)",
+           "(in its signals time); cupy plan / launch / wait = host time planning the graph and packing its arrays, "
+           "issuing the launches, and waiting for the device (`CupyBackend.host`); parity = the cupy response against numba's (tests.test_parity.differences)",
            ("numpy", "numba", "cupy", "polars"))
     return bad
 

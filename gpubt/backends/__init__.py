@@ -24,9 +24,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 # What auto picks for a backtest's signals, fastest first, as measured in benchmarks/RESULTS.md:
-# numba ~15x polars on signals (bit-equal); on an H200, numba on the host CPU beat cupy at every
-# scenario (cupy 0.2-0.55x end to end: a graph's groups are too small to fill the device), so
-# cupy runs only when asked for. Sweeps use the GPU where it pays (`gpu_sweeps`).
+# numba ~15x polars on signals (bit-equal); on an H200 and an H100, numba on the host's 16 cores
+# beat cupy at every scenario (cupy 0.2-0.75x end to end on the H100), so cupy runs only when
+# asked for. Sweeps use the GPU where it pays (`gpu_sweeps`).
 AUTO_ORDER = ("numba", "polars")
 # Backends that run on a CUDA device: their tests are marked `gpu`, a CUDA failure in them falls
 # back to a CPU backend with a warning, and fused sweeps run their kernel on the device.

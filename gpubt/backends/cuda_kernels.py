@@ -1,10 +1,16 @@
-"""The CUDA kernels of the `cupy` backend: a thread per series row, each running the CPU's loop.
+"""The CUDA kernels of the `cupy` backend: one launch per group of the plan.
 
-Every kernel calls one `_xxx_into` loop of `gpubt.backends.kernels` on its row of a (rows, days)
-matrix; `compiled()` makes their CUDA twins from that same Python source (`gpubt.backends.twins`),
-so the GPU and the CPU run one definition. This module needs no CuPy and no device (only Numba), so
-the kernels can be compiled to PTX on any machine with libNVVM (`ptx`), which catches constructs
-the CUDA target refuses and the simulator accepts.
+The backend plans a graph as the CPU backend does (`gpubt.backends.numba_cpu._Plan`): every node
+is a row of one of two arenas (float64, and int8 conditions) and the nodes of one primitive at
+one depth form a group. Each kernel below computes a whole group: member i reads the input rows
+x[i] (b[i], …) of the arena and writes the row out[i], with its parameters (n[i], …), by calling
+the CPU's own code on those rows: a window a thread per member and day (the per-day functions
+`_xxx_at` of `gpubt.backends.kernels`), the rest a thread per member (the recursions' `_xxx_into`
+loops there, the element loops of `gpubt.backends.numba_cpu`, the condition-list loop of
+`gpubt.backends.lines`). `compiled()` makes their CUDA twins from that same Python source
+(`gpubt.backends.twins`), so the GPU and the CPU run one definition. This module needs no CuPy
+and no device (only Numba), so the kernels can be compiled to PTX on any machine with libNVVM
+(`ptx`), which catches constructs the CUDA target refuses and the simulator accepts.
 """
 
 from __future__ import annotations
@@ -15,171 +21,262 @@ from typing import Any
 from numba import cuda, types
 
 from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins`
+    _complete,
     _cum_sum_into,
     _ewm_into,
     _ewm_var_into,
     _forward_fill_into,
     _laguerre_rsi_into,
     _rolling_all_into,
-    _rolling_argmax_age_into,
-    _rolling_argmin_age_into,
-    _rolling_dot_into,
-    _rolling_extreme_into,
-    _rolling_mad_into,
-    _rolling_max_drawdown_into,
-    _rolling_max_into,
-    _rolling_min_into,
-    _rolling_std_into,
-    _rolling_ulcer_into,
-    _unit_sums_into,
+    _rolling_dot_at,
+    _rolling_extreme_age_at,
+    _rolling_extreme_at,
+    _rolling_mad_at,
+    _rolling_max_drawdown_at,
+    _rolling_std_at,
+    _rolling_ulcer_at,
+    _shift_into,
+    _unit_sum_at,
     _wilder_into,
+)
+from gpubt.backends.lines import _line_into, _node_into
+from gpubt.backends.numba_cpu import (
+    _arith_into,
+    _compare_into,
+    _finite_inplace,
+    _logic_into,
+    _missing_before,
+    _valid_from_into,
+    _where_into,
 )
 from gpubt.backends.twins import exact_arithmetic, twins
 
+# Arguments: f the float arena, c the condition arena; x, a, b, cond, anchor the members' input
+# rows and out their output rows; n, alpha, … the members' parameters, one entry per member.
+# Windows give every (member, day) a thread (thread j: member j // days, day j % days), each
+# computing its day apart (`kernels._xxx_at`); recursions, element-wise loops and condition
+# lists run a thread per member over its days.
 
-# A thread per row of the (rows, days) matrices; each runs the CPU backend's loop on its row.
+
+def _k_rolling_std(f, x, n, out):  # noqa: ANN001, ANN202 - CUDA kernels: typed at launch
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_std_at(f[x[i]], n[i], t)
 
 
-def _k_rolling_std(x, n, out):  # noqa: ANN001, ANN202 - CUDA kernels: typed at launch
+def _k_rolling_mad(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_mad_at(f[x[i]], n[i], t)
+
+
+def _k_rolling_argmax_age(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_extreme_age_at(f[x[i]], n[i], 1.0, t)
+
+
+def _k_rolling_argmin_age(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_extreme_age_at(f[x[i]], n[i], -1.0, t)
+
+
+def _k_rolling_max_drawdown(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_max_drawdown_at(f[x[i]], n[i], t)
+
+
+def _k_rolling_ulcer(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_ulcer_at(f[x[i]], n[i], t)
+
+
+def _k_rolling_min(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_extreme_at(f[x[i]], n[i], -1.0, t)
+
+
+def _k_rolling_max(f, x, n, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_extreme_at(f[x[i]], n[i], 1.0, t)
+
+
+def _k_shift(f, x, n, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_std_into(x[i], n, out[i])
+    if i < out.size:
+        _shift_into(f[x[i]], n[i], f[out[i]])
 
 
-def _k_rolling_mad(x, n, out):  # noqa: ANN001, ANN202
+def _k_wilder(f, x, n, total, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_mad_into(x[i], n, out[i])
+    if i < out.size:
+        _wilder_into(f[x[i]], n[i], total, f[out[i]])
 
 
-def _k_rolling_argmax_age(x, n, out):  # noqa: ANN001, ANN202
+def _k_unit_sums(f, x, n, divisor, out):  # noqa: ANN001, ANN202
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _unit_sum_at(f[x[i]], n[i], divisor[i], t)
+
+
+def _k_rolling_dot(f, x, start, weights, centered, out):  # noqa: ANN001, ANN202
+    """Member i's weights are weights[start[i]:start[i + 1]]."""
+    j = cuda.grid(1)
+    i = j // f.shape[1]
+    if i < out.size:
+        t = j - i * f.shape[1]
+        f[out[i], t] = _rolling_dot_at(f[x[i]], weights[start[i]:start[i + 1]], centered, t)
+
+
+def _k_ewm(f, x, alpha, seed, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_argmax_age_into(x[i], n, out[i])
+    if i < out.size:
+        _ewm_into(f[x[i]], alpha[i], seed[i], f[out[i]])
 
 
-def _k_rolling_argmin_age(x, n, out):  # noqa: ANN001, ANN202
+def _k_ewm_var(f, x, a, seed_offset, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_argmin_age_into(x[i], n, out[i])
+    if i < out.size:
+        _ewm_var_into(f[x[i]], f[a[i]], seed_offset[i], f[out[i]])
 
 
-def _k_rolling_max_drawdown(x, n, out):  # noqa: ANN001, ANN202
+def _k_laguerre_rsi(f, x, gamma, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_max_drawdown_into(x[i], n, out[i])
+    if i < out.size:
+        _laguerre_rsi_into(f[x[i]], gamma[i], f[out[i]])
 
 
-def _k_rolling_ulcer(x, n, out):  # noqa: ANN001, ANN202
+def _k_cum_sum(f, x, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_ulcer_into(x[i], n, out[i])
+    if i < out.size:
+        _cum_sum_into(f[x[i]], f[out[i]])
 
 
-def _k_rolling_min(x, n, out):  # noqa: ANN001, ANN202
+def _k_forward_fill(f, x, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_min_into(x[i], n, out[i])
+    if i < out.size:
+        _forward_fill_into(f[x[i]], f[out[i]])
 
 
-def _k_rolling_max(x, n, out):  # noqa: ANN001, ANN202
+def _k_rolling_all(c, x, n, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_max_into(x[i], n, out[i])
+    if i < out.size:
+        _rolling_all_into(c[x[i]], n[i], c[out[i]])
 
 
-def _k_wilder(x, n, total, out):  # noqa: ANN001, ANN202
+def _k_arith(f, op, a, b, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _wilder_into(x[i], n, total, out[i])
+    if i < out.size:
+        _arith_into(f[a[i]], f[b[i]], op, f[out[i]])
 
 
-def _k_rolling_all(c, n, out):  # noqa: ANN001, ANN202
+def _k_compare(f, c, op, a, b, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < c.shape[0]:
-        _rolling_all_into(c[i], n, out[i])
+    if i < out.size:
+        _compare_into(f[a[i]], f[b[i]], op, c[out[i]])
 
 
-def _k_unit_sums(x, n, divisor, out):  # noqa: ANN001, ANN202
+def _k_logic(c, either, a, b, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _unit_sums_into(x[i], n, divisor, out[i])
+    if i < out.size:
+        _logic_into(c[a[i]], c[b[i]], either, c[out[i]])
 
 
-def _k_rolling_dot(x, weights, out):  # noqa: ANN001, ANN202
+def _k_where(f, c, cond, a, b, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_dot_into(x[i], weights, False, out[i])
+    if i < out.size:
+        _where_into(c[cond[i]], f[a[i]], f[b[i]], f[out[i]])
 
 
-def _k_rolling_dot_centered(x, weights, out):  # noqa: ANN001, ANN202
+def _k_valid_from(f, x, anchor, offset, out):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _rolling_dot_into(x[i], weights, True, out[i])
+    if i < out.size:
+        if x[i] == out[i]:  # x's row, handed to its only reader (`_Plan`)
+            _missing_before(f[anchor[i]], offset[i], f[out[i]])
+        else:
+            _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
 
 
-def _k_ewm(x, alpha, seed, out):  # noqa: ANN001, ANN202
+def _k_finite(f, rows):  # noqa: ANN001, ANN202
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _ewm_into(x[i], alpha, seed, out[i])
+    if i < rows.size:
+        _finite_inplace(f[rows[i]])
 
 
-def _k_ewm_var(x, alpha, seed_offset, out):  # noqa: ANN001, ANN202
+def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,  # noqa: ANN001, ANN202, PLR0913
+             first, lookback, out, scratch):
+    """Thread i: condition-list node i (`gpubt.backends.lines`), scratch rows 2i and 2i + 1."""
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        _ewm_var_into(x[i], alpha[i], seed_offset, out[i])
+    if i < out.shape[0]:
+        _node_into(i, f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,
+                   first, lookback, out, scratch[2 * i], scratch[2 * i + 1])
 
-
-def _k_laguerre_rsi(x, gamma, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        _laguerre_rsi_into(x[i], gamma, out[i])
-
-
-def _k_cum_sum(x, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        _cum_sum_into(x[i], out[i])
-
-
-def _k_forward_fill(x, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        _forward_fill_into(x[i], out[i])
 
 DEVICE_FUNCTIONS = (
-    _rolling_std_into, _rolling_mad_into, _rolling_argmax_age_into, _rolling_argmin_age_into,
-    _rolling_max_drawdown_into, _rolling_ulcer_into, _rolling_extreme_into, _rolling_min_into, _rolling_max_into,
-    _wilder_into, _rolling_all_into, _unit_sums_into, _rolling_dot_into, _ewm_into,
-    _ewm_var_into, _laguerre_rsi_into, _cum_sum_into, _forward_fill_into,
+    _complete, _rolling_std_at, _rolling_mad_at, _rolling_extreme_age_at, _rolling_max_drawdown_at,
+    _rolling_ulcer_at, _rolling_extreme_at, _unit_sum_at, _rolling_dot_at,
+    _shift_into, _wilder_into, _rolling_all_into, _ewm_into, _ewm_var_into, _laguerre_rsi_into, _cum_sum_into,
+    _forward_fill_into,
+    _arith_into, _compare_into, _logic_into, _where_into, _missing_before, _valid_from_into, _finite_inplace,
+    _line_into, _node_into,
 )
 KERNELS = (
-    _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age,
-    _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_wilder,
-    _k_rolling_all, _k_unit_sums, _k_rolling_dot, _k_rolling_dot_centered, _k_ewm, _k_ewm_var, _k_laguerre_rsi,
-    _k_cum_sum, _k_forward_fill,
+    _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age, _k_rolling_max_drawdown,
+    _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_shift, _k_wilder, _k_unit_sums, _k_rolling_dot, _k_ewm,
+    _k_ewm_var, _k_laguerre_rsi, _k_cum_sum, _k_forward_fill, _k_rolling_all, _k_arith, _k_compare, _k_logic,
+    _k_where, _k_valid_from, _k_finite, _k_lines,
 )
 
 _F2 = types.float64[:, ::1]
-_I2 = types.int8[:, ::1]
+_B2 = types.int8[:, ::1]
 _F1 = types.float64[::1]
+_I1 = types.int64[::1]
 _INT = types.int64
-_FLT = types.float64
-# the argument types each kernel is launched with (C-contiguous matrices, Python ints and floats)
+_BOOL = types.boolean
+# the argument types each kernel is launched with (C-contiguous arenas, row and parameter arrays)
 SIGNATURES: dict[str, tuple[Any, ...]] = {
-    **{k.__name__: (_F2, _INT, _F2) for k in (
-        _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age,
-        _k_rolling_max_drawdown, _k_rolling_ulcer, _k_rolling_min, _k_rolling_max)},
-    "_k_wilder": (_F2, _INT, types.boolean, _F2),
-    "_k_rolling_all": (_I2, _INT, _I2),
-    "_k_unit_sums": (_F2, _INT, _FLT, _F2),
-    "_k_rolling_dot": (_F2, _F1, _F2),
-    "_k_rolling_dot_centered": (_F2, _F1, _F2),
-    "_k_ewm": (_F2, _FLT, _INT, _F2),
-    "_k_ewm_var": (_F2, _F2, _INT, _F2),
-    "_k_laguerre_rsi": (_F2, _FLT, _F2),
-    "_k_cum_sum": (_F2, _F2),
-    "_k_forward_fill": (_F2, _F2),
+    **{k.__name__: (_F2, _I1, _I1, _I1) for k in (
+        _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age, _k_rolling_max_drawdown,
+        _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_shift)},
+    "_k_wilder": (_F2, _I1, _I1, _BOOL, _I1),
+    "_k_unit_sums": (_F2, _I1, _I1, _F1, _I1),
+    "_k_rolling_dot": (_F2, _I1, _I1, _F1, _BOOL, _I1),
+    "_k_ewm": (_F2, _I1, _F1, _I1, _I1),
+    "_k_ewm_var": (_F2, _I1, _I1, _I1, _I1),
+    "_k_laguerre_rsi": (_F2, _I1, _F1, _I1),
+    "_k_cum_sum": (_F2, _I1, _I1),
+    "_k_forward_fill": (_F2, _I1, _I1),
+    "_k_rolling_all": (_B2, _I1, _I1, _I1),
+    "_k_arith": (_F2, _INT, _I1, _I1, _I1),
+    "_k_compare": (_F2, _B2, _INT, _I1, _I1, _I1),
+    "_k_logic": (_B2, _BOOL, _I1, _I1, _I1),
+    "_k_where": (_F2, _B2, _I1, _I1, _I1, _I1),
+    "_k_valid_from": (_F2, _I1, _I1, _I1, _I1),
+    "_k_finite": (_F2, _I1),
+    "_k_lines": (_F2, _I1, _B2, _I1, _I1, _I1, _I1, _I1, _I1, _F1, _I1, _I1, _I1, _B2, _B2),
 }
 
 

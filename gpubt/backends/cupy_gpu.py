@@ -1,33 +1,37 @@
-"""CUDA backend: the graph evaluated by wavefronts, many series per launch, on CuPy arrays.
+"""CUDA backend: the CPU backend's plan, run as one launch per group on two device arenas.
 
-The GPU twin of `gpubt.backends.numba_cpu`, value for value. Every node gets a level (1 + the
-highest level of its inputs); the nodes of one level that share an operation and parameters are
-one group, whose inputs are stacked as (rows, days) device matrices and computed by ONE CuPy
-expression or ONE CUDA launch (a thread per row). A node's value is a row of its group's matrix;
-a matrix is freed (returned to CuPy's pool) once no later node reads any of its rows.
+The GPU twin of `gpubt.backends.numba_cpu`, value for value. The graph is planned by the CPU
+backend's own `_Plan`: every node gets a row of one of two arenas (float64, and int8 conditions),
+a row is handed on once its last reader's depth is done, and the nodes of one primitive at one
+depth form a group. On the device the arenas are two CuPy matrices and each group is ONE launch
+of a kernel of `gpubt.backends.cuda_kernels` (a thread per member and day for windows, per
+member for the rest), reading input rows and writing output rows; the few element-wise
+primitives without such a kernel (pow, log, exp, sqrt, min2, max2, neg, abs, sign, fill_null,
+not, n-ary Kleene logic) are one CuPy expression per group over its gathered rows. The condition lists of a tree (`lines` nodes) are one launch
+too, a thread per node, running the CPU's own per-node loop (`gpubt.backends.lines`).
 
 Rules, the CPU backend's own (so its values are equal):
 
-* constants are scalars (non-finite → NaN); an element-wise node of constants only is computed on
-  the host by the CPU backend's own function; a constant read as a series is repeated per day;
-* element-wise primitives are CuPy expressions of the CPU rules (a non-finite arithmetic result is
-  missing, true division, a comparison with a missing side is NULL, Kleene and/or/not);
-* windows and recursions run the `_xxx_into` loops of `gpubt.backends.kernels` compiled for the
-  GPU from the same Python source (`gpubt.backends.cuda_kernels`, a thread per row), without FMA
-  contraction or link-time optimisation (`gpubt.backends.twins`), so `e + a * (x − e)` rounds
-  twice as on the CPU.
+* constants and element-wise ops of constants are computed on the host while planning; a
+  constant read by an array is a row of its value, as on the CPU;
+* every kernel runs the CPU's loop for its primitive, compiled for the GPU from the same Python
+  source (`gpubt.backends.twins`), without FMA contraction or link-time optimisation, so
+  `e + a * (x − e)` rounds twice as on the CPU;
+* the CuPy expressions follow the CPU rules (a non-finite arithmetic result is missing, pow of
+  a missing value is missing, Kleene and/or/not).
 
 Bit-equal to the CPU backend wherever the arithmetic is IEEE's (+ − × ÷ sqrt, comparisons,
 min/max, every window and recursion); pow, log and exp use CUDA's libm, which may differ from the
-CPU's by an ulp or two (on an H200: 1,234 of 1,274 primitive nodes bit-equal, the other 40 within
-1e-12, all reading pow, log or exp). Slower than numba for one backtest (benchmarks/RESULTS.md):
-`auto` does not pick it.
+CPU's by an ulp or two (on an H100: 1,303 of 1,343 primitive nodes bit-equal, the other 40 within
+1e-12, all reading pow, log or exp).
 
-Data crosses the bus once each way per `evaluate`: the market columns and branch series the graph
-reads go up as one matrix, the outputs come back as two stacked arenas (float64, int8), one copy
-each. A group's rows are launched in chunks that fit `twins.memory_budget` (env
-`GPUBT_GPU_MEMORY`, else half of the device's free memory), so a huge graph never
-runs out of memory. A CUDA error raises; nothing partial is returned.
+Data crosses the bus once each way per `evaluate`: up go the rows known while planning (prices,
+branch series, date ranges, constants read as series) as one matrix per arena, and every row,
+parameter and condition-list array of the plan as one int64 and one float64 buffer; back come
+the outputs, gathered into one matrix per arena. When the two arenas would not fit
+`twins.memory_budget` (env `GPUBT_GPU_MEMORY`, else half of the device's free memory), the
+outputs are split in halves, each planned and run alone, so a huge graph never runs out of
+memory. A CUDA error raises; nothing partial is returned.
 
 With `NUMBA_ENABLE_CUDASIM=1` (set before Numba's CUDA target is imported) the array module is
 NumPy and the kernels run in Numba's CUDA simulator: the logic is tested on any CPU. Otherwise
@@ -37,6 +41,7 @@ reports it and `auto` falls back to a CPU backend).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -65,20 +70,19 @@ if not SIMULATED and not cuda.is_available():
     raise RuntimeError("numba.cuda is not available (no CUDA driver or libNVVM for Numba)")
 
 from gpubt.backends.cuda_kernels import compiled  # noqa: E402
+from gpubt.backends.lines import Packed, split  # noqa: E402
+from gpubt.backends.numba_cpu import _ADD, _CMP, _DIV, _MUL, _SUB, _Ctx, _Plan, _scalar  # noqa: E402
 from gpubt.backends.twins import exact_arithmetic, memory_budget  # noqa: E402
-from gpubt.backends.numba_cpu import _OPS, _branch, _Ctx, _date_between, _price, _scalar  # noqa: E402
 from gpubt.collector import paused  # noqa: E402
 from gpubt.data.market import Market  # noqa: E402
-from gpubt.ir.lines import lowered  # noqa: E402
-from gpubt.ir.nodes import PRIMITIVES, Node, topological  # noqa: E402
+from gpubt.ir.nodes import Node  # noqa: E402
 
 SIMULATED_FREE = 2 << 30  # free "device" memory in simulator mode (host memory)
-THREADS = 128  # threads per block (a thread per series row)
+THREADS = 128  # threads per block (a thread per group member)
 
 _NAN = math.nan
 _I8 = np.int8
-Array = Any  # an xp.ndarray: (rows, days), or (rows, 1) for constants broadcast along the days
-Value = Any  # a float (a constant) or (matrix, row) on the device
+Array = Any  # an xp.ndarray
 
 
 def _device(a: Any) -> Any:
@@ -89,16 +93,14 @@ def _device(a: Any) -> Any:
     return cuda.as_cuda_array(a, sync=False)
 
 
-def _launch(name: str, rows: int, *args: Any) -> None:
-    kernel = getattr(compiled(), name)
-    threads = min(rows, THREADS)
-    blocks = (rows + threads - 1) // threads
-    args = tuple(_device(a) for a in args)
-    if SIMULATED:
-        kernel[blocks, threads](*args)
+def _launch(name: str, threads: int, *args: Any) -> None:
+    """Kernel `name` over `threads` threads; `args` are kernel arguments already (`_device`),
+    and the caller compiles inside `exact_arithmetic`."""
+    if threads < 1:
         return
-    with exact_arithmetic():
-        kernel[blocks, threads](*args)
+    kernel = getattr(compiled(), name)
+    block = min(threads, THREADS)
+    kernel[(threads + block - 1) // block, block](*args)
 
 
 def _free_bytes() -> int:
@@ -109,9 +111,65 @@ def _free_bytes() -> int:
     return int(free + xp.get_default_memory_pool().free_bytes())
 
 
-# ------------------------------------------------------------------------------ group operations
-# Each takes the stacked inputs (rows, days) or (rows, 1), the group's params, rows and days, and
-# returns (rows, days) or (rows, 1) (broadcast to days afterwards).
+# -------------------------------------------------------------------------------------- groups
+# A group's runner: (pack, launch, kernel). `pack(params)` gives the members' parameters as
+# int64 and float64 arrays (one entry per member), uploaded with the plan; `launch(m, f, c, ins,
+# ints, floats, out)` computes the group's m members from the arenas f (float) and c
+# (conditions), the device arrays of their input rows per input (`ins`), of their parameters
+# and of their output rows: as kernel arguments where `kernel`, else as CuPy arrays.
+
+Pack = Callable[[list[tuple]], tuple[list[np.ndarray], list[np.ndarray]]]
+Launch = Callable[..., None]
+Runner = tuple[Pack, Launch, bool]
+
+
+def _none(params: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return [], []
+
+
+def _ints(*fields: int) -> Pack:
+    return lambda params: ([np.array([int(p[i]) for p in params], np.int64) for i in fields], [])
+
+
+def _kernel(pack: Pack, launch: Launch) -> Runner:
+    return pack, launch, True
+
+
+def _window(kernel: str) -> Runner:
+    """A window kernel of one integer parameter: a thread per member and day."""
+    return _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch(kernel, m * f.shape[1], f, ins[0], i[0], out))
+
+
+def _sums(mean: bool) -> Runner:
+    def pack(params: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        n = np.array([int(p[0]) for p in params], np.int64)
+        return [n], [n.astype(np.float64) if mean else np.ones(n.size)]
+
+    return _kernel(pack, lambda m, f, c, ins, i, x, out: _launch("_k_unit_sums", m * f.shape[1], f, ins[0], i[0],
+                                                                 x[0], out))
+
+
+def _dot(centered: bool) -> Runner:
+    def pack(params: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        weights = [np.asarray([float(w) for w in p[0]], np.float64) for p in params]
+        start = np.zeros(len(weights) + 1, np.int64)
+        np.cumsum([w.size for w in weights], out=start[1:])
+        return [start], [np.concatenate(weights)]
+
+    return _kernel(pack, lambda m, f, c, ins, i, x, out: _launch("_k_rolling_dot", m * f.shape[1], f, ins[0], i[0],
+                                                                 x[0], centered, out))
+
+
+def _ewm_pack(params: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return [np.array([int(p[1]) for p in params], np.int64)], [np.array([float(p[0]) for p in params])]
+
+
+def _gamma_pack(params: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    return [], [np.array([float(p[0]) for p in params])]
+
+
+# element-wise primitives without a kernel: a CuPy expression over the group's gathered input
+# rows (each (members, days)), the CPU rules
 
 
 def _finite(r: Array) -> Array:
@@ -120,83 +178,14 @@ def _finite(r: Array) -> Array:
     return r
 
 
-def _rows(a: Array, rows: int, days: int, dtype: Any = np.float64) -> Array:
-    """A C-contiguous (rows, days) matrix: a column of constants repeated along the days."""
-    if a.shape[1] != days:
-        a = xp.broadcast_to(a, (rows, days))
-    return xp.ascontiguousarray(a, dtype=dtype)
-
-
-def _arith(fn: Callable[[Array, Array], Array]) -> Callable[..., Array]:
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        return _finite(fn(a[0], a[1]))
-
-    return run
-
-
-def _pow(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    x, y = a
+def _pow(x: Array, y: Array) -> Array:
     r = xp.power(x, y)
     xp.copyto(r, _NAN, where=xp.isnan(x) | xp.isnan(y))  # IEEE pow(1, NaN) = 1: missing here
     return _finite(r)
 
 
-def _plain(fn: Callable[..., Array]) -> Callable[..., Array]:
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        return fn(*a)
-
-    return run
-
-
-def _unary_finite(fn: Callable[[Array], Array]) -> Callable[..., Array]:
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        return _finite(fn(a[0]))
-
-    return run
-
-
 def _sign(x: Array) -> Array:
     return xp.copysign(xp.sign(x), x)  # the sign of a zero kept, as on the CPU
-
-
-def _where(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    cond, x, y = a
-    return xp.where(cond == 1, x, y).astype(np.float64, copy=False)
-
-
-def _fill_null(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    x, y = a
-    return xp.where(xp.isnan(x), y, x)
-
-
-def _valid_from(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    x, anchor = a
-    present = ~xp.isnan(_rows(anchor, rows, days))
-    start = xp.maximum(xp.argmax(present, axis=1) + int(p[0]), 0)
-    keep = (xp.arange(days)[None, :] >= start[:, None]) & present.any(axis=1)[:, None]
-    return xp.where(keep, x, _NAN)
-
-
-def _shift(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    x = _rows(a[0], rows, days)
-    k = int(p[0])
-    out = xp.full((rows, days), _NAN)
-    if k == 0:
-        out[:] = x
-    elif 0 < k < days:
-        out[:, k:] = x[:, :-k]
-    elif -days < k < 0:
-        out[:, :k] = x[:, -k:]
-    return out
-
-
-def _comparison(fn: Callable[[Array, Array], Array]) -> Callable[..., Array]:
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        x, y = a
-        # 1/0 where both sides exist, −1 (NULL) where either is missing (a comparison with NaN is False)
-        return fn(x, y).astype(_I8) - (xp.isnan(x) | xp.isnan(y)).astype(_I8)
-
-    return run
 
 
 def _kleene(decisive: int) -> Callable[..., Array]:
@@ -204,9 +193,7 @@ def _kleene(decisive: int) -> Callable[..., Array]:
     else the smaller of the two (NULL = −1 is below both)."""
     d = _I8(decisive)
 
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        if not a:
-            return xp.full((rows, days), _I8(1 - decisive), dtype=_I8)
+    def run(*a: Array) -> Array:
         acc = a[0].copy()
         for y in a[1:]:
             acc = xp.where((acc == d) | (y == d), d, xp.minimum(acc, y)).astype(_I8, copy=False)
@@ -215,132 +202,136 @@ def _kleene(decisive: int) -> Callable[..., Array]:
     return run
 
 
-def _not(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    x = a[0]
+def _not(x: Array) -> Array:
     return xp.where(x == 1, _I8(0), xp.where(x == 0, _I8(1), _I8(-1))).astype(_I8, copy=False)
 
 
-def _null_if_any_missing(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-    out = _rows(a[0], rows, days, _I8).copy()
-    for v in a[1:]:
-        missing = (v == -1) if v.dtype == _I8 else xp.isnan(v)
-        xp.copyto(out, _I8(-1), where=missing)
+def _null_if_any_missing(cond: Array, *values: Array) -> Array:
+    out = cond.copy()
+    for v in values:
+        xp.copyto(out, _I8(-1), where=xp.isnan(v))
     return out
 
 
-def _kernel(name: str, *extra: Callable[[tuple], Any], dtype: Any = np.float64) -> Callable[..., Array]:
-    """A window or recursion: the CUDA kernel `name` over the rows, with parameters from `extra`."""
-
-    def run(a: list[Array], p: tuple, rows: int, days: int) -> Array:
-        ins = [_rows(x, rows, days, dtype) for x in a]
-        out = xp.empty((rows, days), dtype=dtype)
-        _launch(name, rows, *ins, *(f(p) for f in extra), out)
-        return out
-
-    return run
-
-
-def _n(p: tuple) -> int:
-    return int(p[0])
-
-
-def _weights(p: tuple) -> Array:
-    return xp.asarray(np.asarray([float(w) for w in p[0]], dtype=np.float64))
-
-
-_GROUP_OPS: dict[str, Callable[[list[Array], tuple, int, int], Array]] = {
-    # element-wise
-    "add": _arith(xp.add),
-    "sub": _arith(xp.subtract),
-    "mul": _arith(xp.multiply),
-    "div": _arith(xp.true_divide),
-    "ratio": _arith(xp.true_divide),
-    "pow": _pow,
-    "min2": _plain(xp.minimum),
-    "max2": _plain(xp.maximum),
-    "neg": _plain(xp.negative),
-    "abs": _plain(xp.abs),
-    "log": _unary_finite(xp.log),
-    "exp": _unary_finite(xp.exp),
-    "sqrt": _unary_finite(xp.sqrt),
-    "sign": _plain(_sign),
-    "where": _where,
-    "fill_null": _fill_null,
-    "valid_from": _valid_from,
-    # windows
-    "shift": _shift,
-    "rolling_mean": _kernel("_k_unit_sums", _n, lambda p: float(p[0])),
-    "rolling_sum": _kernel("_k_unit_sums", _n, lambda p: 1.0),
-    "rolling_std": _kernel("_k_rolling_std", _n),
-    "rolling_min": _kernel("_k_rolling_min", _n),
-    "rolling_max": _kernel("_k_rolling_max", _n),
-    "rolling_dot": _kernel("_k_rolling_dot", _weights),
-    "rolling_dot_centered": _kernel("_k_rolling_dot_centered", _weights),
-    "rolling_argmax_age": _kernel("_k_rolling_argmax_age", _n),
-    "rolling_argmin_age": _kernel("_k_rolling_argmin_age", _n),
-    "rolling_max_drawdown": _kernel("_k_rolling_max_drawdown", _n),
-    "rolling_ulcer": _kernel("_k_rolling_ulcer", _n),
-    "rolling_mad": _kernel("_k_rolling_mad", _n),
-    "cum_sum": _kernel("_k_cum_sum"),
-    "forward_fill": _kernel("_k_forward_fill"),
-    # recursions
-    "ewm": _kernel("_k_ewm", lambda p: float(p[0]), lambda p: int(p[1])),
-    "wilder_mean": _kernel("_k_wilder", _n, lambda p: False),
-    "wilder_sum": _kernel("_k_wilder", _n, lambda p: True),
-    "ewm_var": _kernel("_k_ewm_var", _n),
-    "laguerre_rsi": _kernel("_k_laguerre_rsi", lambda p: float(p[0])),
-    # conditions
-    "gt": _comparison(xp.greater),
-    "lt": _comparison(xp.less),
-    "ge": _comparison(xp.greater_equal),
-    "le": _comparison(xp.less_equal),
-    "and": _kleene(0),
-    "or": _kleene(1),
-    "not": _not,
-    "null_if_any_missing": _null_if_any_missing,
-    "rolling_all": _kernel("_k_rolling_all", _n, dtype=_I8),
+# op -> (the expression, which inputs are conditions)
+_EXPRESSIONS: dict[str, tuple[Callable[..., Array], Callable[[int], bool]]] = {
+    "pow": (_pow, lambda i: False),
+    "min2": (lambda x, y: xp.minimum(x, y), lambda i: False),
+    "max2": (lambda x, y: xp.maximum(x, y), lambda i: False),
+    "neg": (lambda x: xp.negative(x), lambda i: False),
+    "abs": (lambda x: xp.abs(x), lambda i: False),
+    "log": (lambda x: _finite(xp.log(x)), lambda i: False),
+    "exp": (lambda x: _finite(xp.exp(x)), lambda i: False),
+    "sqrt": (lambda x: _finite(xp.sqrt(x)), lambda i: False),
+    "sign": (_sign, lambda i: False),
+    "fill_null": (lambda x, y: xp.where(xp.isnan(x), y, x), lambda i: False),
+    "not": (_not, lambda i: True),
+    "and": (_kleene(0), lambda i: True),
+    "or": (_kleene(1), lambda i: True),
+    "null_if_any_missing": (_null_if_any_missing, lambda i: i == 0),
 }
 
-# leaves, read on the host by the CPU backend's own functions and uploaded together
-_LEAVES: dict[str, Callable[[tuple, _Ctx], np.ndarray]] = {
-    "price": lambda p, ctx: _price([], p, ctx),
-    "branch": lambda p, ctx: _branch([], p, ctx),
-    "date_between": _date_between,
+
+def _expression(op: str) -> Runner:
+    fn, is_condition = _EXPRESSIONS[op]
+    c_out = op in ("not", "and", "or", "null_if_any_missing")
+
+    def launch(m: int, f: Array, c: Array, ins: list[Array], i: list[Array], x: list[Array], out: Array) -> None:
+        result = fn(*[(c if is_condition(slot) else f)[rows] for slot, rows in enumerate(ins)])
+        (c if c_out else f)[out] = result
+
+    return _none, launch, False
+
+
+_GROUPS: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
+    **{(op, 1): _window(f"_k_{op}") for op in (
+        "rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown",
+        "rolling_ulcer", "rolling_min", "rolling_max")},
+    ("shift", 1): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_shift", m, f, ins[0], i[0], out)),
+    ("rolling_mean", 1): _sums(True),
+    ("rolling_sum", 1): _sums(False),
+    ("wilder_mean", 1): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_wilder", m, f, ins[0], i[0],
+                                                                                  False, out)),
+    ("wilder_sum", 1): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_wilder", m, f, ins[0], i[0],
+                                                                                 True, out)),
+    ("rolling_dot", 1): _dot(False),
+    ("rolling_dot_centered", 1): _dot(True),
+    ("ewm", 1): _kernel(_ewm_pack, lambda m, f, c, ins, i, x, out: _launch("_k_ewm", m, f, ins[0], x[0], i[0], out)),
+    ("ewm_var", 2): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_ewm_var", m, f, ins[0], ins[1],
+                                                                              i[0], out)),
+    ("laguerre_rsi", 1): _kernel(_gamma_pack, lambda m, f, c, ins, i, x, out: _launch("_k_laguerre_rsi", m, f,
+                                                                                      ins[0], x[0], out)),
+    ("cum_sum", 1): _kernel(_none, lambda m, f, c, ins, i, x, out: _launch("_k_cum_sum", m, f, ins[0], out)),
+    ("forward_fill", 1): _kernel(_none, lambda m, f, c, ins, i, x, out: _launch("_k_forward_fill", m, f, ins[0], out)),
+    ("rolling_all", 1): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_rolling_all", m, c, ins[0],
+                                                                                  i[0], out)),
+    ("valid_from", 2): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_valid_from", m, f, ins[0],
+                                                                                 ins[1], i[0], out)),
+    ("where", 3): _kernel(_none, lambda m, f, c, ins, i, x, out: _launch("_k_where", m, f, c, ins[0], ins[1], ins[2],
+                                                                         out)),
 }
-# element-wise primitives whose inputs may all be constants: then a constant, computed on the host
-_FOLDABLE = frozenset({"add", "sub", "mul", "div", "ratio", "pow", "min2", "max2", "neg", "abs", "log",
-                       "exp", "sqrt", "sign", "fill_null"})
+for _op, _code in (("add", _ADD), ("sub", _SUB), ("mul", _MUL), ("div", _DIV), ("ratio", _DIV)):
+    _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, op=_code: _launch(
+        "_k_arith", m, f, op, ins[0], ins[1], out))
+for _op, _code in _CMP.items():
+    _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, op=_code: _launch(
+        "_k_compare", m, f, c, op, ins[0], ins[1], out))
+for _op, _either in (("and", False), ("or", True)):
+    _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, e=_either: _launch(
+        "_k_logic", m, c, e, ins[0], ins[1], out))
+    for _width in (1, 3):
+        _GROUPS[(_op, _width)] = _expression(_op)
+for _op in ("pow", "min2", "max2", "fill_null"):
+    _GROUPS[(_op, 2)] = _expression(_op)
+for _op in ("neg", "abs", "log", "exp", "sqrt", "sign", "not"):
+    _GROUPS[(_op, 1)] = _expression(_op)
+for _width in (1, 2, 3):
+    _GROUPS[("null_if_any_missing", _width)] = _expression("null_if_any_missing")
+del _op, _code, _either, _width
 
 
-# ------------------------------------------------------------------------------------ the walk
+# ------------------------------------------------------------------------------------ the run
 
 
-def _stack(values: list[Value], days: int) -> Array:
-    """The inputs of a group at one position as a matrix: a column when all are constants, a view
-    when they are consecutive rows of one matrix, else one gather."""
-    if all(isinstance(v, float) for v in values):
-        return xp.asarray(np.asarray(values, dtype=np.float64)[:, None])
-    if any(isinstance(v, float) for v in values):
-        return xp.stack([xp.full(days, v) if isinstance(v, float) else v[0][v[1]] for v in values])
-    first = values[0][0]
-    if all(v[0] is first for v in values):
-        rows = [v[1] for v in values]
-        if rows == list(range(rows[0], rows[0] + len(rows))):
-            return first[rows[0] : rows[0] + len(rows)]
-        return first[xp.asarray(np.asarray(rows))]
-    return xp.stack([m[r] for m, r in values])
+class _Uploads:
+    """Host int64 and float64 arrays gathered while a run is prepared, uploaded as one buffer
+    each; `ints(k)` / `floats(k)` are then the device views of the k-th array put (CuPy arrays),
+    `int_args(k)` / `float_args(k)` the same views as kernel arguments (made once per buffer:
+    wrapping a CuPy array for a kernel costs more than the launch)."""
 
+    def __init__(self) -> None:
+        self._parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        self._views: tuple[list[Array], list[Array]] = ([], [])
+        self._args: tuple[list[Any], list[Any]] = ([], [])
 
-def _scatter(arena: Array, slots: list[int], source: Array, rows: list[int]) -> None:
-    """arena[slots] = source[rows], as slices when both are runs of consecutive rows."""
-    if slots == list(range(slots[0], slots[0] + len(slots))) and rows == list(range(rows[0], rows[0] + len(rows))):
-        arena[slots[0] : slots[0] + len(slots)] = source[rows[0] : rows[0] + len(rows)]
-    else:
-        arena[xp.asarray(np.asarray(slots))] = source[xp.asarray(np.asarray(rows))]
+    def put(self, a: np.ndarray, floats: bool = False) -> int:
+        parts = self._parts[floats]
+        parts.append(a)
+        return len(parts) - 1
 
+    def upload(self) -> None:
+        for parts, views, args, dtype in zip(self._parts, self._views, self._args, (np.int64, np.float64)):
+            if not parts:
+                continue
+            whole = xp.asarray(np.concatenate(parts).astype(dtype, copy=False))
+            arg = _device(whole)
+            at = 0
+            for part in parts:
+                views.append(whole[at : at + part.size])
+                args.append(arg[at : at + part.size])
+                at += part.size
 
-def _host(a: Array) -> np.ndarray:
-    return a if isinstance(a, np.ndarray) else a.get()
+    def ints(self, k: int) -> Array:
+        return self._views[0][k]
+
+    def floats(self, k: int) -> Array:
+        return self._views[1][k]
+
+    def int_args(self, k: int) -> Any:
+        return self._args[0][k]
+
+    def float_args(self, k: int) -> Any:
+        return self._args[1][k]
 
 
 def _synchronize() -> None:
@@ -348,17 +339,24 @@ def _synchronize() -> None:
         xp.cuda.Device().synchronize()
 
 
+def _host(a: Array) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
 class CupyBackend:
-    """`Backend` on a CUDA device: wavefronts of grouped launches over (rows, days) matrices."""
+    """`Backend` on a CUDA device: the CPU backend's plan, one launch per group."""
 
     name = "cupy"
 
     def __init__(self) -> None:
-        self.launches = 0  # groups (chunks) computed on the device by the last evaluate
-        self.nodes = 0  # nodes in the last evaluate's graph
+        self.launches = 0  # kernel launches and CuPy expressions of the last evaluate
+        self.nodes = 0  # nodes planned by the last evaluate (summed over its parts)
         # seconds spent moving data, summed over evaluates (benchmarks reset it): the device is
         # synchronised before the copy back, so "download" is the copy alone
         self.transfer = {"upload": 0.0, "download": 0.0}
+        # host seconds, summed likewise: planning and packing the arrays, issuing the launches,
+        # and waiting for the device to finish them
+        self.host = {"plan": 0.0, "launch": 0.0, "wait": 0.0}
 
     def evaluate(
         self,
@@ -367,115 +365,148 @@ class CupyBackend:
         branches: Mapping[object, np.ndarray],
         first: Mapping[Node, int] | None = None,
     ) -> dict[Node, np.ndarray]:
-        del first  # the lines run as their expansion, over every day
         outputs = list(dict.fromkeys(outputs))
         if not outputs:
             return {}
-        primitives = lowered(outputs)  # condition lists as comparisons, crosses and Kleene logic
-        with paused(), np.errstate(all="ignore"):
-            values = self._evaluate(list(dict.fromkeys(primitives)), market, branches)
-        return {node: values[p] for node, p in zip(outputs, primitives)}
-
-    def _evaluate(
-        self,
-        outputs: list[Node],
-        market: Market,
-        branches: Mapping[object, np.ndarray],
-    ) -> dict[Node, np.ndarray]:
-        order = topological(outputs)
+        self.launches = self.nodes = 0
         ctx = _Ctx(market, branches)
+        with paused(), np.errstate(all="ignore"):
+            values = self._evaluate(outputs, ctx, first or {}, memory_budget(_free_bytes))
+        return {node: values[node] for node in outputs}
+
+    def _evaluate(self, outputs: list[Node], ctx: _Ctx, first: Mapping[Node, int], budget: int) -> dict[Node, np.ndarray]:
+        """`outputs` planned and run whole, or in halves when their arenas would not fit `budget`."""
+        started = time.perf_counter()
+        fused, rest = split(outputs)
+        plan = _Plan(rest, ctx, _GROUPS)
+        self.host["plan"] += time.perf_counter() - started
+        need = (8 * plan.size[0] + plan.size[1] + 3 * len(fused)) * ctx.n
+        if need > budget and len(outputs) > 1:
+            half = len(outputs) // 2
+            return {**self._evaluate(outputs[:half], ctx, first, budget),
+                    **self._evaluate(outputs[half:], ctx, first, budget)}
+        return self._run(plan, fused, ctx, first, outputs)
+
+    def _run(self, plan: _Plan, fused: list[Node], ctx: _Ctx, first: Mapping[Node, int],
+             outputs: list[Node]) -> dict[Node, np.ndarray]:
+        """The plan run on the device; the values of `outputs` (the plan's outputs are these and
+        the condition lists' inputs)."""
+        started = time.perf_counter()
         days = ctx.n
-        values: list[Value] = [None] * len(order)
-        position: dict[int, int] = {}
-        inputs: list[list[int]] = []
-        readers = [0] * len(order)
-        level = [0] * len(order)
-        leaves: dict[bool, tuple[list[int], list[np.ndarray]]] = {False: ([], []), True: ([], [])}
-        groups: dict[tuple, list[int]] = {}
-        for k, node in enumerate(order):
-            ins = [position[id(i)] for i in node.inputs]
-            position[id(node)] = k
-            inputs.append(ins)
-            op = node.op
-            if op == "const":
-                values[k] = _scalar(node.params[0])
-            elif op in _LEAVES:
-                rows, arrays = leaves[PRIMITIVES[op][0] == "b"]
-                rows.append(k)
-                arrays.append(_LEAVES[op](node.params, ctx))
-            elif op not in _GROUP_OPS:
-                raise NotImplementedError(f"cupy backend: no kernel for primitive {op!r}")
-            elif op in _FOLDABLE and all(isinstance(values[j], float) for j in ins):
-                values[k] = float(_OPS[op]([values[j] for j in ins], node.params, ctx))
-            else:
-                for j in ins:
-                    readers[j] += 1
-                level[k] = 1 + max((level[j] for j in ins), default=0)
-                kinds = tuple(order[j].kind for j in ins)
-                groups.setdefault((level[k], op, node.params, kinds), []).append(k)
-
-        # output slots in the two arenas
-        slot: dict[int, tuple[bool, int]] = {}
-        counts = {False: 0, True: 0}
-        for node in outputs:
-            condition = node.kind == "b"
-            slot[position[id(node)]] = (condition, counts[condition])
-            counts[condition] += 1
-        arenas = {False: xp.empty((counts[False], days)), True: xp.empty((counts[True], days), dtype=_I8)}
-
-        def store(members: list[int], matrix: Array) -> None:
-            """Members' values are rows of `matrix`; the outputs among them go to their arenas."""
-            for condition in (False, True):
-                pairs = [(slot[k][1], r) for r, k in enumerate(members) if k in slot and slot[k][0] == condition]
-                if pairs:
-                    _scatter(arenas[condition], [s for s, _ in pairs], matrix, [r for _, r in pairs])
-            for r, k in enumerate(members):
-                values[k] = (matrix, r) if readers[k] else None  # an unread output lives in its arena
+        order, row, condition = plan.order, plan.row, plan.condition
+        up = _Uploads()
+        # the rows known while planning, one host matrix per arena
+        ready: list[tuple[list[int], list[Any]]] = [([], []), ([], [])]
+        for k, value in plan.ready.items():
+            rows, values = ready[condition[k]]
+            rows.append(row[k])
+            values.append(value if isinstance(value, np.ndarray) else _scalar(value))
+        ready_rows = [up.put(np.array(rows, np.int64)) if rows else -1 for rows, _ in ready]
+        # each group's rows and parameters; a node without a group runner is a CuPy expression alone
+        steps: list[tuple[Any, ...]] = []
+        for runner, ins, params, out in plan.steps:
+            if runner is None:
+                steps.append((None, ins, params))  # position, its inputs' positions
+                continue
+            pack, launch, kernel = runner
+            ints, floats = pack(params)
+            steps.append((launch, kernel, out.size, [up.put(a) for a in ins], up.put(out),
+                          [up.put(a) for a in ints], [up.put(a, True) for a in floats]))
+        # the float rows computed (made finite before the condition lists read them), and the
+        # outputs asked for (copied back)
+        float_rows = [row[k] for k in plan.wanted if not condition[k]]
+        finite = up.put(np.array(float_rows, np.int64))
+        asked = set(outputs)
+        float_out = [k for k in plan.wanted if not condition[k] and order[k] in asked]
+        flag_out = [k for k in plan.wanted if condition[k] and order[k] in asked]
+        float_rows_out = up.put(np.array([row[k] for k in float_out], np.int64))
+        flag_rows_out = up.put(np.array([row[k] for k in flag_out], np.int64))
+        lines = self._pack_lines(fused, plan, first, up) if fused else None
+        self.host["plan"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        for rows, arrays in leaves.values():
-            if rows:
-                store(rows, xp.asarray(np.stack(arrays)))  # one upload per dtype
+        arenas = (xp.empty((plan.size[0], days)), xp.empty((plan.size[1], days), dtype=_I8))
+        up.upload()
+        for a, ((_, values), at) in enumerate(zip(ready, ready_rows)):
+            if values:
+                host = np.empty((len(values), days), dtype=arenas[a].dtype)
+                for i, value in enumerate(values):
+                    host[i] = value  # a constant repeated per day
+                arenas[a][up.ints(at)] = xp.asarray(host)
         self.transfer["upload"] += time.perf_counter() - started
 
-        budget = memory_budget(_free_bytes)
-        launches = 0
-        for key in sorted(groups, key=lambda g: g[0]):
-            _, op, params, kinds = key
-            members = groups[key]
-            run = _GROUP_OPS[op]
-            per_row = days * 8 * (len(kinds) + 3)
-            size = max(1, budget // per_row)
-            for c in range(0, len(members), size):
-                chunk = members[c : c + size]
-                n = len(chunk)
-                stacked = [_stack([values[inputs[k][i]] for k in chunk], days) for i in range(len(kinds))]
-                result = run(stacked, params, n, days)
-                dtype = _I8 if PRIMITIVES[op][0] == "b" else np.float64
-                store(chunk, _rows(result, n, days, dtype))
-                launches += 1
-                del stacked, result
-                for k in chunk:
-                    for j in inputs[k]:
-                        readers[j] -= 1
-                        if not readers[j] and not isinstance(values[j], float):
-                            values[j] = None  # a matrix is freed with its last row
-        self.launches, self.nodes = launches, len(order)
-
-        # constants among the outputs, then the boundary (±inf → NaN) and one copy back per arena
-        for node in outputs:
-            k = position[id(node)]
-            if isinstance(values[k], float):
-                condition, row = slot[k]
-                arenas[condition][row] = values[k]
-        _finite(arenas[False])
-        _synchronize()  # a kernel's error surfaces here, before anything is returned
+        f, c = arenas
         started = time.perf_counter()
-        host_f = _host(arenas[False])
-        host_b = _host(arenas[True])
+        f_arg, c_arg = _device(f), _device(c)
+        launches = 0
+        with contextlib.nullcontext() if SIMULATED else exact_arithmetic():
+            for step in steps:
+                if step[0] is None:
+                    _, k, inputs = step
+                    fn = _EXPRESSIONS[order[k].op][0]
+                    arenas[condition[k]][row[k] : row[k] + 1] = fn(*[arenas[condition[j]][row[j] : row[j] + 1]
+                                                                      for j in inputs])
+                elif step[1]:  # a kernel
+                    launch, _, m, ins, out, ints, floats = step
+                    launch(m, f_arg, c_arg, [up.int_args(i) for i in ins], [up.int_args(i) for i in ints],
+                           [up.float_args(i) for i in floats], up.int_args(out))
+                else:  # CuPy expressions
+                    launch, _, m, ins, out, ints, floats = step
+                    launch(m, f, c, [up.ints(i) for i in ins], [up.ints(i) for i in ints],
+                           [up.floats(i) for i in floats], up.ints(out))
+                launches += 1
+            if float_rows:  # the boundary: ±inf (a window's overflow) → NaN, before the lines read them
+                _launch("_k_finite", len(float_rows), f_arg, up.int_args(finite))
+                launches += 1
+            lines_out = None
+            if lines is not None:
+                lines_out = self._lines(f_arg, c_arg, lines, up, days)
+                launches += 1
+        self.launches += launches
+        self.nodes += len(order)
+        self.host["launch"] += time.perf_counter() - started
+
+        started = time.perf_counter()
+        _synchronize()  # a kernel's error surfaces here, before anything is returned
+        self.host["wait"] += time.perf_counter() - started
+        started = time.perf_counter()
+        host_f = _host(f[up.ints(float_rows_out)]) if float_out else None
+        host_b = _host(c[up.ints(flag_rows_out)]) if flag_out else None
+        host_lines = _host(lines_out) if lines_out is not None else None
         self.transfer["download"] += time.perf_counter() - started
-        return {node: (host_b if slot[position[id(node)]][0] else host_f)[slot[position[id(node)]][1]]
-                for node in outputs}
+        values: dict[Node, np.ndarray] = {}
+        for i, k in enumerate(float_out):
+            values[order[k]] = host_f[i]
+        for i, k in enumerate(flag_out):
+            values[order[k]] = host_b[i]
+        for i, node in enumerate(fused):
+            values[node] = host_lines[i]
+        return values
+
+    @staticmethod
+    def _pack_lines(fused: list[Node], plan: _Plan, first: Mapping[Node, int], up: _Uploads) -> tuple[int, ...]:
+        """The condition lists' arrays (`gpubt.backends.lines.Packed`), put for upload."""
+        packed = Packed(fused)
+        at = {plan.order[k]: k for k in plan.wanted}
+        rows = [plan.row[at[node]] for node in packed.float_inputs]
+        flag_rows = [plan.row[at[node]] for node in packed.flag_inputs]
+        firsts = [first.get(node, 0) for node in fused]
+        ints = [up.put(np.array(a, np.int64)) for a in (
+            rows, flag_rows, packed.node_terms, packed.term_lines, packed.code, packed.left, packed.right)]
+        threshold = up.put(np.asarray(packed.threshold, np.float64), True)
+        tail = [up.put(np.array(a, np.int64)) for a in (packed.for_days, firsts, packed.lookback)]
+        return len(fused), *ints, threshold, *tail
+
+    @staticmethod
+    def _lines(f: Any, c: Any, lines: tuple[int, ...], up: _Uploads, days: int) -> Array:
+        """The condition lists' truth (an int8 matrix on the device); f and c are kernel arguments."""
+        n, rows, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days, firsts, lookback = lines
+        out = xp.empty((n, days), dtype=_I8)
+        scratch = xp.empty((2 * n, days), dtype=_I8)
+        i = up.int_args
+        _launch("_k_lines", n, f, i(rows), c, i(flag_rows), i(node_terms), i(term_lines), i(code), i(left), i(right),
+                up.float_args(threshold), i(for_days), i(firsts), i(lookback), _device(out), _device(scratch))
+        return out
 
 
 __all__ = ["CupyBackend"]

@@ -21,188 +21,175 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 # ------------------------------------------------------------------------------------- windows
-# Each `_xxx_into(x, n, out)` fills `out` (x's size) without allocating, counting the present
-# values ending on each day as it goes: it is the per-series loop the CPU runs and, compiled
-# from the same source by `gpubt.backends.twins`, the per-row loop of the CUDA backend; the public
-# `xxx(x, n)` allocates its output and runs it.
+# Each `_xxx_at(x, n, t)` computes one day of a window from x alone, without allocating, and
+# `_xxx_into(x, n, out)` runs it over every day: the plain loops the CPU's fast kernels further
+# down are tested against and, compiled from the same source by `gpubt.backends.twins`, the CUDA
+# backend's kernels (a thread per series and day). A window is missing unless the n values
+# ending on its day are all present.
+
+
+@numba.njit(**_JIT)
+def _complete(x: np.ndarray, n: int, t: int) -> bool:
+    """Whether the n values ending on day t exist and are all present."""
+    if n < 1 or t < n - 1:
+        return False
+    for i in range(t - n + 1, t + 1):
+        if math.isnan(x[i]):
+            return False
+    return True
+
+
+@numba.njit(**_JIT)
+def _rolling_std_at(x: np.ndarray, n: int, t: int) -> float:
+    """Population standard deviation of the window ending on day t, by two passes over it (mean
+    first), so a constant window gives exactly 0 and a series far from 0 loses no digits (the
+    one-pass sum-of-squares form loses them)."""
+    if not _complete(x, n, t):
+        return math.nan
+    lo = t - n + 1
+    first = x[lo]
+    flat = True
+    s = 0.0
+    for i in range(lo, t + 1):
+        s += x[i]
+        if x[i] != first:
+            flat = False
+    if flat:
+        return 0.0
+    m = s / n
+    q = 0.0
+    for i in range(lo, t + 1):
+        d = x[i] - m
+        q += d * d
+    return math.sqrt(q / n)
+
+
+@numba.njit(**_JIT)
+def _rolling_mad_at(x: np.ndarray, n: int, t: int) -> float:
+    """Mean absolute deviation of the window ending on day t around the window's own mean."""
+    if not _complete(x, n, t):
+        return math.nan
+    lo = t - n + 1
+    s = 0.0
+    for i in range(lo, t + 1):
+        s += x[i]
+    m = s / n
+    a = 0.0
+    for i in range(lo, t + 1):
+        a += abs(x[i] - m)
+    return a / n
+
+
+@numba.njit(**_JIT)
+def _rolling_extreme_age_at(x: np.ndarray, n: int, sign: float, t: int) -> float:
+    """Days since the highest (sign 1) or lowest (sign −1) value of the window ending on day t,
+    the latest one on ties."""
+    if not _complete(x, n, t):
+        return math.nan
+    best = t - n + 1
+    for i in range(t - n + 1, t + 1):
+        if sign * x[i] >= sign * x[best]:
+            best = i
+    return t - best
+
+
+@numba.njit(**_JIT)
+def _rolling_max_drawdown_at(x: np.ndarray, n: int, t: int) -> float:
+    """Largest (peak − x)/peak inside the window ending on day t, the peak running from the
+    window's first value (nothing before the window counts). A zero peak makes it missing."""
+    if not _complete(x, n, t):
+        return math.nan
+    peak = x[t - n + 1]
+    worst = 0.0
+    for i in range(t - n + 1, t + 1):
+        if x[i] > peak:
+            peak = x[i]
+        if peak == 0.0:
+            return math.nan
+        dd = (peak - x[i]) / peak
+        if dd > worst:
+            worst = dd
+    return worst
+
+
+@numba.njit(**_JIT)
+def _rolling_ulcer_at(x: np.ndarray, n: int, t: int) -> float:
+    """sqrt(mean(dd²)) over the window ending on day t, dd = 100 (x − peak)/peak, the peak running
+    from the window's first value. A zero peak makes it missing."""
+    if not _complete(x, n, t):
+        return math.nan
+    peak = x[t - n + 1]
+    total = 0.0
+    for i in range(t - n + 1, t + 1):
+        if x[i] > peak:
+            peak = x[i]
+        if peak == 0.0:
+            return math.nan
+        dd = 100.0 * (x[i] - peak) / peak
+        total += dd * dd
+    return math.sqrt(total / n)
+
+
+@numba.njit(**_JIT)
+def _rolling_extreme_at(x: np.ndarray, n: int, sign: float, t: int) -> float:
+    """Highest (sign 1) or lowest (sign −1) value of the window ending on day t, the first
+    occurrence kept on ties (so the bits of a −0.0 among 0.0s are a scan's from the window's
+    start)."""
+    if not _complete(x, n, t):
+        return math.nan
+    m = x[t - n + 1]
+    for i in range(t - n + 2, t + 1):
+        if sign * x[i] > sign * m:
+            m = x[i]
+    return m
 
 
 @numba.njit(**_JIT)
 def _rolling_std_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Population standard deviation of each window, by two passes over the window (mean first),
-    so a constant window gives exactly 0 and a series far from 0 loses no digits (the one-pass
-    sum-of-squares form loses them)."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        lo = t - n + 1
-        first = x[lo]
-        flat = True
-        s = 0.0
-        for i in range(lo, t + 1):
-            s += x[i]
-            if x[i] != first:
-                flat = False
-        if flat:
-            out[t] = 0.0
-            continue
-        m = s / n
-        q = 0.0
-        for i in range(lo, t + 1):
-            d = x[i] - m
-            q += d * d
-        out[t] = math.sqrt(q / n)
+        out[t] = _rolling_std_at(x, n, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_mad_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Mean absolute deviation of each window around the window's own mean."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        lo = t - n + 1
-        s = 0.0
-        for i in range(lo, t + 1):
-            s += x[i]
-        m = s / n
-        a = 0.0
-        for i in range(lo, t + 1):
-            a += abs(x[i] - m)
-        out[t] = a / n
+        out[t] = _rolling_mad_at(x, n, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_argmax_age_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Days since the highest value of the window (the latest one on ties)."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        best = t - n + 1
-        for i in range(t - n + 1, t + 1):
-            if x[i] >= x[best]:
-                best = i
-        out[t] = t - best
+        out[t] = _rolling_extreme_age_at(x, n, 1.0, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_argmin_age_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Days since the lowest value of the window (the latest one on ties)."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        best = t - n + 1
-        for i in range(t - n + 1, t + 1):
-            if x[i] <= x[best]:
-                best = i
-        out[t] = t - best
+        out[t] = _rolling_extreme_age_at(x, n, -1.0, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_max_drawdown_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Largest (peak − x)/peak inside each window, the peak running from the window's first value
-    (nothing before the window counts). A zero peak makes the window missing."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        peak = x[t - n + 1]
-        worst = 0.0
-        ok = True
-        for i in range(t - n + 1, t + 1):
-            if x[i] > peak:
-                peak = x[i]
-            if peak == 0.0:
-                ok = False
-                break
-            dd = (peak - x[i]) / peak
-            if dd > worst:
-                worst = dd
-        if ok:
-            out[t] = worst
+        out[t] = _rolling_max_drawdown_at(x, n, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_ulcer_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """sqrt(mean(dd²)) with dd = 100 (x − peak)/peak, the peak running from the window's first
-    value. A zero peak makes the window missing."""
-    run = 0
     for t in range(x.size):
-        run = 0 if math.isnan(x[t]) else run + 1
-        out[t] = math.nan
-        if run < n or n < 1:
-            continue
-        peak = x[t - n + 1]
-        total = 0.0
-        ok = True
-        for i in range(t - n + 1, t + 1):
-            if x[i] > peak:
-                peak = x[i]
-            if peak == 0.0:
-                ok = False
-                break
-            dd = 100.0 * (x[i] - peak) / peak
-            total += dd * dd
-        if ok:
-            out[t] = math.sqrt(total / n)
-
-
-@numba.njit(**_JIT)
-def _rolling_extreme_into(x: np.ndarray, n: int, sign: float, out: np.ndarray) -> None:
-    """Highest (sign 1) or lowest (sign −1) of each window of n present values. The extreme of
-    the present run is carried and the window is rescanned only when it slides out, so a window
-    costs O(1) unless its extreme expires (the naive scan is O(n) every day); on ties the first
-    occurrence is kept, as a scan from the window's start keeps it, so the bits (a −0.0 among
-    0.0s) are the scan's."""
-    run = 0
-    m = 0.0
-    at = -1
-    for t in range(x.size):
-        out[t] = math.nan
-        v = x[t]
-        if math.isnan(v):
-            run = 0
-            continue
-        run += 1
-        if run == 1 or sign * v > sign * m:
-            m = v
-            at = t
-        elif at < t - n + 1:  # the extreme left the window: scan what is left of it
-            at = t - n + 1 if n < run else t - run + 1
-            m = x[at]
-            for i in range(at + 1, t + 1):
-                if sign * x[i] > sign * m:
-                    m = x[i]
-                    at = i
-        if run >= n and n >= 1:
-            out[t] = m
+        out[t] = _rolling_ulcer_at(x, n, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_min_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Lowest of each window of n present values."""
-    _rolling_extreme_into(x, n, -1.0, out)
+    for t in range(x.size):
+        out[t] = _rolling_extreme_at(x, n, -1.0, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_max_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
-    """Highest of each window of n present values."""
-    _rolling_extreme_into(x, n, 1.0, out)
-
-
+    for t in range(x.size):
+        out[t] = _rolling_extreme_at(x, n, 1.0, t)
 
 
 # ----------------------------------------------------------------------------------- recursions
@@ -363,6 +350,14 @@ def _cum_sum_into(x: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(**_JIT)
+def _shift_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    """x shifted by n days (back in time when n > 0), missing where nothing shifts in."""
+    for t in range(out.size):
+        s = t - n
+        out[t] = x[s] if 0 <= s < x.size else math.nan
+
+
+@numba.njit(**_JIT)
 def cum_sum(x: np.ndarray) -> np.ndarray:
     out = np.empty(x.size)
     _cum_sum_into(x, out)
@@ -398,40 +393,47 @@ _BLOCK = 512
 
 
 @numba.njit(**_JIT)
+def _unit_sum_at(x: np.ndarray, n: int, divisor: float, t: int) -> float:
+    """The window ending on day t added oldest first from 0.0, then divided (not when the divisor
+    is 1): the plain loop `_unit_sums` is blocked from, to the bit."""
+    if t < n - 1 or n < 1:
+        return math.nan
+    s = 0.0
+    for i in range(t - n + 1, t + 1):
+        s += x[i]
+    return s / divisor if divisor != 1.0 else s
+
+
+@numba.njit(**_JIT)
+def _rolling_dot_at(x: np.ndarray, weights: np.ndarray, centered: bool, t: int) -> float:
+    """Σ weights[i]·(x[t−n+1+i] − m), added in the order i = 0 … n − 1 from 0.0: m = 0 for the plain
+    loop `rolling_dot` is blocked from (to the bit: x − 0.0 is x); centered, m is the window's
+    mean (its values added oldest first from 0.0, divided by n): the reference's OLS sum, to the
+    bit. Missing while the window holds a missing value (NaN propagates)."""
+    n = weights.size
+    if t < n - 1 or n < 1:
+        return math.nan
+    m = 0.0
+    if centered:
+        for i in range(n):
+            m += x[t - n + 1 + i]
+        m = m / n
+    s = 0.0
+    for i in range(n):
+        s += weights[i] * (x[t - n + 1 + i] - m)
+    return s
+
+
+@numba.njit(**_JIT)
 def _unit_sums_into(x: np.ndarray, n: int, divisor: float, out: np.ndarray) -> None:
-    """The plain loop `_unit_sums` is blocked from, to the bit: each window added oldest first
-    from 0.0, then divided (not when the divisor is 1). The CUDA backend's per-row loop."""
     for t in range(x.size):
-        out[t] = math.nan
-        if t < n - 1 or n < 1:
-            continue
-        s = 0.0
-        for i in range(t - n + 1, t + 1):
-            s += x[i]
-        out[t] = s / divisor if divisor != 1.0 else s
+        out[t] = _unit_sum_at(x, n, divisor, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, centered: bool, out: np.ndarray) -> None:
-    """Σ weights[i]·(x[t−n+1+i] − m), added in the order i = 0 … n − 1 from 0.0: m = 0 for the plain
-    loop `rolling_dot` is blocked from (to the bit: x − 0.0 is x); centered, m is the window's
-    mean (its values added oldest first from 0.0, divided by n): the reference's OLS sum, to the
-    bit. Missing while the window holds a missing value (NaN propagates). The CUDA backend's
-    per-row loop for both."""
-    n = weights.size
     for t in range(x.size):
-        out[t] = math.nan
-        if t < n - 1 or n < 1:
-            continue
-        m = 0.0
-        if centered:
-            for i in range(n):
-                m += x[t - n + 1 + i]
-            m = m / n
-        s = 0.0
-        for i in range(n):
-            s += weights[i] * (x[t - n + 1 + i] - m)
-        out[t] = s
+        out[t] = _rolling_dot_at(x, weights, centered, t)
 
 
 @numba.njit(**_JIT)
@@ -522,7 +524,7 @@ def rolling_all(c: np.ndarray, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ O(n) per day, days blocked
 # The CPU forms of the windows that revisit every value of the window each day. Each is the plain
-# loop `_xxx_into` above (the meaning, and the CUDA backend's per-row loop) with the days done in
+# loop `_xxx_into` above (the meaning, and the CUDA backend's per-day kernels) with the days done in
 # blocks: one pass per lag over a block of per-day accumulators, which the compiler vectorises
 # across days. Every day still sees its window's values in the plain loop's order with the same
 # operations, so the results are the plain loop's to the bit (tests compare them); a window the
@@ -587,9 +589,9 @@ def _window_extreme_at(x: np.ndarray, n: int, sign: float, latest: bool) -> np.n
 
 @numba.njit(**_JIT)
 def _rolling_extreme(x: np.ndarray, n: int, sign: float) -> np.ndarray:
-    """`_rolling_extreme_into` in O(1) a day: `_block_extremes`'s blocks carrying values rather
-    than positions (no gather through the positions: ~25 % faster), the first occurrence on ties,
-    so the bits of a −0.0 among 0.0s are the scan's."""
+    """`_rolling_min_into` / `_rolling_max_into` in O(1) a day: `_block_extremes`'s blocks
+    carrying values rather than positions (no gather through the positions: ~25 % faster), the
+    first occurrence on ties, so the bits of a −0.0 among 0.0s are the scan's."""
     size = x.size
     out = np.full(size, np.nan)
     if n < 1:

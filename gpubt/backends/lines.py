@@ -13,6 +13,7 @@ condition inputs (date ranges) apart, and get one int8 row per node back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numba
@@ -101,86 +102,104 @@ def evaluate_lines(
     for i, node in enumerate(packed.flag_inputs):
         flags[i] = flag_values[node]
     out = np.empty((len(nodes), n_days), dtype=np.int8)
-    _lines(floats, rows, flags, packed.node_terms, packed.term_lines, packed.code, packed.left,
-           packed.right, packed.threshold, packed.for_days, firsts, packed.lookback, out)
+    _lines(floats, rows, flags, np.arange(len(flags), dtype=np.int64), packed.node_terms, packed.term_lines,
+           packed.code, packed.left, packed.right, packed.threshold, packed.for_days, firsts, packed.lookback, out)
     return dict(zip(nodes, out))
 
 
 @numba.njit(cache=True, nogil=True)
-def _line_into(code: int, a: np.ndarray, b: np.ndarray, y: float, flag: np.ndarray,
-               line: np.ndarray) -> None:
-    """One line's order codes per day (b empty: compared with the constant y)."""
+def _line_into(code: int, a: np.ndarray, b: np.ndarray, constant: bool, y: float, line: np.ndarray) -> None:
+    """One comparison line's order codes per day (`constant`: a compared with y, b unread)."""
     n = line.size
-    if code == _IS:  # a condition input, 1/0/-1 -> 2/0/1
+    if constant and math.isnan(y):
         for t in range(n):
-            f = flag[t]
-            line[t] = 2 * (f == 1) + (f == -1)
-        return
-    constant = b.size == 0
-    if constant and np.isnan(y):
-        line[:] = 1
+            line[t] = 1
         return
     if code == _GT:
         if constant:
             for t in range(n):
-                line[t] = 2 * (a[t] > y) + np.isnan(a[t])
+                line[t] = 2 * (a[t] > y) + math.isnan(a[t])
         else:
             for t in range(n):
-                line[t] = 2 * (a[t] > b[t]) + (np.isnan(a[t]) | np.isnan(b[t]))
+                line[t] = 2 * (a[t] > b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
     elif code == _LT:
         if constant:
             for t in range(n):
-                line[t] = 2 * (a[t] < y) + np.isnan(a[t])
+                line[t] = 2 * (a[t] < y) + math.isnan(a[t])
         else:
             for t in range(n):
-                line[t] = 2 * (a[t] < b[t]) + (np.isnan(a[t]) | np.isnan(b[t]))
+                line[t] = 2 * (a[t] < b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
     else:  # crosses: the day before below (above) and the day at or above (at or below)
         if n:
             line[0] = 1
         for t in range(1, n):
             a0, a1 = a[t - 1], a[t]
             b0, b1 = (y, y) if constant else (b[t - 1], b[t])
-            missing = np.isnan(a0) | np.isnan(a1) | np.isnan(b0) | np.isnan(b1)
+            missing = math.isnan(a0) | math.isnan(a1) | math.isnan(b0) | math.isnan(b1)
             if code == _ABOVE:
                 line[t] = 2 * ((a0 < b0) & (a1 >= b1)) + missing
             else:
                 line[t] = 2 * ((a0 > b0) & (a1 <= b1)) + missing
 
 
-@parallel_kernel(cache=True, nogil=True)
-def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, node_terms: np.ndarray, term_lines: np.ndarray,
-           code: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: np.ndarray,
-           for_days: np.ndarray, first: np.ndarray, lookback: np.ndarray, out: np.ndarray) -> None:
-    none_f = np.empty(0)
-    none_b = np.empty(0, dtype=np.int8)
-    for i in numba.prange(out.shape[0]):
-        # days from `start` on, `lookback` before the first day asked for: from there on the
-        # lines, crosses and forDays windows read only days of the slice
-        start = min(max(first[i] - lookback[i], 0), out.shape[1])
-        acc = out[i, start:]
-        n = acc.size
-        acc[:] = 0  # OR of no term: False
-        term = np.empty(n, dtype=np.int8)
-        line = np.empty(n, dtype=np.int8)
-        for k in range(node_terms[i], node_terms[i + 1]):
-            term[:] = 2  # AND of no line: True
-            for j in range(term_lines[k], term_lines[k + 1]):
-                c = code[j]
-                if c == _IS:
-                    _line_into(c, none_f, none_f, 0.0, flags[left[j], start:], line)
-                else:
-                    b = none_f if right[j] < 0 else floats[rows[right[j]], start:]
-                    _line_into(c, floats[rows[left[j]], start:], b, threshold[j], none_b, line)
-                # forDays: the AND of the line over its last d days, days before the first Null
-                d = for_days[j]
-                for lag in range(d):
-                    for t in range(min(lag, n)):
-                        term[t] = min(term[t], 1)
-                    for t in range(lag, n):
-                        term[t] = min(term[t], line[t - lag])
-            for t in range(n):
-                acc[t] = max(acc[t], term[t])
+@numba.njit(cache=True, nogil=True)
+def _node_into(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, flag_rows: np.ndarray,
+               node_terms: np.ndarray, term_lines: np.ndarray, code: np.ndarray, left: np.ndarray,
+               right: np.ndarray, threshold: np.ndarray, for_days: np.ndarray, first: np.ndarray,
+               lookback: np.ndarray, out: np.ndarray, term: np.ndarray, line: np.ndarray) -> None:
+    """Node i's truth into out[i], with `term` and `line` (a day each) as scratch: the CPU's
+    per-node loop and, compiled from this source (`gpubt.backends.cuda_kernels`), a GPU thread's.
+    Plain loops only (no allocation, no slice assignment, no `min`/`max` of small integers),
+    which both targets compile."""
+    # days from `start` on, `lookback` before the first day asked for: from there on the lines,
+    # crosses and forDays windows read only days of the slice
+    days = out.shape[1]
+    start = first[i] - lookback[i]
+    start = 0 if start < 0 else (days if start > days else start)
+    acc = out[i, start:]
+    n = acc.size
+    term = term[:n]
+    line = line[:n]
+    for t in range(n):
+        acc[t] = 0  # OR of no term: False
+    for k in range(node_terms[i], node_terms[i + 1]):
         for t in range(n):
-            c = acc[t]
-            acc[t] = (c >> 1) - (c & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
-        out[i, : min(first[i], out.shape[1])] = -1  # not asked for: Null
+            term[t] = 2  # AND of no line: True
+        for j in range(term_lines[k], term_lines[k + 1]):
+            c = code[j]
+            if c == _IS:  # a condition input, 1/0/-1 -> 2/0/1
+                flag = flags[flag_rows[left[j]], start:]
+                for t in range(n):
+                    f = flag[t]
+                    line[t] = 2 * (f == 1) + (f == -1)
+            else:
+                a = floats[rows[left[j]], start:]
+                constant = right[j] < 0
+                b = a if constant else floats[rows[right[j]], start:]
+                _line_into(c, a, b, constant, threshold[j], line)
+            # forDays: the AND of the line over its last d days, days before the first Null
+            d = for_days[j]
+            for lag in range(d):
+                for t in range(lag if lag < n else n):
+                    term[t] = term[t] if term[t] < 1 else 1
+                for t in range(lag, n):
+                    x = line[t - lag]
+                    term[t] = term[t] if term[t] < x else x
+        for t in range(n):
+            acc[t] = acc[t] if acc[t] > term[t] else term[t]
+    for t in range(n):
+        c = acc[t]
+        acc[t] = (c >> 1) - (c & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
+    for t in range(first[i] if first[i] < days else days):
+        out[i, t] = -1  # not asked for: Null
+
+
+@parallel_kernel(cache=True, nogil=True)
+def _lines(floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, flag_rows: np.ndarray, node_terms: np.ndarray,
+           term_lines: np.ndarray, code: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: np.ndarray,
+           for_days: np.ndarray, first: np.ndarray, lookback: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.shape[0]):
+        term = np.empty(out.shape[1], dtype=np.int8)
+        line = np.empty(out.shape[1], dtype=np.int8)
+        _node_into(i, floats, rows, flags, flag_rows, node_terms, term_lines, code, left, right, threshold,
+                   for_days, first, lookback, out, term, line)

@@ -92,16 +92,16 @@ def _compare_into(a: np.ndarray, b: np.ndarray, op: int, out: np.ndarray) -> Non
     # (a <op> b) − missing is 1/0 where both sides exist and −1 (NULL) elsewhere; the loops vectorise
     if op == 0:
         for t in range(out.size):
-            out[t] = np.int8(a[t] > b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+            out[t] = np.int8(a[t] > b[t]) - np.int8(math.isnan(a[t]) | math.isnan(b[t]))
     elif op == 1:
         for t in range(out.size):
-            out[t] = np.int8(a[t] < b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+            out[t] = np.int8(a[t] < b[t]) - np.int8(math.isnan(a[t]) | math.isnan(b[t]))
     elif op == 2:
         for t in range(out.size):
-            out[t] = np.int8(a[t] >= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+            out[t] = np.int8(a[t] >= b[t]) - np.int8(math.isnan(a[t]) | math.isnan(b[t]))
     else:
         for t in range(out.size):
-            out[t] = np.int8(a[t] <= b[t]) - np.int8(np.isnan(a[t]) | np.isnan(b[t]))
+            out[t] = np.int8(a[t] <= b[t]) - np.int8(math.isnan(a[t]) | math.isnan(b[t]))
 
 
 @numba.njit(**_JIT)
@@ -121,12 +121,12 @@ def _logic_into(a: np.ndarray, b: np.ndarray, either: bool, out: np.ndarray) -> 
         for t in range(out.size):
             x = a[t]
             y = b[t]
-            out[t] = 1 if (x == 1) | (y == 1) else min(x, y)
+            out[t] = 1 if (x == 1) | (y == 1) else (x if x < y else y)
     else:
         for t in range(out.size):
             x = a[t]
             y = b[t]
-            out[t] = 0 if (x == 0) | (y == 0) else min(x, y)
+            out[t] = 0 if (x == 0) | (y == 0) else (x if x < y else y)
 
 
 # element-wise arithmetic with the finiteness rule fused in (a non-finite result is missing): one
@@ -140,19 +140,19 @@ def _arith_into(a: np.ndarray, b: np.ndarray, op: int, out: np.ndarray) -> None:
     if op == 0:
         for t in range(out.size):
             v = a[t] + b[t]
-            out[t] = np.nan if np.isinf(v) else v
+            out[t] = math.nan if math.isinf(v) else v
     elif op == 1:
         for t in range(out.size):
             v = a[t] - b[t]
-            out[t] = np.nan if np.isinf(v) else v
+            out[t] = math.nan if math.isinf(v) else v
     elif op == 2:
         for t in range(out.size):
             v = a[t] * b[t]
-            out[t] = np.nan if np.isinf(v) else v
+            out[t] = math.nan if math.isinf(v) else v
     else:
         for t in range(out.size):
             v = a[t] / b[t]
-            out[t] = np.nan if np.isinf(v) else v
+            out[t] = math.nan if math.isinf(v) else v
 
 
 @numba.njit(**_JIT)
@@ -168,7 +168,7 @@ def _not(a: np.ndarray) -> np.ndarray:
 def _null_where_missing(cond: np.ndarray, x: np.ndarray) -> None:
     """cond = NULL on the days x is missing (in place)."""
     for t in range(cond.size):
-        if np.isnan(x[t]):
+        if math.isnan(x[t]):
             cond[t] = -1
 
 
@@ -177,8 +177,8 @@ def _finite_inplace(x: np.ndarray) -> np.ndarray:
     """x with every non-finite value (±inf, NaN) made NaN, in place."""
     for t in range(x.size):
         v = x[t]
-        if np.isinf(v):
-            x[t] = np.nan
+        if math.isinf(v):
+            x[t] = math.nan
     return x
 
 
@@ -186,8 +186,8 @@ def _finite_inplace(x: np.ndarray) -> np.ndarray:
 def _valid_from_into(x: np.ndarray, anchor: np.ndarray, offset: int, out: np.ndarray) -> None:
     """x from `offset` days after anchor's first present value on, missing before (and
     everywhere when anchor has no present value)."""
-    start = _missing_before(anchor, offset, out)
-    out[start:] = x[start:]
+    for t in range(_missing_before(anchor, offset, out), out.size):
+        out[t] = x[t]
 
 
 @numba.njit(**_JIT)
@@ -196,10 +196,12 @@ def _missing_before(anchor: np.ndarray, offset: int, out: np.ndarray) -> int:
     when anchor has none); returns that day: `valid_from` done in place over x's own row."""
     start = out.size
     for t in range(anchor.size):
-        if not np.isnan(anchor[t]):
-            start = min(max(t + offset, 0), out.size)
+        if not math.isnan(anchor[t]):
+            start = t + offset
+            start = 0 if start < 0 else (out.size if start > out.size else start)
             break
-    out[:start] = np.nan
+    for t in range(start):
+        out[t] = math.nan
     return start
 
 
@@ -509,12 +511,8 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
 
 @numba.njit(**_JIT)
 def _shift_days(x: np.ndarray, n: int) -> np.ndarray:
-    """x shifted by n days (back in time when n > 0), missing where nothing shifts in."""
-    out = np.full(x.size, np.nan)
-    if 0 <= n < x.size:
-        out[n:] = x[: x.size - n]
-    elif -x.size < n < 0:
-        out[:n] = x[-n:]
+    out = np.empty(x.size)
+    kernels._shift_into(x, n, out)
     return out
 
 
@@ -836,9 +834,10 @@ class _Plan:
     by depth (1 + the deepest array input's) and primitive. A row is handed to a later node once
     the depth of its node's last reader has been computed, so the arenas hold about the arrays
     of two depths and the outputs, not one array per node. The walk over the graph's objects is
-    Python (~1.5 µs a node); the placing is `_place`."""
+    Python (~1.5 µs a node); the placing is `_place`. `batched` names each group's runner by
+    (primitive, inputs) (the CUDA backend gives its own); a group without one runs node by node."""
 
-    def __init__(self, outputs: list[Node], ctx: _Ctx) -> None:
+    def __init__(self, outputs: list[Node], ctx: _Ctx, batched: Mapping[tuple[str, int], Any] = _BATCHED) -> None:
         order: list[Node] = []  # inputs before readers
         position: dict[Node, int] = {}  # node -> its place in `order` (nodes hash by identity)
         start = [0]
@@ -905,7 +904,7 @@ class _Plan:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             k = work_list[lo]
             width = start[k + 1] - start[k]
-            runner = _BATCHED.get((order[k].op, width))
+            runner = batched.get((order[k].op, width))
             if runner is not None:
                 params = [order[j].params for j in work_list[lo:hi]]
                 self.steps.append((runner, [ins[i, lo:hi] for i in range(width)], params, outs[lo:hi]))
