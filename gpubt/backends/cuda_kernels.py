@@ -54,8 +54,12 @@ from gpubt.backends.twins import exact_arithmetic, twins
 # Arguments: f the float arena, c the condition arena; x, a, b, cond, anchor the members' input
 # rows and out their output rows; n, alpha, … the members' parameters, one entry per member.
 # Windows give every (member, day) a thread (thread j: member j // days, day j % days), each
-# computing its day apart (`kernels._xxx_at`); recursions, element-wise loops and condition
-# lists run a thread per member over its days.
+# computing its day apart (`kernels._xxx_at`). Element-wise primitives give every (member, tile
+# of TILE days) a thread, running the CPU's row loop on the tile's views of the rows (a thread
+# per day would be a Python call per day in the simulator the tests run). Recursions,
+# `valid_from` (which finds its anchor's first value) and condition lists run a thread per
+# member over all its days.
+TILE = 256
 
 
 def _k_rolling_std(f, x, n, out):  # noqa: ANN001, ANN202 - CUDA kernels: typed at launch
@@ -188,27 +192,39 @@ def _k_rolling_all(c, x, n, out):  # noqa: ANN001, ANN202
 
 
 def _k_arith(f, op, a, b, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
+    j = cuda.grid(1)
+    tiles = (f.shape[1] + TILE - 1) // TILE
+    i = j // tiles
     if i < out.size:
-        _arith_into(f[a[i]], f[b[i]], op, f[out[i]])
+        t = (j - i * tiles) * TILE
+        _arith_into(f[a[i], t:t + TILE], f[b[i], t:t + TILE], op, f[out[i], t:t + TILE])
 
 
 def _k_compare(f, c, op, a, b, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
+    j = cuda.grid(1)
+    tiles = (f.shape[1] + TILE - 1) // TILE
+    i = j // tiles
     if i < out.size:
-        _compare_into(f[a[i]], f[b[i]], op, c[out[i]])
+        t = (j - i * tiles) * TILE
+        _compare_into(f[a[i], t:t + TILE], f[b[i], t:t + TILE], op, c[out[i], t:t + TILE])
 
 
 def _k_logic(c, either, a, b, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
+    j = cuda.grid(1)
+    tiles = (c.shape[1] + TILE - 1) // TILE
+    i = j // tiles
     if i < out.size:
-        _logic_into(c[a[i]], c[b[i]], either, c[out[i]])
+        t = (j - i * tiles) * TILE
+        _logic_into(c[a[i], t:t + TILE], c[b[i], t:t + TILE], either, c[out[i], t:t + TILE])
 
 
 def _k_where(f, c, cond, a, b, out):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
+    j = cuda.grid(1)
+    tiles = (f.shape[1] + TILE - 1) // TILE
+    i = j // tiles
     if i < out.size:
-        _where_into(c[cond[i]], f[a[i]], f[b[i]], f[out[i]])
+        t = (j - i * tiles) * TILE
+        _where_into(c[cond[i], t:t + TILE], f[a[i], t:t + TILE], f[b[i], t:t + TILE], f[out[i], t:t + TILE])
 
 
 def _k_valid_from(f, x, anchor, offset, out):  # noqa: ANN001, ANN202
@@ -221,9 +237,12 @@ def _k_valid_from(f, x, anchor, offset, out):  # noqa: ANN001, ANN202
 
 
 def _k_finite(f, rows):  # noqa: ANN001, ANN202
-    i = cuda.grid(1)
+    j = cuda.grid(1)
+    tiles = (f.shape[1] + TILE - 1) // TILE
+    i = j // tiles
     if i < rows.size:
-        _finite_inplace(f[rows[i]])
+        t = (j - i * tiles) * TILE
+        _finite_inplace(f[rows[i], t:t + TILE])
 
 
 def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,  # noqa: ANN001, ANN202, PLR0913
@@ -295,4 +314,4 @@ def ptx(name: str, cc: tuple[int, int] = (9, 0)) -> str:
     return code
 
 
-__all__ = ["KERNELS", "SIGNATURES", "compiled", "ptx"]
+__all__ = ["KERNELS", "SIGNATURES", "TILE", "compiled", "ptx"]

@@ -5,7 +5,8 @@ backend's own `_Plan`: every node gets a row of one of two arenas (float64, and 
 a row is handed on once its last reader's depth is done, and the nodes of one primitive at one
 depth form a group. On the device the arenas are two CuPy matrices and each group is ONE launch
 of a kernel of `gpubt.backends.cuda_kernels` (a thread per member and day for windows, per
-member for the rest), reading input rows and writing output rows; the few element-wise
+member and tile of days for element-wise primitives, per member for the rest), reading input
+rows and writing output rows; the few element-wise
 primitives without such a kernel (pow, log, exp, sqrt, min2, max2, neg, abs, sign, fill_null,
 not, n-ary Kleene logic) are one CuPy expression per group over its gathered rows. The condition lists of a tree (`lines` nodes) are one launch
 too, a thread per node, running the CPU's own per-node loop (`gpubt.backends.lines`).
@@ -69,7 +70,7 @@ from numba import cuda  # noqa: E402 - after the simulator switch is known
 if not SIMULATED and not cuda.is_available():
     raise RuntimeError("numba.cuda is not available (no CUDA driver or libNVVM for Numba)")
 
-from gpubt.backends.cuda_kernels import compiled  # noqa: E402
+from gpubt.backends.cuda_kernels import TILE, compiled  # noqa: E402
 from gpubt.backends.lines import Packed, split  # noqa: E402
 from gpubt.backends.numba_cpu import _ADD, _CMP, _DIV, _MUL, _SUB, _Ctx, _Plan, _scalar  # noqa: E402
 from gpubt.backends.twins import exact_arithmetic, memory_budget  # noqa: E402
@@ -133,6 +134,11 @@ def _ints(*fields: int) -> Pack:
 
 def _kernel(pack: Pack, launch: Launch) -> Runner:
     return pack, launch, True
+
+
+def _tiles(arena: Any) -> int:
+    """How many tiles of `cuda_kernels.TILE` days an arena's rows are cut into."""
+    return -(-arena.shape[1] // TILE)
 
 
 def _window(kernel: str) -> Runner:
@@ -267,18 +273,18 @@ _GROUPS: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runne
                                                                                   i[0], out)),
     ("valid_from", 2): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_valid_from", m, f, ins[0],
                                                                                  ins[1], i[0], out)),
-    ("where", 3): _kernel(_none, lambda m, f, c, ins, i, x, out: _launch("_k_where", m, f, c, ins[0], ins[1], ins[2],
-                                                                         out)),
+    ("where", 3): _kernel(_none, lambda m, f, c, ins, i, x, out: _launch("_k_where", m * _tiles(f), f, c, ins[0],
+                                                                         ins[1], ins[2], out)),
 }
 for _op, _code in (("add", _ADD), ("sub", _SUB), ("mul", _MUL), ("div", _DIV), ("ratio", _DIV)):
     _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, op=_code: _launch(
-        "_k_arith", m, f, op, ins[0], ins[1], out))
+        "_k_arith", m * _tiles(f), f, op, ins[0], ins[1], out))
 for _op, _code in _CMP.items():
     _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, op=_code: _launch(
-        "_k_compare", m, f, c, op, ins[0], ins[1], out))
+        "_k_compare", m * _tiles(f), f, c, op, ins[0], ins[1], out))
 for _op, _either in (("and", False), ("or", True)):
     _GROUPS[(_op, 2)] = _kernel(_none, lambda m, f, c, ins, i, x, out, e=_either: _launch(
-        "_k_logic", m, c, e, ins[0], ins[1], out))
+        "_k_logic", m * _tiles(c), c, e, ins[0], ins[1], out))
     for _width in (1, 3):
         _GROUPS[(_op, _width)] = _expression(_op)
 for _op in ("pow", "min2", "max2", "fill_null"):
@@ -456,7 +462,7 @@ class CupyBackend:
                            [up.floats(i) for i in floats], up.ints(out))
                 launches += 1
             if float_rows:  # the boundary: ±inf (a window's overflow) → NaN, before the lines read them
-                _launch("_k_finite", len(float_rows), f_arg, up.int_args(finite))
+                _launch("_k_finite", len(float_rows) * _tiles(f_arg), f_arg, up.int_args(finite))
                 launches += 1
             lines_out = None
             if lines is not None:
