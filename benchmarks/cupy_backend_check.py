@@ -9,8 +9,12 @@
    (`tests.test_parity.differences`), then 1 warm-up and `--runs` timed runs per backend; the table
    gives medians of the signal stage and of the whole backtest, and cupy's transfer time (upload
    + copy back, summed over the run's evaluate calls) apart.
+3. `--kernels`: for the named scenarios, one more backtest on cupy with every launch
+   synchronised and timed, printed per kernel (launches, device ms, threads): where the device
+   time of the signal stage goes.
 
     python benchmarks/cupy_backend_check.py [--runs 5] [--scenarios 10x10,100x100,1000x1000,1000x10000,stress]
+                                            [--kernels 1000x1000,stress]
 """
 
 from __future__ import annotations
@@ -131,11 +135,50 @@ def scenarios(names: list[str], runs: int) -> int:
     return bad
 
 
+def kernels(names: list[str]) -> None:
+    """Per-kernel device time of one cupy backtest per scenario (launches synchronised)."""
+    import collections
+
+    import cupy
+
+    from gpubt.backends import cupy_gpu
+
+    market, start_date = bench_market("startdate")
+    start = int(np.searchsorted(market.dates, np.datetime64(start_date, "D")))
+    launch = cupy_gpu._launch
+    stats: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0])
+
+    def timed(name: str, threads: int, *args: object) -> None:
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        launch(name, threads, *args)
+        cupy.cuda.Device().synchronize()
+        entry = stats[name]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - t0
+        entry[2] += threads
+
+    cupy_gpu._launch = timed
+    try:
+        for name in names:
+            body = build_tree(SCENARIOS[name], market, start_date, start, per_node=5)
+            backend = get_backend("cupy")
+            run_compiled(parse_request(body), market, backend)  # compiled and warm
+            stats.clear()
+            run_compiled(parse_request(body), market, backend)
+            print(f"kernels, {SCENARIOS[name].label} (synchronised launches):")
+            for kernel, (n, seconds, threads) in sorted(stats.items(), key=lambda kv: -kv[1][1]):
+                print(f"  {kernel:26s} {n:4.0f} launches {1000 * seconds:9.2f} ms {threads:12,.0f} threads")
+    finally:
+        cupy_gpu._launch = launch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--kernels", default="", help="scenarios to time kernel by kernel (after the table)")
     args = parser.parse_args()
     import cupy
 
@@ -143,6 +186,7 @@ def main() -> None:
     print(f"device: {props['name'].decode()}, cupy {cupy.__version__}")
     bad = 0 if args.skip_parity else parity()
     bad += scenarios([s for s in args.scenarios.split(",") if s], args.runs)
+    kernels([s for s in args.kernels.split(",") if s])
     sys.exit(1 if bad else 0)
 
 

@@ -2,8 +2,8 @@
 # The GPU checks of one lent device session, in one command (device time is scarce):
 #   the sweep benchmark (numba, cupy and auto: the 65,536 and 1,048,576 grids and the batch of
 #   1,000 strategies of 10 nodes, same machine, same run), the gpu-marked tests, the cupy
-#   backend check (parity and scenario timings against numba) and the cupy parity suite; each
-#   step has a time limit (env *_S seconds).
+#   backend check (parity, scenario timings against numba, the device time kernel by kernel) and
+#   the cupy parity suite; each step has a time limit (env *_S seconds).
 # Packages the device image lacks (polars, pydantic, orjson) travel as wheels in .whl/ (see
 # ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
@@ -27,10 +27,10 @@ step "sweep benchmark"
 timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge --batch 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
 
 step "gpu tests"
-timeout "${GPU_TESTS_S:-90}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 
 step "cupy backend check"
-timeout "${BACKEND_S:-100}" python3 benchmarks/cupy_backend_check.py --runs 3 2>&1 | tee "$OUT/cupy_backend.log" | tail -30
+timeout "${BACKEND_S:-130}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
 
 step "parity on cupy"
 PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
