@@ -82,7 +82,9 @@ _CMP = {"gt": _GT, "lt": _LT, "ge": _GE, "le": _LE}
 
 # Each kernel writes into `out` (a node's row, or a fresh array for a lone node), so the per-node
 # forms and the row kernels below run the same loops. A constant side is a row of its value: the
-# same operation on each day as with the scalar, so the same bits.
+# same operation on each day as with the scalar, so the same bits. The CUDA backend compiles
+# these loops too (`gpubt.backends.cuda_kernels`): hence `math.isnan`/`math.isinf`, no slice
+# assignment and no `min` of int8s, which its target refuses.
 
 
 @numba.njit(**_JIT)
