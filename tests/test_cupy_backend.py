@@ -115,6 +115,27 @@ def test_every_primitive_equals_numba_bit_for_bit_in_the_simulator() -> None:
     assert whole < 120 and halves > few  # a launch per group of the plan: far fewer than 1,343 nodes
 
 
+def test_condition_lists_across_day_tiles_equal_numba_in_the_simulator() -> None:
+    """`lines` nodes (every line code, forDays up to 10, crosses, date ranges, NaN thresholds) over
+    600 days, three tiles of 256 (the last partial), asked for from days inside and on the edges
+    of tiles: each tile's thread reads the days before its tile as the CPU's one pass does."""
+    simulate("""
+        import numpy as np
+        from gpubt.backends.cupy_gpu import CupyBackend
+        from gpubt.backends.numba_cpu import NumbaBackend
+        from tests.test_numba_backend import _line_lists, _random_setup
+
+        market, branches, s, b = _random_setup(600)
+        fused = _line_lists(b, s)
+        for first in (None, 1, 250, 256, 300, 599, 600):
+            asked = None if first is None else dict.fromkeys(fused, first)
+            got = CupyBackend().evaluate(fused, market, branches, asked)
+            want = NumbaBackend().evaluate(fused, market, branches, asked)
+            for node in fused:
+                np.testing.assert_array_equal(got[node], want[node], err_msg=f"{first}: {node.params}")
+    """)
+
+
 def test_examples_end_to_end_equal_numba_in_the_simulator() -> None:
     """Every example, the whole pipeline (signals on the simulated device), on the short synthetic
     market: the same response as the Numba backend, to the character."""

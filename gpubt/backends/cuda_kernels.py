@@ -39,7 +39,7 @@ from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins
     _unit_sum_at,
     _wilder_into,
 )
-from gpubt.backends.lines import _line_into, _node_into
+from gpubt.backends.lines import _line_into, _node_codes
 from gpubt.backends.numba_cpu import (
     _arith_into,
     _compare_into,
@@ -54,11 +54,10 @@ from gpubt.backends.twins import exact_arithmetic, twins
 # Arguments: f the float arena, c the condition arena; x, a, b, cond, anchor the members' input
 # rows and out their output rows; n, alpha, … the members' parameters, one entry per member.
 # Windows give every (member, day) a thread (thread j: member j // days, day j % days), each
-# computing its day apart (`kernels._xxx_at`). Element-wise primitives give every (member, tile
-# of TILE days) a thread, running the CPU's row loop on the tile's views of the rows (a thread
-# per day would be a Python call per day in the simulator the tests run). Recursions,
-# `valid_from` (which finds its anchor's first value) and condition lists run a thread per
-# member over all its days.
+# computing its day apart (`kernels._xxx_at`). Element-wise primitives and condition lists give
+# every (member, tile of TILE days) a thread, running the CPU's loop on the tile (a thread per
+# day would be a Python call per day in the simulator the tests run). Recursions and
+# `valid_from` (which finds its anchor's first value) run a thread per member over all its days.
 TILE = 256
 
 
@@ -247,11 +246,28 @@ def _k_finite(f, rows):  # noqa: ANN001, ANN202
 
 def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,  # noqa: ANN001, ANN202, PLR0913
              first, lookback, out, scratch):
-    """Thread i: condition-list node i (`gpubt.backends.lines`), scratch rows 2i and 2i + 1."""
-    i = cuda.grid(1)
+    """Thread j: condition-list node i = j // tiles over the days of its tile (`gpubt.backends.lines`,
+    the CPU's loop on a slice starting `lookback` days before the tile), scratch rows 3j … 3j + 2
+    (TILE + the longest lookback days each)."""
+    j = cuda.grid(1)
+    days = out.shape[1]
+    tiles = (days + TILE - 1) // TILE
+    i = j // tiles
     if i < out.shape[0]:
-        _node_into(i, f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,
-                   first, lookback, out, scratch[2 * i], scratch[2 * i + 1])
+        lo = (j - i * tiles) * TILE
+        hi = lo + TILE if lo + TILE < days else days
+        asked = first[i] if first[i] > lo else lo  # the tile's first day asked for
+        for t in range(lo, asked if asked < hi else hi):
+            out[i, t] = -1  # not asked for: Null
+        if asked < hi:
+            start = asked - lookback[i]
+            start = start if start > 0 else 0
+            acc = scratch[3 * j, : hi - start]
+            _node_codes(i, f, rows, c, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,
+                        start, acc, scratch[3 * j + 1], scratch[3 * j + 2])
+            for t in range(asked, hi):
+                v = acc[t - start]
+                out[i, t] = (v >> 1) - (v & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
 
 
 DEVICE_FUNCTIONS = (
@@ -260,7 +276,7 @@ DEVICE_FUNCTIONS = (
     _shift_into, _wilder_into, _rolling_all_into, _ewm_into, _ewm_var_into, _laguerre_rsi_into, _cum_sum_into,
     _forward_fill_into,
     _arith_into, _compare_into, _logic_into, _where_into, _missing_before, _valid_from_into, _finite_inplace,
-    _line_into, _node_into,
+    _line_into, _node_codes,
 )
 KERNELS = (
     _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age, _k_rolling_max_drawdown,

@@ -6,10 +6,11 @@ a row is handed on once its last reader's depth is done, and the nodes of one pr
 depth form a group. On the device the arenas are two CuPy matrices and each group is ONE launch
 of a kernel of `gpubt.backends.cuda_kernels` (a thread per member and day for windows, per
 member and tile of days for element-wise primitives, per member for the rest), reading input
-rows and writing output rows; the few element-wise
-primitives without such a kernel (pow, log, exp, sqrt, min2, max2, neg, abs, sign, fill_null,
-not, n-ary Kleene logic) are one CuPy expression per group over its gathered rows. The condition lists of a tree (`lines` nodes) are one launch
-too, a thread per node, running the CPU's own per-node loop (`gpubt.backends.lines`).
+rows and writing output rows; the few element-wise primitives without such a kernel (pow, log,
+exp, sqrt, min2, max2, neg, abs, sign, fill_null, not, n-ary Kleene logic) are one CuPy
+expression per group over its gathered rows. The condition lists of a tree (`lines` nodes) are
+one launch too, a thread per node and tile of days, running the CPU's own per-node loop
+(`gpubt.backends.lines`) on the tile.
 
 Rules, the CPU backend's own (so its values are equal):
 
@@ -501,17 +502,19 @@ class CupyBackend:
             rows, flag_rows, packed.node_terms, packed.term_lines, packed.code, packed.left, packed.right)]
         threshold = up.put(np.asarray(packed.threshold, np.float64), True)
         tail = [up.put(np.array(a, np.int64)) for a in (packed.for_days, firsts, packed.lookback)]
-        return len(fused), *ints, threshold, *tail
+        longest = int(packed.lookback.max()) if len(packed.lookback) else 0
+        return len(fused), longest, *ints, threshold, *tail
 
     @staticmethod
     def _lines(f: Any, c: Any, lines: tuple[int, ...], up: _Uploads, days: int) -> Array:
         """The condition lists' truth (an int8 matrix on the device); f and c are kernel arguments."""
-        n, rows, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days, firsts, lookback = lines
+        n, longest, rows, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days, firsts, lookback = lines
         out = xp.empty((n, days), dtype=_I8)
-        scratch = xp.empty((2 * n, days), dtype=_I8)
+        threads = n * -(-days // TILE)  # a thread per node and tile of days
+        scratch = xp.empty((3 * threads, min(TILE + longest, days)), dtype=_I8)
         i = up.int_args
-        _launch("_k_lines", n, f, i(rows), c, i(flag_rows), i(node_terms), i(term_lines), i(code), i(left), i(right),
-                up.float_args(threshold), i(for_days), i(firsts), i(lookback), _device(out), _device(scratch))
+        _launch("_k_lines", threads, f, i(rows), c, i(flag_rows), i(node_terms), i(term_lines), i(code), i(left),
+                i(right), up.float_args(threshold), i(for_days), i(firsts), i(lookback), _device(out), _device(scratch))
         return out
 
 

@@ -143,20 +143,16 @@ def _line_into(code: int, a: np.ndarray, b: np.ndarray, constant: bool, y: float
 
 
 @numba.njit(cache=True, nogil=True)
-def _node_into(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, flag_rows: np.ndarray,
-               node_terms: np.ndarray, term_lines: np.ndarray, code: np.ndarray, left: np.ndarray,
-               right: np.ndarray, threshold: np.ndarray, for_days: np.ndarray, first: np.ndarray,
-               lookback: np.ndarray, out: np.ndarray, term: np.ndarray, line: np.ndarray) -> None:
-    """Node i's truth into out[i], with `term` and `line` (a day each) as scratch: the CPU's
-    per-node loop and, compiled from this source (`gpubt.backends.cuda_kernels`), a GPU thread's.
-    Plain loops only (no allocation, no slice assignment, no `min`/`max` of small integers),
-    which both targets compile."""
-    # days from `start` on, `lookback` before the first day asked for: from there on the lines,
-    # crosses and forDays windows read only days of the slice
-    days = out.shape[1]
-    start = first[i] - lookback[i]
-    start = 0 if start < 0 else (days if start > days else start)
-    acc = out[i, start:]
+def _node_codes(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, flag_rows: np.ndarray,
+                node_terms: np.ndarray, term_lines: np.ndarray, code: np.ndarray, left: np.ndarray,
+                right: np.ndarray, threshold: np.ndarray, for_days: np.ndarray, start: int, acc: np.ndarray,
+                term: np.ndarray, line: np.ndarray) -> None:
+    """Node i's order codes (0 False, 1 Null, 2 True) for the acc.size days from `start` into
+    `acc`, with `term` and `line` (as long) as scratch. The lines, crosses and forDays windows
+    read only days of that slice (a day before it counts as Null), so a day is exact once the
+    slice starts `lookback` days before it. The CPU's per-node loop and, compiled from this
+    source (`gpubt.backends.cuda_kernels`), a GPU thread's: plain loops only (no allocation, no
+    slice assignment, no `min`/`max` of small integers), which both targets compile."""
     n = acc.size
     term = term[:n]
     line = line[:n]
@@ -187,7 +183,22 @@ def _node_into(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, 
                     term[t] = term[t] if term[t] < x else x
         for t in range(n):
             acc[t] = acc[t] if acc[t] > term[t] else term[t]
-    for t in range(n):
+
+
+@numba.njit(cache=True, nogil=True)
+def _node_into(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray, flag_rows: np.ndarray,
+               node_terms: np.ndarray, term_lines: np.ndarray, code: np.ndarray, left: np.ndarray,
+               right: np.ndarray, threshold: np.ndarray, for_days: np.ndarray, first: np.ndarray,
+               lookback: np.ndarray, out: np.ndarray, term: np.ndarray, line: np.ndarray) -> None:
+    """Node i's truth into out[i], from `lookback` days before its first day asked for on (Null
+    before that day), with `term` and `line` (a day each) as scratch."""
+    days = out.shape[1]
+    start = first[i] - lookback[i]
+    start = 0 if start < 0 else (days if start > days else start)
+    acc = out[i, start:]
+    _node_codes(i, floats, rows, flags, flag_rows, node_terms, term_lines, code, left, right, threshold, for_days,
+                start, acc, term, line)
+    for t in range(acc.size):
         c = acc[t]
         acc[t] = (c >> 1) - (c & 1)  # 0 -> 0 (False), 1 -> -1 (Null), 2 -> 1 (True)
     for t in range(first[i] if first[i] < days else days):
