@@ -387,7 +387,9 @@ class CupyBackend:
         fused, rest = split(outputs)
         plan = _Plan(rest, ctx, _GROUPS)
         self.host["plan"] += time.perf_counter() - started
-        need = (8 * plan.size[0] + plan.size[1] + 3 * len(fused)) * ctx.n
+        # the arenas, and the condition lists' output and scratch (about 3 rows a node while
+        # their lookbacks are short next to a tile)
+        need = (8 * plan.size[0] + plan.size[1] + 4 * len(fused)) * ctx.n
         if need > budget and len(outputs) > 1:
             half = len(outputs) // 2
             return {**self._evaluate(outputs[:half], ctx, first, budget),
