@@ -118,8 +118,10 @@ def test_every_primitive_equals_numba_bit_for_bit_in_the_simulator() -> None:
 def test_condition_lists_across_day_tiles_equal_numba_in_the_simulator() -> None:
     """`lines` nodes (every line code, forDays up to 10, crosses, date ranges, NaN thresholds) over
     600 days, three tiles of 256 (the last partial), asked for from days inside and on the edges
-    of tiles: each tile's thread reads the days before its tile as the CPU's one pass does."""
-    simulate("""
+    of tiles: each tile's thread reads the days before its tile as the CPU's one pass does. Last,
+    under a budget of a few rows, so the nodes run in halves, each half with its own inputs."""
+    out = simulate("""
+        import os
         import numpy as np
         from gpubt.backends.cupy_gpu import CupyBackend
         from gpubt.backends.numba_cpu import NumbaBackend
@@ -127,13 +129,20 @@ def test_condition_lists_across_day_tiles_equal_numba_in_the_simulator() -> None
 
         market, branches, s, b = _random_setup(600)
         fused = _line_lists(b, s)
-        for first in (None, 1, 250, 256, 300, 599, 600):
+        for first, budget in ((None, None), (1, None), (250, None), (256, None), (300, None), (599, None),
+                              (600, None), (300, "40000")):
+            if budget:
+                os.environ["GPUBT_GPU_MEMORY"] = budget
             asked = None if first is None else dict.fromkeys(fused, first)
-            got = CupyBackend().evaluate(fused, market, branches, asked)
-            want = NumbaBackend().evaluate(fused, market, branches, asked)
-            for node in fused:
+            backend = CupyBackend()
+            got = backend.evaluate([*fused, s["g"]], market, branches, asked)
+            want = NumbaBackend().evaluate([*fused, s["g"]], market, branches, asked)
+            for node in [*fused, s["g"]]:
                 np.testing.assert_array_equal(got[node], want[node], err_msg=f"{first}: {node.params}")
+            print(backend.launches)
     """)
+    launches = list(map(int, out.split()))
+    assert launches[-1] > launches[0]  # the budget split the graph
 
 
 def test_examples_end_to_end_equal_numba_in_the_simulator() -> None:
