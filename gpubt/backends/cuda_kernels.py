@@ -27,14 +27,13 @@ from gpubt.backends.kernels import (  # the loops compiled for the GPU by `twins
     _ewm_var_into,
     _forward_fill_into,
     _laguerre_rsi_into,
+    _peak_drawdown_at,
     _rolling_all_into,
     _rolling_dot_at,
     _rolling_extreme_age_at,
     _rolling_extreme_at,
     _rolling_mad_at,
-    _rolling_max_drawdown_at,
     _rolling_std_at,
-    _rolling_ulcer_at,
     _shift_into,
     _unit_sum_at,
     _wilder_into,
@@ -61,68 +60,34 @@ from gpubt.backends.twins import exact_arithmetic, twins
 TILE = 256
 
 
-def _k_rolling_std(f, x, n, out):  # noqa: ANN001, ANN202 - CUDA kernels: typed at launch
+# the windows of one integer parameter, as `_k_window` tells them apart
+_STD, _MAD, _ARGMAX_AGE, _ARGMIN_AGE, _MAX_DRAWDOWN, _ULCER, _MIN, _MAX = range(8)
+WINDOWS = {
+    "rolling_std": _STD, "rolling_mad": _MAD, "rolling_argmax_age": _ARGMAX_AGE,
+    "rolling_argmin_age": _ARGMIN_AGE, "rolling_max_drawdown": _MAX_DRAWDOWN, "rolling_ulcer": _ULCER,
+    "rolling_min": _MIN, "rolling_max": _MAX,
+}
+
+
+def _window_at(x, n, kind, t):  # noqa: ANN001, ANN202 - a device function: typed at launch
+    """Day t of window `kind` (one of `WINDOWS`) of x."""
+    if kind == _STD:
+        return _rolling_std_at(x, n, t)
+    if kind == _MAD:
+        return _rolling_mad_at(x, n, t)
+    if kind == _ARGMAX_AGE or kind == _ARGMIN_AGE:
+        return _rolling_extreme_age_at(x, n, 1.0 if kind == _ARGMAX_AGE else -1.0, t)
+    if kind == _MAX_DRAWDOWN or kind == _ULCER:
+        return _peak_drawdown_at(x, n, kind == _ULCER, t)
+    return _rolling_extreme_at(x, n, 1.0 if kind == _MAX else -1.0, t)
+
+
+def _k_window(f, x, n, kind, out):  # noqa: ANN001, ANN202 - CUDA kernels: typed at launch
     j = cuda.grid(1)
     i = j // f.shape[1]
     if i < out.size:
         t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_std_at(f[x[i]], n[i], t)
-
-
-def _k_rolling_mad(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_mad_at(f[x[i]], n[i], t)
-
-
-def _k_rolling_argmax_age(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_extreme_age_at(f[x[i]], n[i], 1.0, t)
-
-
-def _k_rolling_argmin_age(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_extreme_age_at(f[x[i]], n[i], -1.0, t)
-
-
-def _k_rolling_max_drawdown(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_max_drawdown_at(f[x[i]], n[i], t)
-
-
-def _k_rolling_ulcer(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_ulcer_at(f[x[i]], n[i], t)
-
-
-def _k_rolling_min(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_extreme_at(f[x[i]], n[i], -1.0, t)
-
-
-def _k_rolling_max(f, x, n, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    i = j // f.shape[1]
-    if i < out.size:
-        t = j - i * f.shape[1]
-        f[out[i], t] = _rolling_extreme_at(f[x[i]], n[i], 1.0, t)
+        f[out[i], t] = _window_at(f[x[i]], n[i], kind, t)
 
 
 def _k_shift(f, x, n, out):  # noqa: ANN001, ANN202
@@ -271,18 +236,16 @@ def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, t
 
 
 DEVICE_FUNCTIONS = (
-    _complete, _rolling_std_at, _rolling_mad_at, _rolling_extreme_age_at, _rolling_max_drawdown_at,
-    _rolling_ulcer_at, _rolling_extreme_at, _unit_sum_at, _rolling_dot_at,
+    _complete, _rolling_std_at, _rolling_mad_at, _rolling_extreme_age_at, _peak_drawdown_at, _rolling_extreme_at,
+    _window_at, _unit_sum_at, _rolling_dot_at,
     _shift_into, _wilder_into, _rolling_all_into, _ewm_into, _ewm_var_into, _laguerre_rsi_into, _cum_sum_into,
     _forward_fill_into,
     _arith_into, _compare_into, _logic_into, _where_into, _missing_before, _valid_from_into, _finite_inplace,
     _line_into, _node_codes,
 )
 KERNELS = (
-    _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age, _k_rolling_max_drawdown,
-    _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_shift, _k_wilder, _k_unit_sums, _k_rolling_dot, _k_ewm,
-    _k_ewm_var, _k_laguerre_rsi, _k_cum_sum, _k_forward_fill, _k_rolling_all, _k_arith, _k_compare, _k_logic,
-    _k_where, _k_valid_from, _k_finite, _k_lines,
+    _k_window, _k_shift, _k_wilder, _k_unit_sums, _k_rolling_dot, _k_ewm, _k_ewm_var, _k_laguerre_rsi, _k_cum_sum,
+    _k_forward_fill, _k_rolling_all, _k_arith, _k_compare, _k_logic, _k_where, _k_valid_from, _k_finite, _k_lines,
 )
 
 _F2 = types.float64[:, ::1]
@@ -293,9 +256,8 @@ _INT = types.int64
 _BOOL = types.boolean
 # the argument types each kernel is launched with (C-contiguous arenas, row and parameter arrays)
 SIGNATURES: dict[str, tuple[Any, ...]] = {
-    **{k.__name__: (_F2, _I1, _I1, _I1) for k in (
-        _k_rolling_std, _k_rolling_mad, _k_rolling_argmax_age, _k_rolling_argmin_age, _k_rolling_max_drawdown,
-        _k_rolling_ulcer, _k_rolling_min, _k_rolling_max, _k_shift)},
+    "_k_window": (_F2, _I1, _I1, _INT, _I1),
+    "_k_shift": (_F2, _I1, _I1, _I1),
     "_k_wilder": (_F2, _I1, _I1, _BOOL, _I1),
     "_k_unit_sums": (_F2, _I1, _I1, _F1, _I1),
     "_k_rolling_dot": (_F2, _I1, _I1, _F1, _BOOL, _I1),
@@ -330,4 +292,4 @@ def ptx(name: str, cc: tuple[int, int] = (9, 0)) -> str:
     return code
 
 
-__all__ = ["KERNELS", "SIGNATURES", "TILE", "compiled", "ptx"]
+__all__ = ["KERNELS", "SIGNATURES", "TILE", "WINDOWS", "compiled", "ptx"]

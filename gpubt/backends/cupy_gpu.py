@@ -71,13 +71,13 @@ from numba import cuda  # noqa: E402 - after the simulator switch is known
 if not SIMULATED and not cuda.is_available():
     raise RuntimeError("numba.cuda is not available (no CUDA driver or libNVVM for Numba)")
 
-from gpubt.backends.cuda_kernels import TILE, compiled  # noqa: E402
+from gpubt.backends.cuda_kernels import TILE, WINDOWS, compiled  # noqa: E402
 from gpubt.backends.lines import Packed, split  # noqa: E402
 from gpubt.backends.numba_cpu import _ADD, _CMP, _DIV, _MUL, _SUB, _Ctx, _Plan, _scalar  # noqa: E402
 from gpubt.backends.twins import exact_arithmetic, memory_budget  # noqa: E402
 from gpubt.collector import paused  # noqa: E402
 from gpubt.data.market import Market  # noqa: E402
-from gpubt.ir.nodes import Node  # noqa: E402
+from gpubt.ir.nodes import PRIMITIVES, Node  # noqa: E402
 
 SIMULATED_FREE = 2 << 30  # free "device" memory in simulator mode (host memory)
 THREADS = 128  # threads per block (a thread per group member)
@@ -142,9 +142,11 @@ def _tiles(arena: Any) -> int:
     return -(-arena.shape[1] // TILE)
 
 
-def _window(kernel: str) -> Runner:
-    """A window kernel of one integer parameter: a thread per member and day."""
-    return _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch(kernel, m * f.shape[1], f, ins[0], i[0], out))
+def _window(op: str) -> Runner:
+    """A window of one integer parameter (`cuda_kernels.WINDOWS`): a thread per member and day."""
+    kind = WINDOWS[op]
+    return _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_window", m * f.shape[1], f, ins[0], i[0],
+                                                                     kind, out))
 
 
 def _sums(mean: bool) -> Runner:
@@ -241,7 +243,7 @@ _EXPRESSIONS: dict[str, tuple[Callable[..., Array], Callable[[int], bool]]] = {
 
 def _expression(op: str) -> Runner:
     fn, is_condition = _EXPRESSIONS[op]
-    c_out = op in ("not", "and", "or", "null_if_any_missing")
+    c_out = PRIMITIVES[op][0] == "b"
 
     def launch(m: int, f: Array, c: Array, ins: list[Array], i: list[Array], x: list[Array], out: Array) -> None:
         result = fn(*[(c if is_condition(slot) else f)[rows] for slot, rows in enumerate(ins)])
@@ -251,9 +253,7 @@ def _expression(op: str) -> Runner:
 
 
 _GROUPS: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
-    **{(op, 1): _window(f"_k_{op}") for op in (
-        "rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown",
-        "rolling_ulcer", "rolling_min", "rolling_max")},
+    **{(op, 1): _window(op) for op in WINDOWS},
     ("shift", 1): _kernel(_ints(0), lambda m, f, c, ins, i, x, out: _launch("_k_shift", m, f, ins[0], i[0], out)),
     ("rolling_mean", 1): _sums(True),
     ("rolling_sum", 1): _sums(False),
@@ -455,14 +455,11 @@ class CupyBackend:
                     fn = _EXPRESSIONS[order[k].op][0]
                     arenas[condition[k]][row[k] : row[k] + 1] = fn(*[arenas[condition[j]][row[j] : row[j] + 1]
                                                                       for j in inputs])
-                elif step[1]:  # a kernel
-                    launch, _, m, ins, out, ints, floats = step
-                    launch(m, f_arg, c_arg, [up.int_args(i) for i in ins], [up.int_args(i) for i in ints],
-                           [up.float_args(i) for i in floats], up.int_args(out))
-                else:  # CuPy expressions
-                    launch, _, m, ins, out, ints, floats = step
-                    launch(m, f, c, [up.ints(i) for i in ins], [up.ints(i) for i in ints],
-                           [up.floats(i) for i in floats], up.ints(out))
+                else:  # a kernel's arguments, or CuPy arrays for expressions
+                    launch, kernel, m, ins, out, ints, floats = step
+                    int_of, float_of = (up.int_args, up.float_args) if kernel else (up.ints, up.floats)
+                    launch(m, f_arg if kernel else f, c_arg if kernel else c, [int_of(i) for i in ins],
+                           [int_of(i) for i in ints], [float_of(i) for i in floats], int_of(out))
                 launches += 1
             if float_rows:  # the boundary: ±inf (a window's overflow) → NaN, before the lines read them
                 _launch("_k_finite", len(float_rows) * _tiles(f_arg), f_arg, up.int_args(finite))

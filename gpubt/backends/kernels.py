@@ -94,40 +94,28 @@ def _rolling_extreme_age_at(x: np.ndarray, n: int, sign: float, t: int) -> float
 
 
 @numba.njit(**_JIT)
-def _rolling_max_drawdown_at(x: np.ndarray, n: int, t: int) -> float:
-    """Largest (peak − x)/peak inside the window ending on day t, the peak running from the
-    window's first value (nothing before the window counts). A zero peak makes it missing."""
+def _peak_drawdown_at(x: np.ndarray, n: int, ulcer: bool, t: int) -> float:
+    """Over the window ending on day t, the peak running from the window's first value (nothing
+    before the window counts): the largest (peak − x)/peak, or with `ulcer` sqrt(mean(dd²)) with
+    dd = 100 (x − peak)/peak. A zero peak makes it missing."""
     if not _complete(x, n, t):
         return math.nan
     peak = x[t - n + 1]
     worst = 0.0
-    for i in range(t - n + 1, t + 1):
-        if x[i] > peak:
-            peak = x[i]
-        if peak == 0.0:
-            return math.nan
-        dd = (peak - x[i]) / peak
-        if dd > worst:
-            worst = dd
-    return worst
-
-
-@numba.njit(**_JIT)
-def _rolling_ulcer_at(x: np.ndarray, n: int, t: int) -> float:
-    """sqrt(mean(dd²)) over the window ending on day t, dd = 100 (x − peak)/peak, the peak running
-    from the window's first value. A zero peak makes it missing."""
-    if not _complete(x, n, t):
-        return math.nan
-    peak = x[t - n + 1]
     total = 0.0
     for i in range(t - n + 1, t + 1):
         if x[i] > peak:
             peak = x[i]
         if peak == 0.0:
             return math.nan
-        dd = 100.0 * (x[i] - peak) / peak
-        total += dd * dd
-    return math.sqrt(total / n)
+        if ulcer:
+            dd = 100.0 * (x[i] - peak) / peak
+            total += dd * dd
+        else:
+            dd = (peak - x[i]) / peak
+            if dd > worst:
+                worst = dd
+    return math.sqrt(total / n) if ulcer else worst
 
 
 @numba.njit(**_JIT)
@@ -171,13 +159,13 @@ def _rolling_argmin_age_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
 @numba.njit(**_JIT)
 def _rolling_max_drawdown_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     for t in range(x.size):
-        out[t] = _rolling_max_drawdown_at(x, n, t)
+        out[t] = _peak_drawdown_at(x, n, False, t)
 
 
 @numba.njit(**_JIT)
 def _rolling_ulcer_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     for t in range(x.size):
-        out[t] = _rolling_ulcer_at(x, n, t)
+        out[t] = _peak_drawdown_at(x, n, True, t)
 
 
 @numba.njit(**_JIT)
