@@ -44,6 +44,11 @@ class ParallelKernel:
         self.serial = numba.njit(**options)(twin)
         functools.update_wrapper(self, function)
 
+    def pick(self, members: int, threaded: bool) -> Callable[..., Any]:
+        """This kernel for a group of several members of a big graph, else the serial build (a
+        process that only meets small graphs never compiles the parallel one)."""
+        return self if threaded and members > 1 else self.serial
+
     def __call__(self, *args: Any) -> Any:
         global _thread_safe_layer
         if _serial_only:

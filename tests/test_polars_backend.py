@@ -307,3 +307,30 @@ def test_windows_and_recursions_of_a_constant(market) -> None:
     assert got[3].tolist() == [3.0, 6.0, 9.0, 12.0, 15.0]
     assert np.isnan(got[4][0]) and got[4][1:].tolist() == [0.0] * 4
     assert got[5].tolist() == [U, F, F, F, F]
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_the_windows_of_a_level_are_one_call_of_the_kernels(monkeypatch, threaded: bool) -> None:
+    """The primitives run as Numba kernels (`_ROW_WINDOWS`) are one `map_batches` per level of the
+    query, their rows in Numba's threads on a big graph, and give each kernel's own values."""
+    from gpubt.backends import kernels, polars_cpu
+    from gpubt.data.synthetic import synthetic_market
+
+    monkeypatch.setattr(polars_cpu, "_BIG", 1 if threaded else 10**9)
+    batches = []
+    original = pl.map_batches
+    monkeypatch.setattr(pl, "map_batches", lambda *a, **k: batches.append(a) or original(*a, **k))
+    m = synthetic_market()
+    b = Builder()
+    cases = []
+    for ticker in ("SPY", "TQQQ"):  # TQQQ starts inside the market: missing values first
+        x = b.price(ticker)
+        close = m.close[:, m.column(ticker)]
+        for n in (2, 14, 50):
+            for op in sorted(polars_cpu._ROW_WINDOWS - {"ewm"}):
+                cases.append((b.node(op, (n,), (x,)), kernels.WINDOWS[op](close, n)))
+            cases.append((b.node("ewm", (2 / (n + 1), n), (x,)), kernels.ewm(close, 2 / (n + 1), n)))
+    out = PolarsBackend().evaluate([node for node, _ in cases], m, {})
+    assert len(batches) == 1 and len(batches[0][0]) == 2  # one level, reading two price columns
+    for node, want in cases:
+        np.testing.assert_array_equal(out[node], want, err_msg=repr(node))

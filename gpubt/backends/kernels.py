@@ -12,10 +12,14 @@ Recursions: a missing input gives a missing output and leaves the state unchange
 
 from __future__ import annotations
 
+import functools
 import math
+import types
 
 import numba
 import numpy as np
+
+from gpubt.parallel import ParallelKernel, parallel_kernel
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -343,6 +347,13 @@ def _shift_into(x: np.ndarray, n: int, out: np.ndarray) -> None:
     for t in range(out.size):
         s = t - n
         out[t] = x[s] if 0 <= s < x.size else math.nan
+
+
+@numba.njit(**_JIT)
+def shift(x: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(x.size)
+    _shift_into(x, n, out)
+    return out
 
 
 @numba.njit(**_JIT)
@@ -878,3 +889,40 @@ def _centered_sums(x: np.ndarray, weights: np.ndarray, absolute: bool) -> np.nda
 def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Σ weights[i]·(x[t−n+1+i] − the window's mean): `_rolling_dot_into`, centered."""
     return _centered_sums(x, weights, False)
+
+
+# ------------------------------------------------------------------------------- row kernels
+# One call computes the same window kernel over many rows of one float matrix (an arena): row
+# out[i] = the kernel of row x[i] with window n[i] (`ewm_rows`: alpha[i], seed[i]), the rows in
+# Numba's threads. The Numba backend
+# runs a group of its plan this way; the Polars backend the windows of one level of its query.
+
+# window kernels of one integer parameter
+WINDOWS = {
+    "rolling_mean": rolling_mean, "rolling_sum": rolling_sum, "rolling_std": rolling_std,
+    "rolling_min": rolling_min, "rolling_max": rolling_max, "rolling_argmax_age": rolling_argmax_age,
+    "rolling_argmin_age": rolling_argmin_age, "rolling_max_drawdown": rolling_max_drawdown,
+    "rolling_ulcer": rolling_ulcer, "rolling_mad": rolling_mad, "wilder_mean": wilder_mean,
+    "wilder_sum": wilder_sum, "shift": shift,
+}
+
+
+def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        f[out[i]] = _WINDOW_KERNEL(f[x[i]], n[i])  # noqa: F821 - bound per build (`window_rows`)
+
+
+@functools.cache
+def window_rows(op: str) -> ParallelKernel:
+    """`_window_rows` built for one window kernel, the kernel a constant of the build: a process
+    compiles (or loads from the on-disk cache) only the kinds it meets (`docs/decisions.md`)."""
+    build = types.FunctionType(_window_rows.__code__, {**globals(), "_WINDOW_KERNEL": WINDOWS[op]},
+                               _window_rows.__name__)
+    build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
+    return ParallelKernel(build, _JIT)
+
+
+@parallel_kernel(**_JIT)
+def ewm_rows(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(out.size):
+        f[out[i]] = ewm(f[x[i]], alpha[i], seed[i])

@@ -48,11 +48,9 @@ many nodes the graph has and `calls` how many kernel calls computed them.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
-import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -65,7 +63,7 @@ from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node
-from gpubt.parallel import ParallelKernel, parallel_kernel
+from gpubt.parallel import parallel_kernel
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _NAN = float("nan")
@@ -367,7 +365,7 @@ def _valid_from(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
 
 
 def _shift(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    return _shift_days(_full(a[0], ctx.n), int(p[0]))
+    return kernels.shift(_full(a[0], ctx.n), int(p[0]))
 
 
 def _window(fn: Callable[..., np.ndarray], cast: Callable[[Any], Any] = int) -> Callable[..., np.ndarray]:
@@ -509,46 +507,8 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
 # One call computes a whole group: the nodes of one primitive at one depth of the graph (no node
 # of a group reads another). Inputs and outputs are rows of the backend's two arenas (floats, and
 # int8 conditions), named by row numbers; the members run in Numba's threads. Each member gives
-# the bits of the per-node kernel above (same operations, same order), which tests check.
-
-@numba.njit(**_JIT)
-def _shift_days(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty(x.size)
-    kernels._shift_into(x, n, out)
-    return out
-
-
-# window kernels of one integer parameter
-_WINDOWS = {
-    "rolling_mean": kernels.rolling_mean, "rolling_sum": kernels.rolling_sum,
-    "rolling_std": kernels.rolling_std, "rolling_min": kernels.rolling_min,
-    "rolling_max": kernels.rolling_max, "rolling_argmax_age": kernels.rolling_argmax_age,
-    "rolling_argmin_age": kernels.rolling_argmin_age, "rolling_max_drawdown": kernels.rolling_max_drawdown,
-    "rolling_ulcer": kernels.rolling_ulcer, "rolling_mad": kernels.rolling_mad,
-    "wilder_mean": kernels.wilder_mean, "wilder_sum": kernels.wilder_sum, "shift": _shift_days,
-}
-
-
-def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
-    for i in numba.prange(out.size):
-        f[out[i]] = _WINDOW_KERNEL(f[x[i]], n[i])  # noqa: F821 - bound per build (`_window_rows_of`)
-
-
-@functools.cache
-def _window_rows_of(op: str) -> ParallelKernel:
-    """`_window_rows` built for one window kernel, the kernel a constant of the build: a process
-    compiles (or loads from the on-disk cache) only the kinds it meets (`docs/decisions.md`)."""
-    kernel = _WINDOWS[op]
-    build = types.FunctionType(_window_rows.__code__, {**globals(), "_WINDOW_KERNEL": kernel}, _window_rows.__name__)
-    build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
-    return ParallelKernel(build, _JIT)
-
-
-@parallel_kernel(**_JIT)
-def _ewm_rows(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray, out: np.ndarray) -> None:
-    for i in numba.prange(out.size):
-        f[out[i]] = kernels.ewm(f[x[i]], alpha[i], seed[i])
-
+# the bits of the per-node kernel above (same operations, same order), which tests check. The
+# windows' and `ewm`'s row kernels are in `kernels`, shared with the Polars backend.
 
 @parallel_kernel(**_JIT)
 def _arith_rows(f: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -599,11 +559,6 @@ def _rows(values: list[int]) -> np.ndarray:
 _THREADED_NODES = 200
 
 
-def _pick(kernel: Any, members: int, threaded: bool) -> Callable[..., None]:
-    """The parallel build for a group of several members of a big graph, else the serial one."""
-    return kernel if threaded and members > 1 else kernel.serial
-
-
 # each batched primitive's group runner: (float arena, condition arena, input rows per input,
 # the members' parameters, output rows, whether the graph is big enough for threads)
 Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.ndarray, bool], None]
@@ -612,7 +567,7 @@ Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.nda
 def _run_window(op: str) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-        _pick(_window_rows_of(op), out.size, threaded)(f, ins[0], _rows([int(p[0]) for p in params]), out)
+        kernels.window_rows(op).pick(out.size, threaded)(f, ins[0], _rows([int(p[0]) for p in params]), out)
 
     return run
 
@@ -620,13 +575,13 @@ def _run_window(op: str) -> Runner:
 def _run_ewm(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
     alpha = np.array([float(p[0]) for p in params], dtype=np.float64)
-    _pick(_ewm_rows, out.size, threaded)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
+    kernels.ewm_rows.pick(out.size, threaded)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
 
 
 def _run_arith(op: int) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-        _pick(_arith_rows, out.size, threaded)(f, op, ins[0], ins[1], out)
+        _arith_rows.pick(out.size, threaded)(f, op, ins[0], ins[1], out)
 
     return run
 
@@ -634,7 +589,7 @@ def _run_arith(op: int) -> Runner:
 def _run_compare(op: int) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-        _pick(_compare_rows, out.size, threaded)(f, c, op, ins[0], ins[1], out)
+        _compare_rows.pick(out.size, threaded)(f, c, op, ins[0], ins[1], out)
 
     return run
 
@@ -642,23 +597,23 @@ def _run_compare(op: int) -> Runner:
 def _run_logic(either: bool) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-        _pick(_logic_rows, out.size, threaded)(c, either, ins[0], ins[1], out)
+        _logic_rows.pick(out.size, threaded)(c, either, ins[0], ins[1], out)
 
     return run
 
 
 def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-    _pick(_where_rows, out.size, threaded)(f, c, ins[0], ins[1], ins[2], out)
+    _where_rows.pick(out.size, threaded)(f, c, ins[0], ins[1], ins[2], out)
 
 
 def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
             threaded: bool) -> None:
-    _pick(_valid_from_rows, out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
+    _valid_from_rows.pick(out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
 
 
 _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
-    **{(op, 1): _run_window(op) for op in _WINDOWS},
+    **{(op, 1): _run_window(op) for op in kernels.WINDOWS},
     ("ewm", 1): _run_ewm,
     **{(op, 2): _run_arith(code) for op, code in
        (("add", _ADD), ("sub", _SUB), ("mul", _MUL), ("div", _DIV), ("ratio", _DIV))},
@@ -1020,7 +975,7 @@ class NumbaBackend:
         wanted = plan.wanted
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
         if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
-            _pick(_finite_rows_inplace, len(float_rows), threaded)(floats, _rows(list(float_rows.values())))
+            _finite_rows_inplace.pick(len(float_rows), threaded)(floats, _rows(list(float_rows.values())))
         self.live_peak, self.freed, self.nodes, self.calls = plan.live_peak, plan.freed, len(order), len(plan.steps)
         values = {order[k]: arenas[condition[k]][row[k]] for k in wanted}
         return values, floats, float_rows

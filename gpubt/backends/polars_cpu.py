@@ -22,11 +22,10 @@ Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
   RSI or CCI on a nearly flat stretch magnify); a constant divisor is read from a materialised
   column instead, where the division is exact.
 * `rolling_std` (Polars' one-pass form loses digits on prices far from 0), `wilder_mean` and
-  `wilder_sum` (the reference's own arithmetic) and the primitives Polars has no form for run as
-  Numba kernels (`gpubt.backends.kernels`) through `map_batches`.
-* `ewm` nulls the values before its seed day, puts the SMA of the first `seed` values there and
-  runs `ewm_mean(adjust=False, ignore_nulls=True)` (which keeps the state over a null and outputs
-  null there: the reference's rule).
+  `wilder_sum` (the reference's own arithmetic), `ewm` (the reference's SMA seed, and a recursion
+  Polars' GPU engine has no form for) and the primitives Polars has no form for run as Numba
+  kernels (`gpubt.backends.kernels`) through `map_batches`: those with a row form (`_ROW_WINDOWS`)
+  one call per level of the query, the others one per column.
 """
 
 from __future__ import annotations
@@ -48,7 +47,9 @@ from gpubt.ir.nodes import Node, topological
 
 ENGINE = "in-memory"
 _AS_BUILT = pl.QueryOptFlags.none()
-_DROP_FROM = 1_000  # graph nodes from which dead columns are dropped level by level
+# graph nodes from which a graph is big: its dead columns are dropped level by level, and its
+# windows run in Numba's threads
+_BIG = 1_000
 _DATE = "_date"
 _ROW_NAME = "_row"
 
@@ -104,6 +105,55 @@ def _map(x: pl.Expr, fn: Callable[..., np.ndarray], *args: object) -> pl.Expr:
     return x.map_batches(_kernel(fn, *args), return_dtype=pl.Float64)
 
 
+# Windows and recursions Polars has no exact form for (or, for `ewm`, no form on its GPU engine):
+# those of one level of the query are one `map_batches` call over the kernels' row form
+# (`kernels.window_rows`, `kernels.ewm_rows`), the rows in Numba's threads on a big graph. A call
+# per column cost ~250 µs of GIL-bound glue each (1,000 × 1,000: 106 ms for its 400 such columns).
+_ROW_WINDOWS = frozenset(
+    ("rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown",
+     "rolling_ulcer", "wilder_mean", "wilder_sum", "ewm")
+)
+_NAN = pl.lit(float("nan"), dtype=pl.Float64)
+
+
+def _windows(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.Expr:
+    """A struct column `name` whose fields are the columns of `nodes` (windows of one level)."""
+    inputs = list(dict.fromkeys(node.inputs[0] for node in nodes))
+    row = {node: k for k, node in enumerate(inputs)}
+    members: dict[str, list[Node]] = {}
+    for node in nodes:
+        members.setdefault(node.op, []).append(node)
+    nodes = [node for group in members.values() for node in group]  # the output rows, op by op
+    calls, first = [], len(inputs)
+    for op, group in members.items():
+        x = np.array([row[node.inputs[0]] for node in group], dtype=np.int64)
+        out = np.arange(first, first + len(group), dtype=np.int64)
+        first += len(group)
+        if op == "ewm":
+            alpha = np.array([float(node.params[0]) for node in group], dtype=np.float64)
+            seed = np.array([int(node.params[1]) for node in group], dtype=np.int64)
+            calls.append((kernels.ewm_rows.pick(len(group), threaded), (x, alpha, seed, out)))
+        else:
+            n = np.array([int(node.params[0]) for node in group], dtype=np.int64)
+            calls.append((kernels.window_rows(op).pick(len(group), threaded), (x, n, out)))
+    fields = [exprs.names[node] for node in nodes]
+
+    def run(series: Sequence[pl.Series]) -> pl.Series:
+        arena = np.empty((first, len(series[0])))
+        for k, s in enumerate(series):
+            arena[k] = s.to_numpy()  # no nulls (NaN instead): a view, not a conversion
+        for kernel, args in calls:
+            kernel(arena, *args)
+        rows = arena[len(inputs):]
+        return pl.DataFrame([pl.Series(f, rows[j], nan_to_null=True) for j, f in enumerate(fields)]).to_struct(name)
+
+    args = [
+        (pl.repeat(exprs.arg(node), pl.len()) if node.op == "const" else exprs.arg(node)).fill_null(_NAN)
+        for node in inputs
+    ]
+    return pl.map_batches(args, run, return_dtype=pl.Struct({f: pl.Float64 for f in fields})).alias(name)
+
+
 # each row's index: a column of the frame, not `int_range`, which every reader would compute
 # afresh (and which Polars' GPU engine refuses)
 _ROW = pl.col(_ROW_NAME)
@@ -112,22 +162,6 @@ _ROW = pl.col(_ROW_NAME)
 def _first_index(anchor: pl.Expr) -> pl.Expr:
     """Row index of the anchor's first present value (null when it has none)."""
     return _ROW.filter(anchor.is_not_null()).min()
-
-
-def _ewm(x: pl.Expr, alpha: float, seed: int, seed_count: pl.Expr) -> pl.Expr:
-    """SMA seed on the `seed`-th present value (`seed_count` = a column of `seed`), then
-    Polars' recursive EWM, which skips nulls keeping its state."""
-    present = x.is_not_null()
-    count = present.cast(pl.Int64).cum_sum()
-    seed_value = x.fill_null(0.0).cum_sum() / seed_count
-    seeded = (
-        pl.when(count < seed)
-        .then(None)
-        .when((count == seed) & present)
-        .then(seed_value)
-        .otherwise(x)
-    )
-    return seeded.ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True, min_samples=1)
 
 
 def _rolling_all(x: pl.Expr, n: int) -> pl.Expr:
@@ -227,7 +261,16 @@ class PolarsBackend:
 
         bounds = Bounds(order, {k: leaf.interval for k, leaf in leaves.items()}, market.n_days)
         exprs = _Exprs(names, bounds, {k: leaf.first for k, leaf in leaves.items()})
-        columns = [[exprs.build(node).alias(names[node]) for node in nodes] for nodes in levels]
+        columns, windows = [], []
+        for depth, nodes in enumerate(levels):
+            level = [exprs.build(node).alias(names[node]) for node in nodes if node.op not in _ROW_WINDOWS]
+            batch = [node for node in nodes if node.op in _ROW_WINDOWS]
+            if batch:
+                windows.append(f"_w{depth}")
+                level.append(_windows(batch, exprs, windows[-1], len(order) >= _BIG))
+            else:
+                windows.append(None)
+            columns.append(level)
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
         # On a big graph each column is dropped after the last level that reads it, as Polars'
@@ -235,7 +278,7 @@ class PolarsBackend:
         # that of the columns alive at once (stress scenario: 731 → 568 MiB). A small graph
         # keeps them: each drop is a plan step (~40 µs), and its columns are a few MB.
         dying: list[list[str]] = [[] for _ in levels]
-        if len(order) >= _DROP_FROM:
+        if len(order) >= _BIG:
             last: dict[Node, int] = {}
             for depth, nodes in enumerate(levels):
                 for node in nodes:
@@ -245,8 +288,10 @@ class PolarsBackend:
                 if node not in wanted and node.op != "const":
                     dying[depth].append(names[node])
         query = pl.LazyFrame(base)
-        for level_columns, dead in zip(columns, dying):
+        for level_columns, batch, dead in zip(columns, windows, dying):
             query = query.with_columns(level_columns)
+            if batch:
+                query = query.unnest(batch)
             if dead:
                 query = query.drop(dead)
         query = query.select([names[node] for node in dict.fromkeys(outputs)])
@@ -369,9 +414,6 @@ class _Exprs:
         elif node.op == "rolling_mean":
             n = int(node.params[0])
             return _window_dot(args[0], [1.0] * n) / self.divisor(n)
-        elif node.op == "ewm":
-            alpha, seed = float(node.params[0]), int(node.params[1])
-            return _ewm(args[0], alpha, seed, self.divisor(seed))
         elif node.op == "valid_from" and node.inputs[1] in self.first:
             start = self.first[node.inputs[1]] + int(node.params[0])
             return pl.when(_ROW >= _int_literal(start)).then(args[0]).otherwise(_NULL)
@@ -472,17 +514,9 @@ _BUILDERS: dict[str, Callable[[list[pl.Expr], tuple], pl.Expr]] = {
     "rolling_dot": lambda a, p: _window_dot(a[0], [float(w) for w in p[0]]),
     "rolling_dot_centered": lambda a, p: _map(a[0], kernels.rolling_dot_centered,
                                               np.asarray([float(w) for w in p[0]], dtype=np.float64)),
-    "rolling_std": lambda a, p: _map(a[0], kernels.rolling_std, int(p[0])),
-    "rolling_mad": lambda a, p: _map(a[0], kernels.rolling_mad, int(p[0])),
-    "rolling_argmax_age": lambda a, p: _map(a[0], kernels.rolling_argmax_age, int(p[0])),
-    "rolling_argmin_age": lambda a, p: _map(a[0], kernels.rolling_argmin_age, int(p[0])),
-    "rolling_max_drawdown": lambda a, p: _map(a[0], kernels.rolling_max_drawdown, int(p[0])),
-    "rolling_ulcer": lambda a, p: _map(a[0], kernels.rolling_ulcer, int(p[0])),
     "cum_sum": lambda a, p: a[0].cum_sum(),
     "forward_fill": lambda a, p: a[0].forward_fill(),
     # recursions
-    "wilder_mean": lambda a, p: _map(a[0], kernels.wilder_mean, int(p[0])),
-    "wilder_sum": lambda a, p: _map(a[0], kernels.wilder_sum, int(p[0])),
     "ewm_var": _ewm_var,
     "laguerre_rsi": lambda a, p: _map(a[0], kernels.laguerre_rsi, float(p[0])),
     # conditions
