@@ -70,7 +70,8 @@ def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
 # leaves, as the list of node requests it makes, and replayed onto any builder and source: the
 # same requests in the same order, so interning returns the very nodes (and counts the same
 # duplicates) the operator layer would, without its wrappers (1,000 random catalogue indicators
-# into a fresh builder, min of 5: 41–48 → 28–32 ms; most of the rest is making the nodes).
+# into a fresh builder, min of 5: 41–48 → 28–32 ms; most of the rest is making the nodes), and
+# without the builder re-checking requests it checked when they were recorded (`Builder.checked`).
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,10 @@ class _Recipe:
 
     def replay(self, b: Builder, src: Source) -> Node:
         nodes = [src.open, src.high, src.low, src.close, src.volume]
-        node = b.node
+        node = b.checked
         for op, params, inputs in self.steps:
             nodes.append(node(op, params, tuple([nodes[i] for i in inputs])))
-        b.requests += self.requests - len(self.steps)
+        b.requests += self.requests
         return nodes[self.result]
 
 

@@ -145,6 +145,16 @@ class Builder:
         found = self._table[(op, params, inputs)] = Node(op, params, inputs)
         return found
 
+    def checked(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...]) -> Node:
+        """`node` for a request made through `node` once already (same op and params, inputs of
+        the same kinds): a recorded expansion replayed (`gpubt.indicators`), whose checks and
+        NaN canonicalisation were done when it was recorded. Counts no request."""
+        key = (op, params, inputs)
+        found = self._table.get(key)
+        if found is None:
+            found = self._table[key] = Node(op, params, inputs)
+        return found
+
     def __len__(self) -> int:
         return len(self._table)
 
