@@ -311,7 +311,7 @@ def test_windows_and_recursions_of_a_constant(market) -> None:
 
 @pytest.mark.parametrize("threaded", [True, False])
 def test_the_windows_of_a_level_are_one_call_of_the_kernels(monkeypatch, threaded: bool) -> None:
-    """The primitives run as Numba kernels (`_ROW_WINDOWS`) are one `map_batches` per level of the
+    """The primitives run as Numba kernels (`_KERNELS`) are one `map_batches` per level of the
     query, their rows in Numba's threads on a big graph, and give each kernel's own values."""
     from gpubt.backends import kernels, polars_cpu
     from gpubt.data.synthetic import synthetic_market
@@ -327,11 +327,16 @@ def test_the_windows_of_a_level_are_one_call_of_the_kernels(monkeypatch, threade
         x = b.price(ticker)
         close = m.close[:, m.column(ticker)]
         for n in (2, 14, 50):
-            for op in sorted(polars_cpu._ROW_WINDOWS - {"ewm"}):
+            for op in sorted(polars_cpu._ROWS - {"ewm"}):
                 cases.append((b.node(op, (n,), (x,)), kernels.WINDOWS[op](close, n)))
             cases.append((b.node("ewm", (2 / (n + 1), n), (x,)), kernels.ewm(close, 2 / (n + 1), n)))
+            weights = tuple(float(i + 1) for i in range(n))
+            cases.append((b.node("rolling_dot", (weights,), (x,)), kernels.rolling_dot(close, np.array(weights))))
+            cases.append((b.node("laguerre_rsi", (0.5,), (x,)), kernels.laguerre_rsi(close, 0.5)))
+        alpha = np.full(m.n_days, 0.3)  # a constant input: repeated once per day
+        cases.append((b.node("ewm_var", (1,), (x, b.const(0.3))), kernels.ewm_var(close, alpha, 1)))
     out = PolarsBackend().evaluate([node for node, _ in cases], m, {})
-    assert len(batches) == 1 and len(batches[0][0]) == 2  # one level, reading two price columns
+    assert len(batches) == 1 and len(batches[0][0]) == 3  # one level: two price columns, one constant
     for node, want in cases:
         np.testing.assert_array_equal(out[node], want, err_msg=repr(node))
 

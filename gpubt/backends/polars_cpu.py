@@ -15,20 +15,17 @@ are Kleene's already. At the boundary floats come back as float64 with NaN, cond
 1/0/-1 (`gpubt.backends.base`).
 
 Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
-* Window sums are summed afresh, oldest first, which is the reference's own order, where the
-  sliding form drifts on a series spanning many orders of magnitude (a reverse-split ETF) and
-  leaves residues after zeros: `rolling_dot` is Polars' weighted rolling sum, and
-  `rolling_sum`/`rolling_mean` the kernels' sums (below), the same arithmetic without the
-  weighted sum's per-column cost (~200 µs a column of 6,783 days).
 * Polars divides by a scalar as a multiplication by its reciprocal (an ulp off, which Stochastic
   RSI or CCI on a nearly flat stretch magnify); a constant divisor is read from a materialised
   column instead, where the division is exact.
-* `rolling_sum`/`rolling_mean`, `rolling_std` (Polars' one-pass form loses digits on prices far
-  from 0), `wilder_mean` and `wilder_sum` (the reference's own arithmetic), `ewm` (the
-  reference's SMA seed, and a recursion Polars' GPU engine has no form for) and the primitives
-  Polars has no form for run as Numba kernels (`gpubt.backends.kernels`) through `map_batches`:
-  those with a row form (`_ROW_WINDOWS`) one call per level of the query, the others one per
-  column.
+* The window sums (`rolling_sum`, `rolling_mean`, `rolling_dot`: each window summed afresh,
+  oldest first, the reference's own order, where a sliding sum drifts on a series spanning many
+  orders of magnitude and leaves residues after zeros; Polars' weighted rolling sum has that
+  arithmetic but cost ~200 µs a column), `rolling_std` (Polars' one-pass form loses digits on
+  prices far from 0), `wilder_mean`/`wilder_sum` and `ewm` (the reference's own arithmetic and
+  SMA seed), and the primitives Polars has no form for run as our Numba kernels
+  (`gpubt.backends.kernels`): those of one level of the query in one `map_batches` call
+  (`_kernels`).
 """
 
 from __future__ import annotations
@@ -60,7 +57,7 @@ _ROW_NAME = "_row"
 # Literals made once: a Python number in an expression, or a when/then without otherwise (an
 # implicit null), costs a `pl.lit` call each time, ~10 µs, thousands of times for a big graph.
 _NULL = pl.lit(None, dtype=pl.Float64)
-_ZERO = pl.lit(0.0, dtype=pl.Float64)
+_NAN = pl.lit(float("nan"), dtype=pl.Float64)
 
 
 def _finite(e: pl.Expr) -> pl.Expr:
@@ -73,82 +70,60 @@ def _both(a: pl.Expr, b: pl.Expr, e: pl.Expr) -> pl.Expr:
     return pl.when(a.is_not_null() & b.is_not_null()).then(e).otherwise(_NULL)
 
 
-def _present_window(x: pl.Expr, n: int) -> pl.Expr:
-    """True where the last n values are all present (null before n values exist)."""
-    return x.is_null().cast(pl.Float64).rolling_max(n) == _ZERO
-
-
-def _window_dot(x: pl.Expr, weights: list[float]) -> pl.Expr:
-    """Σ weights[i]·x[t−n+1+i], each window summed afresh; missing if the window has a null
-    (Polars' weighted rolling sum refuses nulls, so they are zeroed and masked)."""
-    n = len(weights)
-    summed = x.fill_null(_ZERO).rolling_sum(n, weights=weights)
-    return pl.when(_present_window(x, n)).then(summed).otherwise(_NULL)
-
-
-def _kernel(fn: Callable[..., np.ndarray], *args: object) -> Callable[[pl.Series], pl.Series]:
-    def run(s: pl.Series) -> pl.Series:
-        x = np.ascontiguousarray(s.to_numpy(), dtype=np.float64)  # nulls → NaN
-        return pl.Series(s.name, fn(x, *args), nan_to_null=True)
-
-    return run
-
-
-def _kernel2(
-    fn: Callable[..., np.ndarray], *args: object
-) -> Callable[[Sequence[pl.Series]], pl.Series]:
-    def run(ss: Sequence[pl.Series]) -> pl.Series:
-        a, b = (np.ascontiguousarray(s.to_numpy(), dtype=np.float64) for s in ss)
-        return pl.Series(ss[0].name, fn(a, b, *args), nan_to_null=True)
-
-    return run
-
-
-def _map(x: pl.Expr, fn: Callable[..., np.ndarray], *args: object) -> pl.Expr:
-    return x.map_batches(_kernel(fn, *args), return_dtype=pl.Float64)
-
-
-# Windows and recursions Polars has no exact form for (or, for `ewm`, no form on its GPU engine):
-# those of one level of the query are one `map_batches` call over the kernels' row form
-# (`kernels.window_rows`, `kernels.ewm_rows`), the rows in Numba's threads on a big graph. A call
-# per column cost ~250 µs of GIL-bound glue each (1,000 × 1,000: 106 ms for its 400 such columns).
-_ROW_WINDOWS = frozenset(
-    ("rolling_mean", "rolling_sum", "rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown",
-     "rolling_ulcer", "wilder_mean", "wilder_sum", "ewm")
+# The primitives Polars has no exact form for (or, for `ewm` and the window sums, none on its GPU
+# engine) run as our Numba kernels, all those of one level of the query in one `map_batches` call:
+# the windows and `ewm` through their row form (`kernels.window_rows`, `kernels.ewm_rows`), their
+# rows in Numba's threads on a big graph, the others (`_LONE`) member by member. A call per column
+# cost ~250 µs of GIL-bound glue each (1,000 × 1,000: 106 ms for its 400 such columns).
+_ROWS = frozenset(
+    ("rolling_mean", "rolling_sum", "rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age",
+     "rolling_max_drawdown", "rolling_ulcer", "wilder_mean", "wilder_sum", "ewm")
 )
-_NAN = pl.lit(float("nan"), dtype=pl.Float64)
+_LONE: dict[str, Callable[[tuple], tuple[Callable[..., np.ndarray], tuple]]] = {  # kernel, its parameters
+    "rolling_dot": lambda p: (kernels.rolling_dot, (np.array(p[0], dtype=np.float64),)),
+    "rolling_dot_centered": lambda p: (kernels.rolling_dot_centered, (np.array(p[0], dtype=np.float64),)),
+    "ewm_var": lambda p: (kernels.ewm_var, (int(p[0]),)),
+    "laguerre_rsi": lambda p: (kernels.laguerre_rsi, (float(p[0]),)),
+}
+_KERNELS = _ROWS | _LONE.keys()
 
 
-def _windows(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.Expr:
-    """A struct column `name` whose fields are the columns of `nodes` (windows of one level)."""
-    inputs = list(dict.fromkeys(node.inputs[0] for node in nodes))
+def _kernels(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.Expr:
+    """A struct column `name` whose fields are the columns of `nodes` (kernel primitives of one
+    level), computed in one matrix: the inputs' rows, then the outputs'."""
+    inputs = list(dict.fromkeys(i for node in nodes for i in node.inputs))
     row = {node: k for k, node in enumerate(inputs)}
     members: dict[str, list[Node]] = {}
     for node in nodes:
         members.setdefault(node.op, []).append(node)
     nodes = [node for group in members.values() for node in group]  # the output rows, op by op
-    calls, first = [], len(inputs)
+    rows, lone, first = [], [], len(inputs)
     for op, group in members.items():
-        x = np.array([row[node.inputs[0]] for node in group], dtype=np.int64)
-        out = np.arange(first, first + len(group), dtype=np.int64)
+        out = first + np.arange(len(group), dtype=np.int64)
         first += len(group)
+        if op in _LONE:
+            lone.extend((*_LONE[op](node.params), [row[i] for i in node.inputs], k) for node, k in zip(group, out))
+            continue
+        x = np.array([row[node.inputs[0]] for node in group], dtype=np.int64)
         if op == "ewm":
             alpha = np.array([float(node.params[0]) for node in group], dtype=np.float64)
             seed = np.array([int(node.params[1]) for node in group], dtype=np.int64)
-            calls.append((kernels.ewm_rows.pick(len(group), threaded), (x, alpha, seed, out)))
+            rows.append((kernels.ewm_rows.pick(len(group), threaded), (x, alpha, seed, out)))
         else:
             n = np.array([int(node.params[0]) for node in group], dtype=np.int64)
-            calls.append((kernels.window_rows(op).pick(len(group), threaded), (x, n, out)))
+            rows.append((kernels.window_rows(op).pick(len(group), threaded), (x, n, out)))
     fields = [exprs.names[node] for node in nodes]
 
     def run(series: Sequence[pl.Series]) -> pl.Series:
         arena = np.empty((first, len(series[0])))
         for k, s in enumerate(series):
             arena[k] = s.to_numpy()  # no nulls (NaN instead): a view, not a conversion
-        for kernel, args in calls:
+        for kernel, args in rows:
             kernel(arena, *args)
-        rows = arena[len(inputs):]
-        return pl.DataFrame([pl.Series(f, rows[j], nan_to_null=True) for j, f in enumerate(fields)]).to_struct(name)
+        for kernel, params, ins, out in lone:
+            arena[out] = kernel(*[arena[i] for i in ins], *params)
+        values = arena[len(inputs):]
+        return pl.DataFrame([pl.Series(f, values[j], nan_to_null=True) for j, f in enumerate(fields)]).to_struct(name)
 
     args = [
         (pl.repeat(exprs.arg(node), pl.len()) if node.op == "const" else exprs.arg(node)).fill_null(_NAN)
@@ -271,12 +246,12 @@ class PolarsBackend:
             for node in nodes:
                 if node in reader:
                     exprs.inline(node)
-                elif node.op not in _ROW_WINDOWS:
+                elif node.op not in _KERNELS:
                     made.append(exprs.build(node).alias(names[node]))
-            batch = [node for node in nodes if node.op in _ROW_WINDOWS]
+            batch = [node for node in nodes if node.op in _KERNELS]
             if batch:
                 windows.append(f"_w{depth}")
-                made.append(_windows(batch, exprs, windows[-1], len(order) >= _BIG))
+                made.append(_kernels(batch, exprs, windows[-1], len(order) >= _BIG))
             else:
                 windows.append(None)
             columns.append(made)
@@ -493,7 +468,7 @@ _UNCHECKED: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
 _READS_ONCE = frozenset(
     "gt lt ge le and or not where fill_null neg abs sign valid_from shift rolling_min rolling_max "
     "cum_sum forward_fill null_if_any_missing".split()
-) | _ROW_WINDOWS
+) | _KERNELS
 
 # element-wise primitives: a literal input broadcasts; every other primitive reads whole columns
 _ELEMENTWISE = frozenset(
@@ -524,10 +499,6 @@ def _valid_from(a: list[pl.Expr], p: tuple) -> pl.Expr:
     return pl.when(_ROW >= _first_index(anchor) + _int_literal(int(p[0]))).then(x).otherwise(_NULL)
 
 
-def _ewm_var(a: list[pl.Expr], p: tuple) -> pl.Expr:
-    return pl.map_batches(a, _kernel2(kernels.ewm_var, int(p[0])), return_dtype=pl.Float64)
-
-
 _BUILDERS: dict[str, Callable[[list[pl.Expr], tuple], pl.Expr]] = {
     # leaves (price and branch leaves are frame columns)
     "const": lambda a, p: pl.repeat(_literal(p[0]), pl.len()),
@@ -554,14 +525,9 @@ _BUILDERS: dict[str, Callable[[list[pl.Expr], tuple], pl.Expr]] = {
     "shift": lambda a, p: a[0].shift(int(p[0])),
     "rolling_min": lambda a, p: a[0].rolling_min(int(p[0])),
     "rolling_max": lambda a, p: a[0].rolling_max(int(p[0])),
-    "rolling_dot": lambda a, p: _window_dot(a[0], [float(w) for w in p[0]]),
-    "rolling_dot_centered": lambda a, p: _map(a[0], kernels.rolling_dot_centered,
-                                              np.asarray([float(w) for w in p[0]], dtype=np.float64)),
     "cum_sum": lambda a, p: a[0].cum_sum(),
     "forward_fill": lambda a, p: a[0].forward_fill(),
-    # recursions
-    "ewm_var": _ewm_var,
-    "laguerre_rsi": lambda a, p: _map(a[0], kernels.laguerre_rsi, float(p[0])),
+    # (the other windows and the recursions: `_kernels`)
     # conditions
     "gt": lambda a, p: a[0] > a[1],
     "lt": lambda a, p: a[0] < a[1],
