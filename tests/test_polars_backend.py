@@ -339,25 +339,3 @@ def test_the_windows_of_a_level_are_one_call_of_the_kernels(monkeypatch, threade
     assert len(batches) == 1 and len(batches[0][0]) == 3  # one level: two price columns, one constant
     for node, want in cases:
         np.testing.assert_array_equal(out[node], want, err_msg=repr(node))
-
-
-def test_a_node_read_once_is_inlined_into_its_reader_unless_that_reads_it_twice(market) -> None:
-    """An element-wise node with one reader becomes part of that reader's expression, not a column
-    (`_inlined`), except where the reader's expression reads its inputs twice (the finiteness
-    check of a `pow`): without the optimizer's CSE the inlined node would be computed twice."""
-    b = Builder()
-    a, c = b.price("A"), b.price("B")
-    once = b.node("sub", (), (a, c))  # read by a comparison only
-    twice = b.node("add", (), (a, c))  # read by pow, whose check reads its input twice
-    shared = b.node("mul", (), (a, c))  # read by two nodes
-    gt = b.node("gt", (), (once, b.const(0.5)))
-    power = b.node("pow", (), (twice, b.const(2.0)))
-    both = b.node("add", (), (b.node("neg", (), (shared,)), shared))
-    query, names = PolarsBackend().query([gt, power, both], market, {})
-    plan = query.explain(optimized=False)
-    assert f'"{names[once]}"' not in plan
-    assert f'"{names[twice]}"' in plan and f'"{names[shared]}"' in plan
-    got_gt, got_pow, got_both = run(market, gt, power, both)
-    assert got_gt.tolist() == [U, F, T, T, T]
-    assert np.isnan(got_pow[0]) and got_pow[1:].tolist() == [16.0, 36.0, 16.0, 49.0]
-    assert np.isnan(got_both[0]) and got_both[1:].tolist() == [0.0] * 4

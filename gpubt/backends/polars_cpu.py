@@ -239,15 +239,9 @@ class PolarsBackend:
 
         bounds = Bounds(order, {k: leaf.interval for k, leaf in leaves.items()}, market.n_days)
         exprs = _Exprs(names, bounds, {k: leaf.first for k, leaf in leaves.items()})
-        reader = self._inlined(levels, wanted, exprs)
         columns, windows = [], []
         for depth, nodes in enumerate(levels):
-            made = []
-            for node in nodes:
-                if node in reader:
-                    exprs.inline(node)
-                elif node.op not in _KERNELS:
-                    made.append(exprs.build(node).alias(names[node]))
+            made = [exprs.build(node).alias(names[node]) for node in nodes if node.op not in _KERNELS]
             batch = [node for node in nodes if node.op in _KERNELS]
             if batch:
                 windows.append(f"_w{depth}")
@@ -266,18 +260,14 @@ class PolarsBackend:
             last: dict[Node, int] = {}
             for depth, nodes in enumerate(levels):
                 for node in nodes:
-                    at = node
-                    while at in reader:  # an inlined node is computed where its reader is
-                        at = reader[at]
                     for i in node.inputs:
-                        last[i] = max(last.get(i, 0), level[at] - 1)
+                        last[i] = depth
             for node, depth in last.items():
-                if node not in wanted and node.op != "const" and node not in reader:
+                if node not in wanted and node.op != "const":
                     dying[depth].append(names[node])
         query = pl.LazyFrame(base)
         for level_columns, batch, dead in zip(columns, windows, dying):
-            if level_columns:
-                query = query.with_columns(level_columns)
+            query = query.with_columns(level_columns)
             if batch:
                 query = query.unnest(batch)
             if dead:
@@ -286,29 +276,6 @@ class PolarsBackend:
         return query, names
 
     # -- helpers -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _inlined(levels: list[list[Node]], wanted: set[Node], exprs: _Exprs) -> dict[Node, Node]:
-        """The element-wise nodes written into their one reader's expression rather than as a
-        column of their own, each with that reader: a column costs ~10 µs of collect and ~5 µs of
-        building besides its arithmetic (1,000 × 1,000: 2,4xx of 4,9xx columns). Only into a
-        reader whose expression reads each input once (`_READS_ONCE`), as the query runs
-        without the optimizer's common-subexpression elimination."""
-        slots: dict[Node, int] = {}
-        for nodes in levels:
-            for node in nodes:
-                for i in node.inputs:
-                    slots[i] = slots.get(i, 0) + 1
-        reader: dict[Node, Node] = {}
-        for nodes in levels:
-            for node in nodes:
-                if node.op not in _READS_ONCE and not (node.op in _UNCHECKED and exprs.bounds.finite(node)):
-                    continue
-                for i in node.inputs:
-                    if (slots[i] == 1 and i.op in _ELEMENTWISE and i not in wanted
-                            and not exprs.constant(i)):
-                        reader[i] = node
-        return reader
 
     def _collect(self, query: pl.LazyFrame) -> pl.DataFrame:
         self.collects += 1
@@ -389,7 +356,7 @@ class _Exprs:
         self.divisors[name] = value
         return pl.col(name)
 
-    def constant(self, node: Node) -> bool:
+    def _constant(self, node: Node) -> bool:
         """Whether a node reads no column (Polars folds it to a scalar)."""
         known = self._constants.get(node)
         if known is None:
@@ -398,7 +365,7 @@ class _Exprs:
             elif not node.inputs:
                 known = False
             else:
-                known = all(self.constant(i) for i in node.inputs)
+                known = all(self._constant(i) for i in node.inputs)
             self._constants[node] = known
         return known
 
@@ -411,10 +378,6 @@ class _Exprs:
             column = self._columns[node] = pl.col(self.names[node])
         return column
 
-    def inline(self, node: Node) -> None:
-        """Read `node` as its expression from now on, not as a column."""
-        self._columns[node] = self.build(node)
-
     def build(self, node: Node) -> pl.Expr:
         args = [self.arg(i) for i in node.inputs]
         if node.op not in _ELEMENTWISE:
@@ -424,7 +387,7 @@ class _Exprs:
             ]
         if node.op in ("div", "ratio") and node.inputs[1].op == "const":
             args[1] = self.divisor(node.inputs[1].params[0])
-        elif node.op in ("div", "ratio") and self.constant(node.inputs[1]):
+        elif node.op in ("div", "ratio") and self._constant(node.inputs[1]):
             args[1] = args[1] + self.divisor(0.0)  # a column, not a folded scalar
         elif node.op == "valid_from" and node.inputs[1] in self.first:
             start = self.first[node.inputs[1]] + int(node.params[0])
@@ -462,13 +425,6 @@ _UNCHECKED: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     "div": lambda a, b: a / b,
     "ratio": lambda a, b: a / b,
 }
-
-# primitives whose expression reads each of its inputs once (`_Exprs.build`), as do the
-# arithmetic `_UNCHECKED` writes: an input only they read may be inlined into their expression
-_READS_ONCE = frozenset(
-    "gt lt ge le and or not where fill_null neg abs sign valid_from shift rolling_min rolling_max "
-    "cum_sum forward_fill null_if_any_missing".split()
-) | _KERNELS
 
 # element-wise primitives: a literal input broadcasts; every other primitive reads whole columns
 _ELEMENTWISE = frozenset(
