@@ -22,7 +22,8 @@ Exactness choices (the reference is a plain loop; parity is 1e-9 relative):
   oldest first, the reference's own order, where a sliding sum drifts on a series spanning many
   orders of magnitude and leaves residues after zeros; Polars' weighted rolling sum has that
   arithmetic but cost ~200 µs a column), `rolling_std` (Polars' one-pass form loses digits on
-  prices far from 0), `wilder_mean`/`wilder_sum` and `ewm` (the reference's own arithmetic and
+  prices far from 0), `rolling_min`/`rolling_max` (Polars' cost ~115 µs a column, the kernels'
+  O(1)-a-day blocks ~25 µs), `wilder_mean`/`wilder_sum` and `ewm` (the reference's own arithmetic and
   SMA seed), and the primitives Polars has no form for run as our Numba kernels
   (`gpubt.backends.kernels`): those of one level of the query in one `map_batches` call
   (`_kernels`).
@@ -76,8 +77,9 @@ def _both(a: pl.Expr, b: pl.Expr, e: pl.Expr) -> pl.Expr:
 # rows in Numba's threads on a big graph, the others (`_LONE`) member by member. A call per column
 # cost ~250 µs of GIL-bound glue each (1,000 × 1,000: 106 ms for its 400 such columns).
 _ROWS = frozenset(
-    ("rolling_mean", "rolling_sum", "rolling_std", "rolling_mad", "rolling_argmax_age", "rolling_argmin_age",
-     "rolling_max_drawdown", "rolling_ulcer", "wilder_mean", "wilder_sum", "ewm")
+    ("rolling_mean", "rolling_sum", "rolling_std", "rolling_mad", "rolling_min", "rolling_max",
+     "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown", "rolling_ulcer", "wilder_mean",
+     "wilder_sum", "ewm")
 )
 _LONE: dict[str, Callable[[tuple], tuple[Callable[..., np.ndarray], tuple]]] = {  # kernel, its parameters
     "rolling_dot": lambda p: (kernels.rolling_dot, (np.array(p[0], dtype=np.float64),)),
@@ -479,8 +481,6 @@ _BUILDERS: dict[str, Callable[[list[pl.Expr], tuple], pl.Expr]] = {
     "valid_from": _valid_from,
     # windows
     "shift": lambda a, p: a[0].shift(int(p[0])),
-    "rolling_min": lambda a, p: a[0].rolling_min(int(p[0])),
-    "rolling_max": lambda a, p: a[0].rolling_max(int(p[0])),
     "cum_sum": lambda a, p: a[0].cum_sum(),
     "forward_fill": lambda a, p: a[0].forward_fill(),
     # (the other windows and the recursions: `_kernels`)
