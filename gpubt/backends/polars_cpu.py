@@ -35,6 +35,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -45,6 +46,9 @@ from gpubt.backends.lines import evaluate_lines, split
 from gpubt.data.market import Market
 from gpubt.ir.bounds import Bounds, Interval, leaf_interval
 from gpubt.ir.nodes import Node, topological
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import When
 
 ENGINE = "in-memory"
 _AS_BUILT = pl.QueryOptFlags.none()
@@ -393,7 +397,7 @@ class _Exprs:
             args[1] = args[1] + self.divisor(0.0)  # a column, not a folded scalar
         elif node.op == "valid_from" and node.inputs[1] in self.first:
             start = self.first[node.inputs[1]] + int(node.params[0])
-            return pl.when(_ROW >= _int_literal(start)).then(args[0]).otherwise(_NULL)
+            return _from_row(start).then(args[0]).otherwise(_NULL)
         if node.op in _UNCHECKED and self.bounds.finite(node):
             return _UNCHECKED[node.op](args[0], args[1])
         builder = _BUILDERS.get(node.op)
@@ -406,6 +410,13 @@ def _literal(value: float) -> pl.Expr:
     """A float literal (null if not finite), memoised: `pl.lit` with a dtype builds a Series
     each time (~60 µs), and a big tree reads the same few constants thousands of times."""
     return _literal_of(float(value).hex())  # the hex text keeps -0.0 apart from 0.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _from_row(start: int) -> When:
+    """`when(row >= start)`, memoised: every indicator is a `valid_from` of a few start days, and
+    the condition costs ~6 µs to build (a `When` is immutable: each `then` makes a new one)."""
+    return pl.when(_ROW >= _int_literal(start))
 
 
 @functools.lru_cache(maxsize=1024)
