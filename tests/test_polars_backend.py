@@ -310,7 +310,7 @@ def test_windows_and_recursions_of_a_constant(market) -> None:
 
 
 @pytest.mark.parametrize("threaded", [True, False])
-def test_the_windows_of_a_level_are_one_call_of_the_kernels(monkeypatch, threaded: bool) -> None:
+def test_the_kernel_primitives_of_a_level_are_one_call(monkeypatch, threaded: bool) -> None:
     """The primitives run as Numba kernels (`_KERNELS`) are one `map_batches` per level of the
     query, their rows in Numba's threads on a big graph, and give each kernel's own values."""
     from gpubt.backends import kernels, polars_cpu

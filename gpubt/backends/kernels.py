@@ -894,8 +894,8 @@ def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------- row kernels
 # One call computes the same window kernel over many rows of one float matrix (an arena): row
 # out[i] = the kernel of row x[i] with window n[i] (`ewm_rows`: alpha[i], seed[i]), the rows in
-# Numba's threads. The Numba backend
-# runs a group of its plan this way; the Polars backend the windows of one level of its query.
+# Numba's threads. The Numba backend runs a group of its plan this way, the Polars backend the
+# windows of one level of its query.
 
 # window kernels of one integer parameter
 WINDOWS = {

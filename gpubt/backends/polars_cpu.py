@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 ENGINE = "in-memory"
 _AS_BUILT = pl.QueryOptFlags.none()
 # graph nodes from which a graph is big: its dead columns are dropped level by level, and its
-# windows run in Numba's threads
+# kernel primitives' rows run in Numba's threads
 _BIG = 1_000
 _DATE = "_date"
 _ROW_NAME = "_row"
@@ -103,10 +103,10 @@ def _kernels(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.
     for node in nodes:
         members.setdefault(node.op, []).append(node)
     nodes = [node for group in members.values() for node in group]  # the output rows, op by op
-    rows, lone, first = [], [], len(inputs)
+    rows, lone, size = [], [], len(inputs)  # size: the matrix's rows so far
     for op, group in members.items():
-        out = first + np.arange(len(group), dtype=np.int64)
-        first += len(group)
+        out = size + np.arange(len(group), dtype=np.int64)
+        size += len(group)
         if op in _LONE:
             lone.extend((*_LONE[op](node.params), [row[i] for i in node.inputs], k) for node, k in zip(group, out))
             continue
@@ -121,7 +121,7 @@ def _kernels(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.
     fields = [exprs.names[node] for node in nodes]
 
     def run(series: Sequence[pl.Series]) -> pl.Series:
-        arena = np.empty((first, len(series[0])))
+        arena = np.empty((size, len(series[0])))
         for k, s in enumerate(series):
             arena[k] = s.to_numpy()  # no nulls (NaN instead): a view, not a conversion
         for kernel, args in rows:
@@ -245,15 +245,13 @@ class PolarsBackend:
 
         bounds = Bounds(order, {k: leaf.interval for k, leaf in leaves.items()}, market.n_days)
         exprs = _Exprs(names, bounds, {k: leaf.first for k, leaf in leaves.items()})
-        columns, windows = [], []
+        columns, structs = [], []  # per level: its expressions, the struct of its kernel primitives
         for depth, nodes in enumerate(levels):
             made = [exprs.build(node).alias(names[node]) for node in nodes if node.op not in _KERNELS]
             batch = [node for node in nodes if node.op in _KERNELS]
+            structs.append(f"_s{depth}" if batch else None)
             if batch:
-                windows.append(f"_w{depth}")
-                made.append(_kernels(batch, exprs, windows[-1], len(order) >= _BIG))
-            else:
-                windows.append(None)
+                made.append(_kernels(batch, exprs, f"_s{depth}", len(order) >= _BIG))
             columns.append(made)
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
@@ -272,10 +270,10 @@ class PolarsBackend:
                 if node not in wanted and node.op != "const":
                     dying[depth].append(names[node])
         query = pl.LazyFrame(base)
-        for level_columns, batch, dead in zip(columns, windows, dying):
+        for level_columns, struct, dead in zip(columns, structs, dying):
             query = query.with_columns(level_columns)
-            if batch:
-                query = query.unnest(batch)
+            if struct:
+                query = query.unnest(struct)
             if dead:
                 query = query.drop(dead)
         query = query.select([names[node] for node in dict.fromkeys(outputs)])
