@@ -60,6 +60,14 @@ from gpubt.backends.twins import exact_arithmetic, twins
 TILE = 256
 
 
+def _tile(j, days):  # noqa: ANN001, ANN202
+    """Thread j of a launch giving every member a thread per tile of TILE days: (the member, the
+    tile's first day)."""
+    tiles = (days + TILE - 1) // TILE
+    i = j // tiles
+    return i, (j - i * tiles) * TILE
+
+
 # the windows of one integer parameter, as `_k_window` tells them apart
 _STD, _MAD, _ARGMAX_AGE, _ARGMIN_AGE, _MAX_DRAWDOWN, _ULCER, _MIN, _MAX = range(8)
 WINDOWS = {
@@ -156,38 +164,26 @@ def _k_rolling_all(c, x, n, out):  # noqa: ANN001, ANN202
 
 
 def _k_arith(f, op, a, b, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    tiles = (f.shape[1] + TILE - 1) // TILE
-    i = j // tiles
+    i, t = _tile(cuda.grid(1), f.shape[1])
     if i < out.size:
-        t = (j - i * tiles) * TILE
         _arith_into(f[a[i], t:t + TILE], f[b[i], t:t + TILE], op, f[out[i], t:t + TILE])
 
 
 def _k_compare(f, c, op, a, b, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    tiles = (f.shape[1] + TILE - 1) // TILE
-    i = j // tiles
+    i, t = _tile(cuda.grid(1), f.shape[1])
     if i < out.size:
-        t = (j - i * tiles) * TILE
         _compare_into(f[a[i], t:t + TILE], f[b[i], t:t + TILE], op, c[out[i], t:t + TILE])
 
 
 def _k_logic(c, either, a, b, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    tiles = (c.shape[1] + TILE - 1) // TILE
-    i = j // tiles
+    i, t = _tile(cuda.grid(1), c.shape[1])
     if i < out.size:
-        t = (j - i * tiles) * TILE
         _logic_into(c[a[i], t:t + TILE], c[b[i], t:t + TILE], either, c[out[i], t:t + TILE])
 
 
 def _k_where(f, c, cond, a, b, out):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    tiles = (f.shape[1] + TILE - 1) // TILE
-    i = j // tiles
+    i, t = _tile(cuda.grid(1), f.shape[1])
     if i < out.size:
-        t = (j - i * tiles) * TILE
         _where_into(c[cond[i], t:t + TILE], f[a[i], t:t + TILE], f[b[i], t:t + TILE], f[out[i], t:t + TILE])
 
 
@@ -201,11 +197,8 @@ def _k_valid_from(f, x, anchor, offset, out):  # noqa: ANN001, ANN202
 
 
 def _k_finite(f, rows):  # noqa: ANN001, ANN202
-    j = cuda.grid(1)
-    tiles = (f.shape[1] + TILE - 1) // TILE
-    i = j // tiles
+    i, t = _tile(cuda.grid(1), f.shape[1])
     if i < rows.size:
-        t = (j - i * tiles) * TILE
         _finite_inplace(f[rows[i], t:t + TILE])
 
 
@@ -216,10 +209,8 @@ def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, t
     (TILE + the longest lookback days each)."""
     j = cuda.grid(1)
     days = out.shape[1]
-    tiles = (days + TILE - 1) // TILE
-    i = j // tiles
+    i, lo = _tile(j, days)
     if i < out.shape[0]:
-        lo = (j - i * tiles) * TILE
         hi = lo + TILE if lo + TILE < days else days
         asked = first[i] if first[i] > lo else lo  # the tile's first day asked for
         for t in range(lo, asked if asked < hi else hi):
@@ -237,7 +228,7 @@ def _k_lines(f, rows, c, flag_rows, node_terms, term_lines, code, left, right, t
 
 DEVICE_FUNCTIONS = (
     _complete, _rolling_std_at, _rolling_mad_at, _rolling_extreme_age_at, _peak_drawdown_at, _rolling_extreme_at,
-    _window_at, _unit_sum_at, _rolling_dot_at,
+    _window_at, _unit_sum_at, _rolling_dot_at, _tile,
     _shift_into, _wilder_into, _rolling_all_into, _ewm_into, _ewm_var_into, _laguerre_rsi_into, _cum_sum_into,
     _forward_fill_into,
     _arith_into, _compare_into, _logic_into, _where_into, _missing_before, _valid_from_into, _finite_inplace,
