@@ -49,6 +49,21 @@ def gpu_name() -> str:
     return f", GPU: {first[0].replace(', ', ', driver ')}" if done.returncode == 0 and first else ""
 
 
+def code() -> str:
+    """The commit the numbers were measured on, "+ uncommitted changes" when the code differs
+    from it (RESULTS.md aside; a device copy of the working tree has no git: "not a git
+    checkout")."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "not a git checkout"
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+                            "--", ".", ":!benchmarks/RESULTS.md"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return f"commit {head.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+
+
 def versions(*modules: str) -> str:
     out = [f"python {platform.python_version()}"]
     for name in modules:
@@ -75,6 +90,7 @@ def record(
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine()}",
+        f"- code: {code()}",
         f"- versions: {versions(*modules)}",
         f"- {notes}",
         "",
