@@ -23,8 +23,6 @@ from gpubt.compiler.plan import (
     Program,
     Rank,
     Step,
-    step_children,
-    step_signals,
 )
 from gpubt.data.market import Market
 from gpubt.indicators import Source, branch_source, expand, expand_formula, ticker_source
@@ -66,15 +64,8 @@ class Compiler:
 
     def explain(self, program: Program) -> str:
         """The graph in numbers: what was built, and how much interning saved."""
-        steps, signals, stack, seen = 0, [], [program.root], set()
-        while stack:
-            step = stack.pop()
-            if id(step) in seen:
-                continue
-            seen.add(id(step))
-            steps += 1
-            signals += step_signals(step)
-            stack.extend(step_children(step))
+        parents, signals = program.walked
+        steps = len(parents)
         graph = topological([*self.indicators, *signals])
         series = sum(1 for n in graph if n.op in ("price", "ratio", "branch"))
         lines = [

@@ -17,7 +17,7 @@ from gpubt.alloc.allocate import Allocator
 from gpubt.backends.base import Backend
 from gpubt.collector import paused
 from gpubt.compiler.compile import compile_strategy
-from gpubt.compiler.plan import Program, Step, step_children, step_signals
+from gpubt.compiler.plan import Program, Step, walk_steps
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError
 from gpubt.ir.nodes import Node, topological
@@ -101,7 +101,7 @@ def evaluate_signals(
 ) -> dict[Node, np.ndarray]:
     """Every signal the plan reads, computed in dependency stages (see module doc) into the
     allocator's value table (branch series need allocations of earlier stages)."""
-    signals = _signals(program.root)
+    signals = program.walked[1]
     # Without branch series nothing waits: skip walking the graph for what each signal reads.
     reads = _branch_reads(signals) if program.branches else dict.fromkeys(signals, frozenset())
     values: dict[Node, np.ndarray] = {}
@@ -137,38 +137,22 @@ def _first_reads(program: Program, signals: list[Node], start: int) -> dict[Node
         if day.get(id(step), d + 1) <= d:
             continue
         day[id(step)] = d
-        for node in step_signals(step):
+        for node in step.signals():
             if first.get(node, d) > d:
                 first[node] = d
-        stack.extend((child, d) for child in step_children(step))
+        stack.extend((child, d) for child in step.substeps())
     return first
 
 
 def _shared_steps(program: Program) -> set[int]:
     """Steps read more than once (a call chain used twice, a branch series): worth keeping."""
-    parents: dict[int, int] = {}
-    stack = [program.root]
-    while stack:
-        step = stack.pop()
-        parents[id(step)] = parents.get(id(step), 0) + 1
-        if parents[id(step)] == 1:
-            stack.extend(step_children(step))
+    parents = program.walked[0]
     return {k for k, n in parents.items() if n > 1} | {id(s) for s in program.branches.values()}
 
 
 def _signals(root: Step) -> list[Node]:
     """The signal nodes a step and its descendants read."""
-    seen: set[int] = set()
-    out: dict[Node, None] = {}
-    stack = [root]
-    while stack:
-        step = stack.pop()
-        if id(step) in seen:
-            continue
-        seen.add(id(step))
-        out.update(dict.fromkeys(step_signals(step)))
-        stack.extend(step_children(step))
-    return list(out)
+    return walk_steps(root)[1]
 
 
 def _branch_reads(signals: list[Node]) -> dict[Node, set[str]]:

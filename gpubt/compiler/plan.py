@@ -8,6 +8,7 @@ series built from it starts where the reference's does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gpubt.ir.nodes import Node
 
@@ -17,6 +18,16 @@ class Step:
     """Base of every plan step; `warmup` is the first day the sub-tree can be decided."""
 
     warmup: int = field(default=0, kw_only=True)
+
+    # A method per kind rather than one function testing each kind in turn: walking a tree of
+    # 10,000 steps took 17 ms that way.
+    def signals(self) -> list[Node]:
+        """The graph nodes this step reads directly (not those of its children)."""
+        return []
+
+    def substeps(self) -> list[Step]:
+        """The steps this one combines or chooses between."""
+        return []
 
 
 @dataclass(eq=False)
@@ -36,6 +47,9 @@ class Combine(Step):
     fallback: str | None
     child_windows: tuple[int | None, ...]  # `defined` weights and `capped` caps
 
+    def substeps(self) -> list[Step]:
+        return list(self.children)
+
 
 @dataclass(eq=False)
 class Choose(Step):
@@ -44,6 +58,12 @@ class Choose(Step):
     truth: Node | None
     then: Combine
     other: Combine
+
+    def signals(self) -> list[Node]:
+        return [self.truth] if self.truth is not None else []
+
+    def substeps(self) -> list[Step]:
+        return [self.then, self.other]
 
 
 @dataclass(eq=False)
@@ -57,6 +77,12 @@ class Count(Step):
     other: Combine
     ladder: dict[int, Combine]
 
+    def signals(self) -> list[Node]:
+        return [n for n in self.items if n is not None]
+
+    def substeps(self) -> list[Step]:
+        return [self.then, self.other, *self.ladder.values()]
+
 
 @dataclass(eq=False)
 class Rank(Step):
@@ -67,6 +93,12 @@ class Rank(Step):
     top: bool
     bottom: int
     combine: Combine  # carries the weighting of the selected children
+
+    def signals(self) -> list[Node]:
+        return list(self.scores)
+
+    def substeps(self) -> list[Step]:
+        return [*self.children, self.combine]
 
 
 @dataclass(eq=False)
@@ -79,6 +111,12 @@ class Blend(Step):
     then: Combine
     other: Combine
 
+    def signals(self) -> list[Node]:
+        return [self.value]
+
+    def substeps(self) -> list[Step]:
+        return [self.then, self.other]
+
 
 @dataclass(eq=False)
 class Latch(Step):
@@ -89,6 +127,12 @@ class Latch(Step):
     exit: Node | None
     then: Combine
     other: Combine
+
+    def signals(self) -> list[Node]:
+        return [n for n in (self.entry, self.exit) if n is not None]
+
+    def substeps(self) -> list[Step]:
+        return [self.then, self.other]
 
 
 @dataclass
@@ -105,29 +149,25 @@ class Program:
     tickers: tuple[str, ...]
     early: list[Step] = field(default_factory=list)
 
-
-def step_signals(step: Step) -> list[Node]:
-    """The graph nodes a step reads directly (not those of its children)."""
-    if isinstance(step, Choose):
-        return [step.truth] if step.truth is not None else []
-    if isinstance(step, Count):
-        return [n for n in step.items if n is not None]
-    if isinstance(step, Rank):
-        return list(step.scores)
-    if isinstance(step, Blend):
-        return [step.value]
-    if isinstance(step, Latch):
-        return [n for n in (step.entry, step.exit) if n is not None]
-    return []
+    @cached_property
+    def walked(self) -> tuple[dict[int, int], list[Node]]:
+        """`walk_steps` from the root, once: a run needs both its answers."""
+        return walk_steps(self.root)
 
 
-def step_children(step: Step) -> list[Step]:
-    if isinstance(step, Combine):
-        return list(step.children)
-    if isinstance(step, (Choose, Blend, Latch)):
-        return [step.then, step.other]
-    if isinstance(step, Count):
-        return [step.then, step.other, *step.ladder.values()]
-    if isinstance(step, Rank):
-        return [*step.children, step.combine]
-    return []
+def walk_steps(root: Step) -> tuple[dict[int, int], list[Node]]:
+    """One walk of the steps under `root`: how many parents reach each step (by id; a step read
+    twice is worth keeping), and the signal nodes they read, each once."""
+    parents: dict[int, int] = {}
+    signals: dict[Node, None] = {}
+    stack = [root]
+    while stack:
+        step = stack.pop()
+        k = id(step)
+        if k in parents:
+            parents[k] += 1
+            continue
+        parents[k] = 1
+        signals.update(dict.fromkeys(step.signals()))
+        stack.extend(step.substeps())
+    return parents, list(signals)

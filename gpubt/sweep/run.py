@@ -177,7 +177,7 @@ def evaluate_programs(
     values: dict[Node, np.ndarray] = {}
     for allocator in allocators:
         allocator.values = values
-    signals = list(dict.fromkeys(n for program in programs for n in _signals(program.root)))
+    signals = list(dict.fromkeys(n for program in programs for n in program.walked[1]))
     reads = _branch_reads(signals)
     if cache is not None:
         values.update(cache.get_many(n for n in signals if not reads[n]))

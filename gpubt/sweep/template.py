@@ -37,7 +37,7 @@ import numpy as np
 from gpubt.alloc.allocate import Allocator
 from gpubt.backends.base import TRUE, Backend
 from gpubt.compiler.compile import Compiler
-from gpubt.compiler.plan import Choose, Combine, Hold, Step, step_children
+from gpubt.compiler.plan import Choose, Combine, Hold, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -180,7 +180,7 @@ def _reachable(root: Step) -> list[Step]:
         step = stack.pop()
         if id(step) not in seen:
             seen[id(step)] = step
-            stack.extend(step_children(step))
+            stack.extend(step.substeps())
     return list(seen.values())
 
 
