@@ -53,6 +53,9 @@ class Compiler:
     conditions: dict[Line, None] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
+    # a position list's holdable tickers and first day: a big tree repeats a few lists thousands
+    # of times (1,000 × 10,000: 4,000 positions, 5 distinct lists)
+    _positions: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = field(default_factory=dict)
     # numbers the `branch` leaves; programs sharing one Builder share one counter, so two
     # variants' `branch0` leaves never become one graph node
     branch_counter: Iterator[int] = field(default_factory=itertools.count)
@@ -94,9 +97,12 @@ class Compiler:
         if kind == "call":
             return self.step(self.strategy.request.call_chains[node.call_ref_id])
         if kind == "position":
-            tickers = tuple(dict.fromkeys(p for p in node.positions if is_holdable(p)))
-            first = max((self.market.first_index(t) for t in tickers), default=0)
-            return Hold(tickers, warmup=first)
+            held = self._positions.get(node.positions)
+            if held is None:
+                tickers = tuple(dict.fromkeys(p for p in node.positions if is_holdable(p)))
+                held = self._positions[node.positions] = (
+                    tickers, max((self.market.first_index(t) for t in tickers), default=0))
+            return Hold(held[0], warmup=held[1])
         if kind == "basic":
             return self.slot(node, "next")
         if kind == "indicator":
