@@ -71,7 +71,7 @@ def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
 # same requests in the same order, so interning returns the very nodes (and counts the same
 # duplicates) the operator layer would, without its wrappers (1,000 random catalogue indicators
 # into a fresh builder, min of 5: 41–48 → 28–32 ms; most of the rest is making the nodes), and
-# without the builder re-checking requests it checked when they were recorded (`Builder.checked`).
+# without the builder re-checking requests it checked when they were recorded (`Builder.replay`).
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,7 @@ class _Recipe:
 
     def replay(self, b: Builder, src: Source) -> Node:
         nodes = [src.open, src.high, src.low, src.close, src.volume]
-        node = b.checked
-        for op, params, inputs in self.steps:
-            nodes.append(node(op, params, tuple([nodes[i] for i in inputs])))
+        b.replay(self.steps, nodes)
         b.requests += self.requests
         return nodes[self.result]
 

@@ -145,15 +145,19 @@ class Builder:
         found = self._table[(op, params, inputs)] = Node(op, params, inputs)
         return found
 
-    def checked(self, op: str, params: tuple[Any, ...], inputs: tuple[Node, ...]) -> Node:
-        """`node` for a request made through `node` once already (same op and params, inputs of
-        the same kinds): a recorded expansion replayed (`gpubt.indicators`), whose checks and
-        NaN canonicalisation were done when it was recorded. Counts no request."""
-        key = (op, params, inputs)
-        found = self._table.get(key)
-        if found is None:
-            found = self._table[key] = Node(op, params, inputs)
-        return found
+    def replay(self, steps: Iterable[tuple[str, tuple[Any, ...], tuple[int, ...]]], nodes: list[Node]) -> None:
+        """Requests made through `node` once already, replayed (a recorded expansion,
+        `gpubt.indicators`): each step (op, params, positions of its inputs in `nodes`) appends
+        its node to `nodes`. Its checks and NaN canonicalisation were done when it was recorded,
+        so none is redone; counts no request."""
+        table = self._table
+        find = table.get
+        for op, params, inputs in steps:
+            key = (op, params, tuple([nodes[i] for i in inputs]))
+            found = find(key)
+            if found is None:
+                found = table[key] = Node(*key)
+            nodes.append(found)
 
     def __len__(self) -> int:
         return len(self._table)
