@@ -436,10 +436,11 @@ def _rolling_dot_into(x: np.ndarray, weights: np.ndarray, centered: bool, out: n
 
 
 @numba.njit(**_JIT)
-def _add_lags(x: np.ndarray, lo: int, n: int, m: int, acc: np.ndarray) -> None:
-    """acc[j] = x[lo + j] + x[lo + j + 1] + … + x[lo + j + n − 1], added oldest first from 0.0,
-    for j < m. Four lags a pass over the block: each accumulator is loaded and stored once per
-    four additions, which keep their order (~25–30 % faster than a lag a pass)."""
+def _add_lags(x: np.ndarray, lo: int, n: int, m: int, mean: np.ndarray, squared: bool, acc: np.ndarray) -> None:
+    """acc[j] = the sum over i = 0 … n − 1 of x[lo + j + i] (of (x[lo + j + i] − mean[j])² when
+    `squared`; `mean` is not read otherwise), added oldest first from 0.0, for j < m. Four lags a
+    pass over the block: each accumulator is loaded and stored once per four additions, which
+    keep their order (~25–30 % faster than a lag a pass; 2× for the squares)."""
     for j in range(m):
         acc[j] = 0.0
     i = 0
@@ -448,41 +449,27 @@ def _add_lags(x: np.ndarray, lo: int, n: int, m: int, acc: np.ndarray) -> None:
         x1 = x[lo + i + 1 : lo + i + 1 + m]
         x2 = x[lo + i + 2 : lo + i + 2 + m]
         x3 = x[lo + i + 3 : lo + i + 3 + m]
-        for j in range(m):
-            acc[j] = (((acc[j] + x0[j]) + x1[j]) + x2[j]) + x3[j]
+        if squared:
+            for j in range(m):
+                c = mean[j]
+                d0 = x0[j] - c
+                d1 = x1[j] - c
+                d2 = x2[j] - c
+                d3 = x3[j] - c
+                acc[j] = (((acc[j] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+        else:
+            for j in range(m):
+                acc[j] = (((acc[j] + x0[j]) + x1[j]) + x2[j]) + x3[j]
         i += 4
     while i < n:
         xs = x[lo + i : lo + i + m]
-        for j in range(m):
-            acc[j] += xs[j]
-        i += 1
-
-
-@numba.njit(**_JIT)
-def _add_squared_deviations(x: np.ndarray, lo: int, n: int, m: int, mean: np.ndarray, acc: np.ndarray) -> None:
-    """acc[j] = Σ (x[lo + j + i] − mean[j])² over i = 0 … n − 1, added oldest first from 0.0,
-    four lags a pass (`_add_lags`)."""
-    for j in range(m):
-        acc[j] = 0.0
-    i = 0
-    while i + 4 <= n:
-        x0 = x[lo + i : lo + i + m]
-        x1 = x[lo + i + 1 : lo + i + 1 + m]
-        x2 = x[lo + i + 2 : lo + i + 2 + m]
-        x3 = x[lo + i + 3 : lo + i + 3 + m]
-        for j in range(m):
-            c = mean[j]
-            d0 = x0[j] - c
-            d1 = x1[j] - c
-            d2 = x2[j] - c
-            d3 = x3[j] - c
-            acc[j] = (((acc[j] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
-        i += 4
-    while i < n:
-        xs = x[lo + i : lo + i + m]
-        for j in range(m):
-            d = xs[j] - mean[j]
-            acc[j] += d * d
+        if squared:
+            for j in range(m):
+                d = xs[j] - mean[j]
+                acc[j] += d * d
+        else:
+            for j in range(m):
+                acc[j] += xs[j]
         i += 1
 
 
@@ -497,7 +484,7 @@ def _unit_sums(x: np.ndarray, n: int, divisor: float) -> np.ndarray:
     acc = np.empty(_BLOCK)
     for t0 in range(n - 1, size, _BLOCK):
         m = min(_BLOCK, size - t0)
-        _add_lags(x, t0 - n + 1, n, m, acc)
+        _add_lags(x, t0 - n + 1, n, m, acc, False, acc)
         if divisor != 1.0:
             for j in range(m):
                 out[t0 + j] = acc[j] / divisor
@@ -688,10 +675,10 @@ def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
     for t0 in range(n - 1, size, _BLOCK):
         m = min(_BLOCK, size - t0)
         lo = t0 - n + 1
-        _add_lags(x, lo, n, m, s)
+        _add_lags(x, lo, n, m, s, False, s)
         for j in range(m):
             s[j] = s[j] / n  # the window's mean
-        _add_squared_deviations(x, lo, n, m, s, q)
+        _add_lags(x, lo, n, m, s, True, q)
         for j in range(m):
             out[t0 + j] = math.sqrt(q[j] / n)  # a missing value: NaN throughout
     run = 0  # days ending at t equal to x[t] (NaN equals nothing)
@@ -957,61 +944,18 @@ def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -
 # The recursions are latency-bound: each day's step waits for the day before's (a multiply, an
 # add and, for Wilder's mean, a division). Their row forms advance `_LANES` rows together, day by
 # day, so independent rows fill each other's wait (4 rows of Wilder means: 2.5× faster than one
-# after another), each row with the arithmetic of `_wilder_into` / `_ewm_into`, to the bit.
+# after another), each row with the arithmetic of `_wilder_into` / `_ewm_into`, to the bit
+# (`_recursion_lanes`).
 _LANES = 4
+_WILDER_MEAN, _WILDER_SUM, _EWM = range(3)
 
 
 @numba.njit(**_JIT)
-def _wilder_lanes(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray, total: bool, lo: int,
-                  hi: int) -> None:
-    """Rows out[lo:hi] (at most `_LANES`) of `_wilder_rows`."""
-    count = np.zeros(_LANES, np.int64)
-    s = np.zeros(_LANES)
-    e = np.zeros(_LANES)
-    for t in range(f.shape[1]):
-        for r in range(_LANES):
-            i = lo + r
-            if i < hi:
-                v = f[x[i], t]
-                o = math.nan
-                if not math.isnan(v):
-                    m = n[i]
-                    if count[r] < m:
-                        count[r] += 1
-                        s[r] += v
-                        if count[r] == m:
-                            e[r] = s[r] if total else s[r] / m
-                            o = e[r]
-                    else:
-                        e[r] = e[r] - e[r] / m + v if total else (e[r] * (m - 1) + v) / m
-                        o = e[r]
-                f[out[i], t] = o
-
-
-def _wilder_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
-    for g in numba.prange((out.size + _LANES - 1) // _LANES):
-        lo = g * _LANES
-        _wilder_lanes(f, x, n, out, _TOTAL, lo, min(lo + _LANES, out.size))  # noqa: F821 - bound per build
-
-
-@functools.cache
-def window_rows(op: str) -> ParallelKernel:
-    """`_window_rows` built for one window kernel (`_wilder_rows` for Wilder's two), the kernel a
-    constant of the build: a process compiles (or loads from the on-disk cache) only the kinds it
-    meets (`docs/decisions.md`)."""
-    if op in ("wilder_mean", "wilder_sum"):
-        source, bound = _wilder_rows, {"_TOTAL": op == "wilder_sum"}
-    else:
-        source, bound = _window_rows, {"_WINDOW_KERNEL": WINDOWS[op]}
-    build = types.FunctionType(source.__code__, {**globals(), **bound}, source.__name__)
-    build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
-    return ParallelKernel(build, _JIT)
-
-
-@numba.njit(**_JIT)
-def _ewm_lanes(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray, out: np.ndarray, lo: int,
-               hi: int) -> None:
-    """Rows out[lo:hi] (at most `_LANES`) of `ewm_rows`."""
+def _recursion_lanes(f: np.ndarray, x: np.ndarray, seed: np.ndarray, alpha: np.ndarray, out: np.ndarray, kind: int,
+                     lo: int, hi: int) -> None:
+    """Rows out[lo:hi] (at most `_LANES`) of a recursion's row form: row i missing until the
+    seed[i]-th present value of its input, which gets their mean (their sum for Wilder's sum),
+    then Wilder's mean, Wilder's sum or `ewm` with factor alpha[i] (`kind`)."""
     count = np.zeros(_LANES, np.int64)
     s = np.zeros(_LANES)
     e = np.zeros(_LANES)
@@ -1027,16 +971,42 @@ def _ewm_lanes(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray
                         count[r] += 1
                         s[r] += v
                         if count[r] == m:
-                            e[r] = s[r] / m
+                            e[r] = s[r] if kind == _WILDER_SUM else s[r] / m
                             o = e[r]
                     else:
-                        e[r] = e[r] + alpha[i] * (v - e[r])
+                        if kind == _EWM:
+                            e[r] = e[r] + alpha[i] * (v - e[r])
+                        elif kind == _WILDER_SUM:
+                            e[r] = e[r] - e[r] / m + v
+                        else:
+                            e[r] = (e[r] * (m - 1) + v) / m
                         o = e[r]
                 f[out[i], t] = o
+
+
+def _wilder_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+    no_alpha = np.empty(0)
+    for g in numba.prange((out.size + _LANES - 1) // _LANES):
+        lo = g * _LANES
+        _recursion_lanes(f, x, n, no_alpha, out, _KIND, lo, min(lo + _LANES, out.size))  # noqa: F821 - bound per build
+
+
+@functools.cache
+def window_rows(op: str) -> ParallelKernel:
+    """`_window_rows` built for one window kernel (`_wilder_rows` for Wilder's two), the kernel a
+    constant of the build: a process compiles (or loads from the on-disk cache) only the kinds it
+    meets (`docs/decisions.md`)."""
+    if op in ("wilder_mean", "wilder_sum"):
+        source, bound = _wilder_rows, {"_KIND": _WILDER_SUM if op == "wilder_sum" else _WILDER_MEAN}
+    else:
+        source, bound = _window_rows, {"_WINDOW_KERNEL": WINDOWS[op]}
+    build = types.FunctionType(source.__code__, {**globals(), **bound}, source.__name__)
+    build.__qualname__ = f"_window_rows_{op}"  # an on-disk cache entry of its own
+    return ParallelKernel(build, _JIT)
 
 
 @parallel_kernel(**_JIT)
 def ewm_rows(f: np.ndarray, x: np.ndarray, alpha: np.ndarray, seed: np.ndarray, out: np.ndarray) -> None:
     for g in numba.prange((out.size + _LANES - 1) // _LANES):
         lo = g * _LANES
-        _ewm_lanes(f, x, alpha, seed, out, lo, min(lo + _LANES, out.size))
+        _recursion_lanes(f, x, seed, alpha, out, _EWM, lo, min(lo + _LANES, out.size))
