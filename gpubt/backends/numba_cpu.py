@@ -58,6 +58,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from gpubt import libm
 from gpubt.backends import kernels
 from gpubt.backends.lines import evaluate_lines, split
 from gpubt.collector import paused
@@ -302,43 +303,21 @@ def _arith(op: int, fn: Callable[[float, float], float]) -> Callable[..., Value]
     return run
 
 
-# log, exp and pow are the C library's, as the reference (Python's `math`) and Polars compute
-# them: NumPy's own SIMD forms, which it picks on AVX-512 machines, differ from them in the last
-# bit for 0.1 % (log) to 5 % (exp, pow) of inputs.
-
-
-@numba.njit(**_JIT)
-def _log_into(x: np.ndarray, out: np.ndarray) -> None:
-    for t in range(x.size):
-        out[t] = math.log(x[t])
-
-
-@numba.njit(**_JIT)
-def _exp_into(x: np.ndarray, out: np.ndarray) -> None:
-    for t in range(x.size):
-        out[t] = math.exp(x[t])
-
-
-@numba.njit(**_JIT)
-def _pow_into(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    """x ** y, missing where either is (IEEE pow(1, NaN) = pow(NaN, 0) = 1)."""
-    for t in range(x.size):
-        a = x[t]
-        b = y[t]
-        out[t] = math.nan if math.isnan(a) or math.isnan(b) else a**b
-
-
-def _libm(kernel: Callable[..., None]) -> Callable[..., Value]:
-    """An element-wise op through one of the kernels above, missing where not finite; on
-    constants (while planning) through the same kernel, over one day."""
-
-    def run(a: list[Value], p: tuple, ctx: _Ctx) -> Value:
-        n = ctx.n if any(map(_is_array, a)) else 1
-        out = np.empty(n)
-        kernel(*[_full(v, n) for v in a], out)
-        return _finite_inplace(out) if any(map(_is_array, a)) else _scalar(out[0])
-
-    return run
+def _pow(a: list[Value], p: tuple, ctx: _Ctx) -> Value:
+    x, y = a
+    r = libm.power(x, y)
+    if isinstance(r, np.ndarray):
+        # IEEE pow(1, NaN) = pow(NaN, 0) = 1; a missing input must give a missing output
+        if _is_array(x):
+            r[np.isnan(x)] = _NAN
+        elif x != x:
+            r[:] = _NAN
+        if _is_array(y):
+            r[np.isnan(y)] = _NAN
+        elif y != y:
+            r[:] = _NAN
+        return _finite_inplace(r)
+    return _NAN if x != x or y != y else _scalar(r)
 
 
 def _unary_finite(fn: Callable[[Value], Value]) -> Callable[..., Value]:
@@ -478,13 +457,13 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
     "mul": _arith(_MUL, np.multiply),
     "div": _arith(_DIV, np.true_divide),
     "ratio": _arith(_DIV, np.true_divide),
-    "pow": _libm(_pow_into),
+    "pow": _pow,
     "min2": _plain(np.minimum),
     "max2": _plain(np.maximum),
     "neg": _plain(np.negative),
     "abs": _plain(np.abs),
-    "log": _libm(_log_into),
-    "exp": _libm(_exp_into),
+    "log": _unary_finite(libm.log),  # the C library's, as the reference's and Polars'
+    "exp": _unary_finite(libm.exp),
     "sqrt": _unary_finite(np.sqrt),
     "sign": _plain(_sign),
     "where": _where,

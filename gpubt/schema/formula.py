@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gpubt import libm
 from gpubt.errors import GpubtError
 from gpubt.schema.catalogue import METRICS, resolve_metric
 
@@ -112,11 +113,11 @@ _ELEMENTWISE = {
     "-": np.subtract,
     "*": np.multiply,
     "/": np.divide,
-    "^": np.power,
+    "^": libm.power,
     "neg": np.negative,
     "abs": np.abs,
-    "log": np.log,
-    "exp": np.exp,
+    "log": libm.log,  # the C library's on every machine (`gpubt.libm`)
+    "exp": libm.exp,
     "sqrt": np.sqrt,
     "min": np.minimum,
     "max": np.maximum,
