@@ -3,8 +3,9 @@
 * Numba's CUDA simulator, on this CPU: each test runs in a subprocess with NUMBA_ENABLE_CUDASIM=1
   (the switch must be set before Numba's CUDA target is imported), where the backend's array
   module is NumPy and its kernels run thread by thread in Python: every primitive of `PRIMITIVES`
-  (the CPU backend's own primitive graph, with gaps, zeros, constants and NaN constants) bit-equal
-  to the Numba backend, also in halves under a tiny memory budget, and every example end to end.
+  (the CPU backend's own primitive graph, with gaps, zeros, constants and NaN constants) equal
+  to the Numba backend as on a device (below), also in halves under a tiny memory budget, and
+  every example end to end.
 * PTX for sm_90 (an H100) of every kernel, compiled on this CPU with libNVVM: catches constructs
   the CUDA target refuses and the simulator accepts, and checks that no FMA is contracted.
 * On a real device only (`gpu` mark): primitives and the indicator catalogue on the synthetic
@@ -87,14 +88,15 @@ def test_every_primitive_equals_numba_bit_for_bit_in_the_simulator() -> None:
     constants, NaN constants, windows 1–21) whole, then a node of each primitive whole and in halves
     under a budget of a few rows (the simulator runs a Python call per thread: the halves are
     checked on the smaller graph). pow, log and exp are the device's own (NumPy's in the
-    simulator) against the C library's on the CPU: what reads them is equal within 1e-12, as on
-    an H100."""
+    simulator) against the C library's on the CPU: what reads them is equal within 1e-12
+    (`_assert_equal`), as on an H100."""
     out = simulate("""
         import os
         import numpy as np
         from gpubt.backends.cupy_gpu import CupyBackend
         from gpubt.backends.numba_cpu import NumbaBackend
-        from gpubt.ir.nodes import PRIMITIVES, topological
+        from gpubt.ir.nodes import PRIMITIVES
+        from tests.test_cupy_backend import _assert_equal
         from tests.test_numba_backend import _primitive_graph, _random_setup
 
         market, branches, _, _ = _random_setup()
@@ -103,21 +105,13 @@ def test_every_primitive_equals_numba_bit_for_bit_in_the_simulator() -> None:
         nodes = list(dict.fromkeys(n for ns in cases.values() for n in ns))
         few = list(dict.fromkeys(ns[-1] for ns in cases.values()))
         want = NumbaBackend().evaluate(nodes, market, branches)
-        libm = set()
-        for n in topological(nodes):
-            if n.op in ("pow", "log", "exp") or any(i in libm for i in n.inputs):
-                libm.add(n)
         for graph, budget in ((nodes, None), (few, None), (few, "20000")):
             if budget:
                 os.environ["GPUBT_GPU_MEMORY"] = budget  # a few rows per launch
             backend = CupyBackend()
             got = backend.evaluate(graph, market, branches)
             for n in graph:
-                assert got[n].dtype == want[n].dtype and got[n].shape == want[n].shape, n
-                if n in libm and n.kind == "f":
-                    np.testing.assert_allclose(got[n], want[n], rtol=1e-12, atol=0, err_msg=repr(n))
-                else:
-                    np.testing.assert_array_equal(got[n], want[n], err_msg=repr(n))
+                _assert_equal(got[n], want[n], n)
             print(backend.launches)
     """)
     whole, few, halves = map(int, out.split())
