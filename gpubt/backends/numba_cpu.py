@@ -365,10 +365,6 @@ def _valid_from(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
     return out
 
 
-def _shift(a: list[Value], p: tuple, ctx: _Ctx) -> np.ndarray:
-    return kernels.shift(_full(a[0], ctx.n), int(p[0]))
-
-
 def _window(fn: Callable[..., np.ndarray], cast: Callable[[Any], Any] = int) -> Callable[..., np.ndarray]:
     """A kernel over the input repeated per day when it is a constant, with one parameter."""
 
@@ -469,26 +465,13 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
     "where": _where,
     "fill_null": _fill_null,
     "valid_from": _valid_from,
-    # windows
-    "shift": _shift,
-    "rolling_mean": _window(kernels.rolling_mean),
-    "rolling_sum": _window(kernels.rolling_sum),
-    "rolling_std": _window(kernels.rolling_std),
-    "rolling_min": _window(kernels.rolling_min),
-    "rolling_max": _window(kernels.rolling_max),
+    # windows and recursions (those of one integer parameter: `kernels.WINDOWS`)
+    **{op: _window(kernel) for op, kernel in kernels.WINDOWS.items()},
     "rolling_dot": _weighted(kernels.rolling_dot),
     "rolling_dot_centered": _weighted(kernels.rolling_dot_centered),
-    "rolling_argmax_age": _window(kernels.rolling_argmax_age),
-    "rolling_argmin_age": _window(kernels.rolling_argmin_age),
-    "rolling_max_drawdown": _window(kernels.rolling_max_drawdown),
-    "rolling_ulcer": _window(kernels.rolling_ulcer),
-    "rolling_mad": _window(kernels.rolling_mad),
     "cum_sum": _cum_sum,
     "forward_fill": _forward_fill,
-    # recursions
     "ewm": _ewm,
-    "wilder_mean": _window(kernels.wilder_mean),
-    "wilder_sum": _window(kernels.wilder_sum),
     "ewm_var": _ewm_var,
     "laguerre_rsi": _window(kernels.laguerre_rsi, float),
     # conditions

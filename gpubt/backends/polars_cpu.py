@@ -80,11 +80,7 @@ def _both(a: pl.Expr, b: pl.Expr, e: pl.Expr) -> pl.Expr:
 # the windows and `ewm` through their row form (`kernels.window_rows`, `kernels.ewm_rows`), their
 # rows in Numba's threads on a big graph, the others (`_LONE`) member by member. A call per column
 # cost ~250 µs of GIL-bound glue each (1,000 × 1,000: 106 ms for its 400 such columns).
-_ROWS = frozenset(
-    ("rolling_mean", "rolling_sum", "rolling_std", "rolling_mad", "rolling_min", "rolling_max",
-     "rolling_argmax_age", "rolling_argmin_age", "rolling_max_drawdown", "rolling_ulcer", "wilder_mean",
-     "wilder_sum", "ewm")
-)
+_ROWS = (kernels.WINDOWS.keys() - {"shift"}) | {"ewm"}  # Polars shifts exactly itself
 _LONE: dict[str, Callable[[tuple], tuple[Callable[..., np.ndarray], tuple]]] = {  # kernel, its parameters
     "rolling_dot": lambda p: (kernels.rolling_dot, (np.array(p[0], dtype=np.float64),)),
     "rolling_dot_centered": lambda p: (kernels.rolling_dot_centered, (np.array(p[0], dtype=np.float64),)),
