@@ -678,16 +678,13 @@ def test_wide_graph_frees_intermediates_but_keeps_outputs() -> None:
     backend = NumbaBackend()
     got = backend.evaluate(conds, market, {})
     assert backend.live_peak <= len(conds) + 2 * len(outs) + 20
-    assert backend.freed >= backend.nodes - len(conds) - 20
+    assert backend.freed + backend.inner >= backend.nodes - len(conds) - 20
     want = PolarsBackend().evaluate(conds, market, {})
     for c in conds:
         assert_same(got[c], want[c], repr(c))
 
 
-def test_element_wise_nodes_write_over_an_input_only_they_read() -> None:
-    """sub over its only-read left side, div and valid_from down the chain, and over a condition;
-    an input read twice, or an output, keeps its row; every value equals the Polars backend."""
-    market = synthetic_slice()
+def _in_place_graph() -> tuple[Builder, dict[str, Node]]:
     b = Builder()
     close = b.price("SPY")
     m5, m7, m9 = (b.node("rolling_mean", (n,), (close,)) for n in (5, 7, 9))
@@ -697,19 +694,87 @@ def test_element_wise_nodes_write_over_an_input_only_they_read() -> None:
     above = b.node("gt", (), (m9, m7))
     chosen = b.node("where", (), (above, m9, m7))
     inside = b.node("and", (), (b.node("gt", (), (close, m9)), b.node("lt", (), (close, m7))))
-    outputs = [valid, chosen, inside, m7]
-    plan = numba_cpu._Plan(outputs, numba_cpu._Ctx(market, {}))
+    return b, dict(close=close, m5=m5, m7=m7, m9=m9, diff=diff, scaled=scaled, valid=valid, above=above,
+                   chosen=chosen, inside=inside)
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
+def test_element_wise_nodes_write_over_an_input_only_they_read(fusion: bool) -> None:
+    """Unfused (as the CUDA backend plans): sub over its only-read left side, div and valid_from
+    down the chain, and over a condition. Fused: sub, gt and the and's comparisons are inner (no
+    row); div, the root of (sub, div), writes over m5, an outside input only it reads. Either
+    way an input read twice, or an output, keeps its row and every value equals the Polars
+    backend."""
+    market = synthetic_slice()
+    _, g = _in_place_graph()
+    outputs = [g["valid"], g["chosen"], g["inside"], g["m7"]]
+    plan = numba_cpu._Plan(outputs, numba_cpu._Ctx(market, {}), fused=numba_cpu._run_fused if fusion else None)
     row = {node: plan.row[k] for k, node in enumerate(plan.order)}
     arena = {node: plan.condition[k] for k, node in enumerate(plan.order)}
-    assert row[diff] == row[m5] and row[scaled] == row[m5] and row[valid] == row[m5]
-    assert row[inside] == row[inside.inputs[0]] and arena[inside] == arena[inside.inputs[0]] == 1
+    m5, m7, m9, inside = g["m5"], g["m7"], g["m9"], g["inside"]
+    assert row[g["scaled"]] == row[m5] and row[g["valid"]] == row[m5]
+    if fusion:
+        assert plan.inner == 4
+        for node in (g["diff"], g["above"], *inside.inputs):
+            assert row[node] == -1
+        assert row[inside] >= 0 and arena[inside] == 1
+        (step,) = [s for s in plan.steps if s[0] is numba_cpu._run_fused]
+        starts, slots = step[2]
+        assert starts.tolist() == [0, 2, 4, 7] and slots == 2  # (sub, div), (gt, where), (gt, lt, and)
+    else:
+        assert plan.inner == 0
+        assert row[g["diff"]] == row[m5]
+        assert row[inside] == row[inside.inputs[0]] and arena[inside] == arena[inside.inputs[0]] == 1
     for node in (m7, m9):  # read twice: copied into a row of their own
-        assert row[chosen] != row[node] or arena[chosen] != arena[node]
-    got = NumbaBackend().evaluate(outputs, market, {})
+        assert row[g["chosen"]] != row[node] or arena[g["chosen"]] != arena[node]
+    got = NumbaBackend(fuse=fusion).evaluate(outputs, market, {})
     want = PolarsBackend().evaluate(outputs, market, {})
     for node in outputs:
         assert_same(got[node], want[node], repr(node))
+    valid = g["valid"]
     assert np.isnan(got[valid][:12]).all() and not np.isnan(got[valid][12:]).all()
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["serial", "threaded"])
+def test_fused_clusters_give_the_unfused_bits(threads: bool, monkeypatch) -> None:
+    """Random element-wise trees (arithmetic, comparisons, Kleene logic, where; shared nodes and
+    outputs among them) over series with gaps, windows and constants, on 2,600 days (six day
+    tiles, the last one partial), and catalogue indicators: fused, every value is the unfused
+    plan's to the bit (whose row kernels tests compare with the per-node kernels and Polars)."""
+    market, branches, s, b = _random_setup(2600)
+    rng = np.random.default_rng(11)
+    n, k = b.node, b.const
+    floats = [s["A"], s["B"], s["g"], s["wide"], k(2.0), k(0.0), k(NAN),
+              n("rolling_mean", (5,), (s["A"],)), n("shift", (3,), (s["g"],))]
+    floats += [expand(b, metric, ticker_source(b, "A"), 9) for metric in ("RSI", "Stochastic %K", "Drawdown")]
+    conds = [n("gt", (), (s["g"], k(0.1))), n("branch", ("truth",))]
+    conds[1] = n("ge", (), (conds[1], k(0.5)))
+    outputs = []
+    for _ in range(400):
+        kind = rng.integers(4)
+        if kind == 0:
+            op = ("add", "sub", "mul", "div")[rng.integers(4)]
+            node = n(op, (), (floats[rng.integers(len(floats))], floats[rng.integers(len(floats))]))
+        elif kind == 1:
+            op = ("gt", "lt", "ge", "le")[rng.integers(4)]
+            node = n(op, (), (floats[rng.integers(len(floats))], floats[rng.integers(len(floats))]))
+        elif kind == 2:
+            op = ("and", "or")[rng.integers(2)]
+            node = n(op, (), (conds[rng.integers(len(conds))], conds[rng.integers(len(conds))]))
+        else:
+            node = n("where", (), (conds[rng.integers(len(conds))], floats[rng.integers(len(floats))],
+                                   floats[rng.integers(len(floats))]))
+        (conds if node.kind == "b" else floats).append(node)
+        if rng.random() < 0.1:
+            outputs.append(node)
+    outputs += floats[-40:] + conds[-40:]
+    monkeypatch.setattr(numba_cpu, "_THREADED_NODES", 1 if threads else 10**9)
+    fused = NumbaBackend()
+    got = fused.evaluate(outputs, market, branches)
+    assert fused.inner > 50
+    want = NumbaBackend(fuse=False).evaluate(outputs, market, branches)
+    for node in outputs:
+        np.testing.assert_array_equal(got[node], want[node], err_msg=repr(node))
 
 
 def test_arena_memory_is_lent_again_only_when_no_array_views_it() -> None:

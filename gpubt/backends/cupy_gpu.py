@@ -3,7 +3,8 @@
 The GPU twin of `gpubt.backends.numba_cpu`, value for value. The graph is planned by the CPU
 backend's own `_Plan`: every node gets a row of one of two arenas (float64, and int8 conditions),
 a row is handed on once its last reader's depth is done, and the nodes of one primitive at one
-depth form a group. On the device the arenas are two CuPy matrices and each group is ONE launch
+depth form a group (every node its own row: the CPU's fused element-wise clusters have no
+device twin yet). On the device the arenas are two CuPy matrices and each group is ONE launch
 of a kernel of `gpubt.backends.cuda_kernels` (a thread per member and day for windows, per
 member and tile of days for element-wise primitives, per member for the rest), reading input
 rows and writing output rows; the few element-wise primitives without such a kernel (pow, log,
@@ -385,7 +386,7 @@ class CupyBackend:
         """`outputs` planned and run whole, or in halves when their arenas would not fit `budget`."""
         started = time.perf_counter()
         fused, rest = split(outputs)
-        plan = _Plan(rest, ctx, _GROUPS)
+        plan = _Plan(rest, ctx, _GROUPS, fused=None)
         self.host["plan"] += time.perf_counter() - started
         # the arenas, and the condition lists' output and scratch (about 3 rows a node while
         # their lookbacks are short next to a tile)

@@ -31,7 +31,10 @@ gives every other node a row of one of two arenas (floats, and int8 conditions) 
 (1 + its deepest array input's). The nodes of one primitive at one depth
 read nothing of each other, so each such group is one call of a row kernel (`_BATCHED`) whose
 members run in Numba's threads, without the GIL: 1,000 indicators are a few dozen calls, not
-6,000 Python steps. The primitives without a row kernel run node by node (`_OPS`). The condition
+6,000 Python steps. An element-wise node whose only reader is element-wise too has no row: such
+nodes and their readers form trees (clusters), each computed day tile by day tile in a
+cache-sized scratch, and only its root (the first node read otherwise) is written to the arena
+(`_run_fused`; `NumbaBackend(fuse=False)` plans a row per node). The primitives without a row kernel run node by node (`_OPS`). The condition
 lists of a tree (`lines` nodes) are one parallel pass over their input rows
 (`gpubt.backends.lines`). The cyclic garbage collector is paused during a call (planning makes a
 few small containers per node while the graph's own objects are alive, and nothing it makes
@@ -43,8 +46,9 @@ node. An element-wise node that is the only reader of an input writes its output
 input's row (`_IN_PLACE`): `valid_from`, which wraps every indicator, then only blanks the
 first days instead of copying the series. An arena over 32 MB is memory kept from an earlier
 call once nothing views it any more (`_Buffers`). `live_peak` reports the most rows held at once
-during the last `evaluate` (outputs included), `freed` how many were handed on, `nodes` how
-many nodes the graph has and `calls` how many kernel calls computed them.
+during the last `evaluate` (outputs included), `freed` how many were handed on, `inner` how many
+nodes were computed in clusters without a row, `nodes` how many nodes the graph has and `calls`
+how many kernel calls computed them.
 """
 from __future__ import annotations
 
@@ -533,6 +537,75 @@ def _finite_rows_inplace(f: np.ndarray, rows: np.ndarray) -> None:
         _finite_inplace(f[rows[i]])
 
 
+# Fused element-wise trees. An element-wise node whose only reader is element-wise too is
+# computed inside its reader's loop instead of in a row of its own: a tree of such nodes (a
+# cluster, `_place`) runs day tile by day tile, its inner nodes' values in a scratch of a few
+# tiles that stays in cache, and only its root written to the arena. 1,000 catalogue indicators
+# are ~3,800 element-wise nodes of which ~2,900 are inner: rows that were each written to memory
+# and read back once. Each node still runs its own per-node kernel above on the tile (same
+# operations on each day, so the same bits). A member's operands and output are arena rows
+# (≥ 0) or scratch slots (−1 − slot).
+
+_TILE = 512  # days a tile: a cluster's scratch (a few rows of it) stays in the core's own cache
+
+_FUSED_ARITH, _FUSED_COMPARE, _FUSED_LOGIC, _FUSED_WHERE = 1, 2, 3, 4
+_FUSED: dict[str, tuple[int, int, int]] = {  # primitive -> (family, its kernel's code, inputs)
+    **{op: (_FUSED_ARITH, code, 2) for op, code in
+       (("add", _ADD), ("sub", _SUB), ("mul", _MUL), ("div", _DIV), ("ratio", _DIV))},
+    **{op: (_FUSED_COMPARE, code, 2) for op, code in _CMP.items()},
+    "and": (_FUSED_LOGIC, 0, 2),
+    "or": (_FUSED_LOGIC, 1, 2),
+    "where": (_FUSED_WHERE, 0, 3),
+}
+
+
+@numba.njit(**_JIT)
+def _float_tile(f: np.ndarray, scratch: np.ndarray, at: int, lo: int, hi: int) -> np.ndarray:
+    return f[at, lo:hi] if at >= 0 else scratch[-1 - at, : hi - lo]
+
+
+@numba.njit(**_JIT)
+def _flag_tile(c: np.ndarray, scratch: np.ndarray, at: int, lo: int, hi: int) -> np.ndarray:
+    return c[at, lo:hi] if at >= 0 else scratch[-1 - at, : hi - lo]
+
+
+@numba.njit(**_JIT)
+def _fused_cluster(
+    f: np.ndarray, c: np.ndarray, floats: np.ndarray, flags: np.ndarray, family: np.ndarray, sub: np.ndarray,
+    a: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, first: int, end: int,
+) -> None:
+    """Members first … end − 1 (a cluster, its root last) over every tile of days."""
+    days = f.shape[1]
+    for lo in range(0, days, _TILE):
+        hi = min(days, lo + _TILE)
+        for g in range(first, end):
+            kind = family[g]
+            if kind == _FUSED_ARITH:
+                _arith_into(_float_tile(f, floats, a[g], lo, hi), _float_tile(f, floats, b[g], lo, hi), sub[g],
+                            _float_tile(f, floats, out[g], lo, hi))
+            elif kind == _FUSED_COMPARE:
+                _compare_into(_float_tile(f, floats, a[g], lo, hi), _float_tile(f, floats, b[g], lo, hi), sub[g],
+                              _flag_tile(c, flags, out[g], lo, hi))
+            elif kind == _FUSED_LOGIC:
+                _logic_into(_flag_tile(c, flags, a[g], lo, hi), _flag_tile(c, flags, b[g], lo, hi), sub[g] == 1,
+                            _flag_tile(c, flags, out[g], lo, hi))
+            else:
+                _where_into(_flag_tile(c, flags, a[g], lo, hi), _float_tile(f, floats, b[g], lo, hi),
+                            _float_tile(f, floats, x[g], lo, hi), _float_tile(f, floats, out[g], lo, hi))
+
+
+@parallel_kernel(**_JIT)
+def _fused_rows(
+    f: np.ndarray, c: np.ndarray, family: np.ndarray, sub: np.ndarray, a: np.ndarray, b: np.ndarray, x: np.ndarray,
+    out: np.ndarray, starts: np.ndarray, slots: int,
+) -> None:
+    """The clusters of a group, cluster i being members starts[i] … starts[i + 1] − 1."""
+    for i in numba.prange(starts.size - 1):
+        floats = np.empty((slots, _TILE))
+        flags = np.empty((slots, _TILE), np.int8)
+        _fused_cluster(f, c, floats, flags, family, sub, a, b, x, out, starts[i], starts[i + 1])
+
+
 def _rows(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
@@ -596,6 +669,14 @@ def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params:
     _valid_from_rows.pick(out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
 
 
+def _run_fused(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: tuple[np.ndarray, int],
+               out: np.ndarray, threaded: bool) -> None:
+    """A group of fused clusters: `ins` is (family, kernel code, operands a, b, x) per member,
+    `params` (where each cluster starts, plus the end; scratch slots per cluster)."""
+    starts, slots = params
+    _fused_rows.pick(starts.size - 1, threaded)(f, c, *ins, out, starts, slots)
+
+
 _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
     **{(op, 1): _run_window(op) for op in kernels.WINDOWS},
     ("ewm", 1): _run_ewm,
@@ -621,6 +702,11 @@ _IN_PLACE_SLOTS = {
     "valid_from": (0,),
 }
 _IN_PLACE = np.array([[i in _IN_PLACE_SLOTS.get(op, ()) for i in range(3)] for op in _CODES], dtype=np.bool_)
+# per primitive: the inputs with which its node is fused (0: never), its family and kernel code
+_FUSES = np.array([_FUSED[op][2] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
+_FUSED_FAMILY = np.array([_FUSED[op][0] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
+_FUSED_CODE = np.array([_FUSED[op][1] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
+_NO_FUSION = np.zeros(len(_CODES), dtype=np.int64)
 
 
 @numba.njit(**_JIT)
@@ -642,19 +728,26 @@ def _by_key(items: np.ndarray, key: np.ndarray, keys: int) -> np.ndarray:
 @numba.njit(**_JIT)
 def _place(
     start: np.ndarray, flat: np.ndarray, code: np.ndarray, computed: np.ndarray, scalar: np.ndarray,
-    kept: np.ndarray, condition: np.ndarray, in_place: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int, int]:
+    kept: np.ndarray, condition: np.ndarray, in_place: np.ndarray, fuses: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int, int]:
     """Rows and groups for a graph given as arrays in topological order (node k reads
     flat[start[k]:start[k+1]]; `computed`: its value is known while planning, a constant when
-    `scalar`): (row of each node (−1: none); the nodes computed by kernels, sorted by depth,
-    primitive and number of inputs; where a new group starts among them; their input rows (3 ×
-    nodes) and output rows; float rows, condition rows, most rows live at once, rows handed on).
-    An element-wise node that is the only reader of an input (`in_place`, same arena, not kept)
-    takes that input's row."""
+    `scalar`): (row of each node (−1: none); the nodes computed by kernels, sorted by group (depth,
+    primitive and number of inputs), then cluster; where a new group starts among them; their
+    input and output rows (3 × nodes, nodes; −1 − slot for a scratch slot of a cluster); each
+    one's cluster (its root, or itself); scratch slots per root; float rows, condition rows, most
+    rows live at once, rows handed on).
+
+    A node of a primitive with `fuses[code]` inputs whose only reader is one too is inner: it is
+    computed in its reader's tile loop, without a row. A cluster (an inner node's reader, and so
+    on up to the first that is not inner: its root) is one member of a group of its own kind
+    at its root's depth, where its inner nodes' inputs are read. A node that is the only reader
+    of an input (`in_place`, same arena, not kept) takes that input's row; a root, any outside
+    input of its cluster (it writes a tile of days after every read of it)."""
     n = code.size
     depth = np.zeros(n, np.int64)
-    last = np.zeros(n, np.int64)  # depth of the last reader
     reads = np.zeros(n, np.int64)
+    reader = np.full(n, -1, np.int64)  # the last (for an inner node: the only) reader
     has_row = kept.copy()
     for k in range(n):
         if computed[k]:
@@ -670,7 +763,30 @@ def _place(
         for p in range(start[k], start[k + 1]):
             j = flat[p]
             reads[j] += 1
+            reader[j] = k
             has_row[j] = True  # a constant read by an array: a row of it
+    fusing = np.zeros(n, np.bool_)
+    for k in range(n):
+        fusing[k] = not computed[k] and fuses[code[k]] > 0 and fuses[code[k]] == start[k + 1] - start[k]
+    inner = np.zeros(n, np.bool_)
+    for k in range(n):
+        inner[k] = fusing[k] and not kept[k] and reads[k] == 1 and fusing[reader[k]]
+    root = np.arange(n)
+    for k in range(n - 1, -1, -1):
+        if inner[k]:
+            root[k] = root[reader[k]]
+    fused = np.zeros(n, np.bool_)  # a cluster's root
+    for k in range(n):
+        if inner[k]:
+            fused[root[k]] = True
+            has_row[k] = False
+    last = np.zeros(n, np.int64)  # depth at which the last reader reads
+    for k in range(n):
+        if computed[k]:
+            continue
+        d = depth[root[k]]
+        for p in range(start[k], start[k + 1]):
+            j = flat[p]
             if last[j] < d:
                 last[j] = d
     takes = np.full(n, -1, np.int64)
@@ -678,16 +794,24 @@ def _place(
     for k in range(n):
         if computed[k]:
             continue
+        r = root[k]
+        if takes[r] >= 0:
+            continue
         for i in range(min(start[k + 1] - start[k], 3)):
             x = flat[start[k] + i]
-            if in_place[code[k], i] and reads[x] == 1 and not kept[x] and condition[x] == condition[k]:
-                takes[k] = x
+            if fused[r]:
+                if inner[x]:
+                    continue
+            elif not in_place[code[k], i]:
+                continue
+            if reads[x] == 1 and not kept[x] and condition[x] == condition[r] and not taken[x]:
+                takes[r] = x
                 taken[x] = True
                 break
     # the nodes with a row by depth, and the rows handed on after each depth (plain loops: array
     # expressions would each be compiled on a first run, seconds in all)
     levels = 1
-    kinds = in_place.shape[0]
+    kinds = in_place.shape[0] + 1  # the primitives, and fused clusters
     wide = 5  # inputs 0-3, and 4 for "more" (no row kernel takes more than 3)
     with_row = dies = work = 0
     for k in range(n):
@@ -703,7 +827,11 @@ def _place(
     with_row = dies = work = 0
     for k in range(n):
         dies_at[k] = max(last[k], depth[k])
-        key[k] = (depth[k] * kinds + code[k]) * wide + min(start[k + 1] - start[k], wide - 1)
+        r = root[k]
+        if fused[r]:
+            key[k] = (depth[r] * kinds + kinds - 1) * wide
+        else:
+            key[k] = (depth[k] * kinds + code[k]) * wide + min(start[k + 1] - start[k], wide - 1)
         if has_row[k]:
             members[with_row] = k
             with_row += 1
@@ -748,12 +876,19 @@ def _place(
             top[a] += 1
             live -= 1
             freed += 1
-    # the groups: the nodes computed by kernels, by depth, primitive and number of inputs; each
-    # member's output row and input rows (up to 3; a group's inputs are contiguous slices)
-    kernels = _by_key(kernels, key, levels * kinds * wide)
+    # the groups: the nodes computed by kernels, by group and cluster (in topological order
+    # within one); each member's output and input rows (up to 3; a group's inputs are
+    # contiguous slices), an inner node's a scratch slot of its cluster
+    kernels = _by_key(_by_key(kernels, root, n), key, levels * kinds * wide)
+    slot = np.zeros(n, np.int64)
+    slots = np.zeros(n, np.int64)
     groups = 0
-    for g in range(1, kernels.size):
-        groups += key[kernels[g]] != key[kernels[g - 1]]
+    for g in range(kernels.size):
+        k = kernels[g]
+        groups += g > 0 and key[k] != key[kernels[g - 1]]
+        if inner[k]:
+            slot[k] = slots[root[k]]
+            slots[root[k]] += 1
     bounds = np.empty(groups, np.int64)
     ins = np.full((3, kernels.size), -1, np.int64)
     outs = np.empty(kernels.size, np.int64)
@@ -763,10 +898,11 @@ def _place(
         if g and key[k] != key[kernels[g - 1]]:
             bounds[groups] = g
             groups += 1
-        outs[g] = row[k]
+        outs[g] = -1 - slot[k] if inner[k] else row[k]
         for i in range(min(start[k + 1] - start[k], 3)):
-            ins[i, g] = row[flat[start[k] + i]]
-    return row, kernels, bounds, ins, outs, size[0], size[1], peak, freed
+            x = flat[start[k] + i]
+            ins[i, g] = -1 - slot[x] if inner[x] else row[x]
+    return row, kernels, bounds, ins, outs, root[kernels], slots, size[0], size[1], peak, freed
 
 
 class _Plan:
@@ -776,9 +912,11 @@ class _Plan:
     the depth of its node's last reader has been computed, so the arenas hold about the arrays
     of two depths and the outputs, not one array per node. The walk over the graph's objects is
     Python (~1.5 µs a node); the placing is `_place`. `batched` names each group's runner by
-    (primitive, inputs) (the CUDA backend gives its own); a group without one runs node by node."""
+    (primitive, inputs) (the CUDA backend gives its own); a group without one runs node by node.
+    `fused` runs a group of fused element-wise clusters; without it (None) nothing is fused."""
 
-    def __init__(self, outputs: list[Node], ctx: _Ctx, batched: Mapping[tuple[str, int], Any] = _BATCHED) -> None:
+    def __init__(self, outputs: list[Node], ctx: _Ctx, batched: Mapping[tuple[str, int], Any] = _BATCHED,
+                 fused: Runner | None = _run_fused) -> None:
         order: list[Node] = []  # inputs before readers
         position: dict[Node, int] = {}  # node -> its place in `order` (nodes hash by identity)
         start = [0]
@@ -829,12 +967,13 @@ class _Plan:
         code_of = np.array(code, dtype=np.int64)
         condition = _IS_CONDITION[code_of]
         start_of, flat_of = _rows(start), _rows(flat)
-        row, work, starts, ins, outs, floats, flags, peak, freed = _place(
-            start_of, flat_of, code_of, computed, np.array(scalar, dtype=np.bool_), kept, condition, _IN_PLACE)
+        row, work, starts, ins, outs, cluster, slots, floats, flags, peak, freed = _place(
+            start_of, flat_of, code_of, computed, np.array(scalar, dtype=np.bool_), kept, condition, _IN_PLACE,
+            _FUSES if fused is not None else _NO_FUSION)
         self.order, self.wanted = order, wanted
         self.row, self.condition = row.tolist(), condition.tolist()  # (−1: no row), per position
         self.size = (int(floats), int(flags))
-        self.live_peak, self.freed = int(peak), int(freed)
+        self.live_peak, self.freed, self.inner = int(peak), int(freed), int((outs < 0).sum())
         # what each row starts as: the values known while planning that have a row
         self.ready = {k: value for k, value in values.items() if row[k] >= 0}
         # the work, depth by depth: (runner, input rows, parameters, output rows) per group of a
@@ -844,6 +983,13 @@ class _Plan:
         bounds = [0, *starts.tolist(), len(work_list)] if work_list else [0]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             k = work_list[lo]
+            if cluster[lo] != k:  # fused clusters: a cluster's first member is inner, its root last
+                roots = cluster[lo:hi]
+                ends = np.flatnonzero(roots[1:] != roots[:-1]) + 1
+                codes = code_of[work[lo:hi]]
+                self.steps.append((fused, [_FUSED_FAMILY[codes], _FUSED_CODE[codes], *ins[:, lo:hi]],
+                                   (np.concatenate(([0], ends, [hi - lo])), int(slots[roots].max())), outs[lo:hi]))
+                continue
             width = start[k + 1] - start[k]
             runner = batched.get((order[k].op, width))
             if runner is not None:
@@ -908,9 +1054,11 @@ class NumbaBackend:
 
     name = "numba"
 
-    def __init__(self) -> None:
+    def __init__(self, fuse: bool = True) -> None:
+        self.fuse = fuse  # element-wise trees computed in day tiles (`_run_fused`); False: a row per node
         self.live_peak = 0  # most node arrays held at once during the last evaluate
         self.freed = 0  # arrays whose rows were handed on during the last evaluate
+        self.inner = 0  # nodes computed inside a fused cluster, without a row, in the last evaluate
         self.nodes = 0  # nodes in the last evaluate's graph
         self.calls = 0  # kernel calls (groups and lone nodes) in the last evaluate
 
@@ -942,7 +1090,7 @@ class NumbaBackend:
         """(each output's values, the float arena, each float output's row there)."""
         ctx = _Ctx(market, branches)
         with np.errstate(all="ignore"):
-            plan = _Plan(outputs, ctx)
+            plan = _Plan(outputs, ctx, fused=_run_fused if self.fuse else None)
             order, row, condition = plan.order, plan.row, plan.condition
             arenas = (_BUFFERS.arena(plan.size[0], ctx.n, np.float64), _BUFFERS.arena(plan.size[1], ctx.n, np.int8))
             floats, flags = arenas
@@ -960,7 +1108,8 @@ class NumbaBackend:
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
         if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
             _finite_rows_inplace.pick(len(float_rows), threaded)(floats, _rows(list(float_rows.values())))
-        self.live_peak, self.freed, self.nodes, self.calls = plan.live_peak, plan.freed, len(order), len(plan.steps)
+        self.live_peak, self.freed, self.inner = plan.live_peak, plan.freed, plan.inner
+        self.nodes, self.calls = len(order), len(plan.steps)
         values = {order[k]: arenas[condition[k]][row[k]] for k in wanted}
         return values, floats, float_rows
 
