@@ -20,7 +20,7 @@ from gpubt.errors import GpubtError
 from gpubt.indicators import momentum, moving_averages, oscillators, volatility, volume
 from gpubt.indicators._series import NAN, S, exp, log, max2, min2, sqrt
 from gpubt.indicators.source import SOURCE_FIELDS, Source, branch_source, ticker_source
-from gpubt.ir.nodes import Builder, Node
+from gpubt.ir.nodes import Builder, Node, Recording, record
 from gpubt.schema.catalogue import METRICS, resolve_metric
 from gpubt.schema.formula import (
     SERIES_MIN_N,
@@ -55,7 +55,9 @@ def expand(b: Builder, metric: str, src: Source, window: int) -> Node:
             f"unknown metric {metric!r}; known metrics: {', '.join(m.name for m in METRICS)}",
             path="metric",
         )
-    return _recipe(info.name, max(1, int(window))).replay(b, src)
+    recipe = _recipe(info.name, max(1, int(window)))
+    b.requests += recipe.requests
+    return b.replay(recipe.replay, (src.open, src.high, src.low, src.close, src.volume))
 
 
 def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
@@ -71,20 +73,14 @@ def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
 # same requests in the same order, so interning returns the very nodes (and counts the same
 # duplicates) the operator layer would, without its wrappers (1,000 random catalogue indicators
 # into a fresh builder, min of 5: 41–48 → 28–32 ms; most of the rest is making the nodes), and
-# without the builder re-checking requests it checked when they were recorded (`Builder.replay`).
+# without the builder re-checking requests it checked when they were recorded. The recording is
+# one generated straight-line function (`gpubt.ir.nodes.record`), which halves the replay again.
 
 
 @dataclass(frozen=True)
 class _Recipe:
-    steps: tuple[tuple[str, tuple, tuple[int, ...]], ...]  # (op, params, inputs) in creation order
-    result: int  # the position of the expansion's node (0–4: a source series itself)
+    replay: Recording  # (a builder's intern table, *the five source nodes) -> the expansion's node
     requests: int  # node requests the expansion made, new or answered by an existing node
-
-    def replay(self, b: Builder, src: Source) -> Node:
-        nodes = [src.open, src.high, src.low, src.close, src.volume]
-        b.replay(self.steps, nodes)
-        b.requests += self.requests
-        return nodes[self.result]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -95,8 +91,8 @@ def _recipe(name: str, p: int) -> _Recipe:
     result = _expand(b, name, Source(*leaves), p)
     made = b.nodes()
     position = {node: k for k, node in enumerate(made)}
-    steps = tuple((node.op, node.params, tuple(position[i] for i in node.inputs)) for node in made[len(leaves):])
-    return _Recipe(steps, position[result], b.requests - before)
+    steps = [(node.op, node.params, tuple(position[i] for i in node.inputs)) for node in made[len(leaves):]]
+    return _Recipe(record(steps, len(leaves), position[result]), b.requests - before)
 
 
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}
