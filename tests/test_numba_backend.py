@@ -777,6 +777,42 @@ def test_fused_clusters_give_the_unfused_bits(threads: bool, monkeypatch) -> Non
         np.testing.assert_array_equal(got[node], want[node], err_msg=repr(node))
 
 
+def test_an_overflow_is_missing_in_every_output_that_can_hold_it() -> None:
+    """A window sum of values near the largest float overflows to ±inf; the boundary makes it
+    missing in the window's output and in every output that passes its values on (valid_from,
+    shift, neg, min2, where), while arithmetic makes it missing itself. Only outputs that may hold
+    ±inf are checked at the boundary (`_Plan.unbounded`)."""
+    days = 40
+    huge = np.full(days, 1.5e308)
+    huge[::7] = -1.6e308
+    market = make_market({"A": list(np.linspace(10.0, 20.0, days))})
+    b = Builder()
+    x = b.node("branch", ("huge",))
+    close = b.price("A")
+    total = b.node("rolling_sum", (3,), (x,))
+    outputs = {
+        "sum": total,
+        "valid_from": b.node("valid_from", (2,), (total, close)),
+        "shift": b.node("shift", (1,), (total,)),
+        "neg": b.node("neg", (), (total,)),
+        "min2": b.node("min2", (), (total, close)),
+        "where": b.node("where", (), (b.node("gt", (), (close, b.const(15.0))), total, close)),
+        "mul": b.node("mul", (), (total, b.const(1.0))),
+        "ratio": b.node("div", (), (close, b.node("rolling_mean", (3,), (close,)))),
+    }
+    nodes = list(outputs.values())
+    plan = numba_cpu._Plan(nodes, numba_cpu._Ctx(market, {"huge": huge}))
+    assert dict(zip(outputs, plan.unbounded)) == {
+        "sum": True, "valid_from": True, "shift": True, "neg": True, "min2": True, "where": True,
+        "mul": False, "ratio": False}
+    got = NumbaBackend().evaluate(nodes, market, {"huge": huge})
+    want = PolarsBackend().evaluate(nodes, market, {"huge": huge})
+    for name, node in outputs.items():
+        assert not np.isinf(got[node]).any(), name
+        assert_same(got[node], want[node], name)
+    assert np.isnan(got[total][2:]).sum() > 5 and np.isfinite(got[total]).sum() > 5  # overflows, and sums
+
+
 def test_arena_memory_is_lent_again_only_when_no_array_views_it() -> None:
     buffers = numba_cpu._Buffers()
 

@@ -709,6 +709,16 @@ _FUSES = np.array([_FUSED[op][2] if op in _FUSED else 0 for op in _CODES], dtype
 _FUSED_FAMILY = np.array([_FUSED[op][0] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
 _FUSED_CODE = np.array([_FUSED[op][1] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
 _NO_FUSION = np.zeros(len(_CODES), dtype=np.int64)
+# Per primitive, whether its float values may hold ±inf, which the boundary makes missing: 0
+# never (a leaf or constant made finite on the way in, arithmetic that makes a non-finite result
+# missing, a day count, a condition), 1 where a float input may (a selection or sign change of
+# its inputs' values), 2 always (a window's or recursion's sum may overflow).
+_NEVER_INFINITE = {"price", "const", "branch", "add", "sub", "mul", "div", "ratio", "pow", "log", "exp", "sqrt",
+                   "sign", "rolling_argmax_age", "rolling_argmin_age"}
+_PASSES_INFINITE = {"where", "valid_from", "shift", "min2", "max2", "neg", "abs", "fill_null", "forward_fill",
+                    "rolling_min", "rolling_max"}
+_INFINITE = np.array([0 if op in _NEVER_INFINITE or PRIMITIVES[op][0] == "b" else 1 if op in _PASSES_INFINITE else 2
+                      for op in _CODES], dtype=np.int64)
 
 
 @numba.njit(**_JIT)
@@ -908,6 +918,23 @@ def _place(
 
 
 @numba.njit(**_JIT)
+def _unbounded(start: np.ndarray, flat: np.ndarray, code: np.ndarray, rule: np.ndarray) -> np.ndarray:
+    """Whether each node (topological order) may hold ±inf, by its primitive's `rule` (`_INFINITE`)."""
+    n = code.size
+    out = np.zeros(n, np.bool_)
+    for k in range(n):
+        r = rule[code[k]]
+        if r == 2:
+            out[k] = True
+        elif r == 1:
+            for p in range(start[k], start[k + 1]):
+                if out[flat[p]]:
+                    out[k] = True
+                    break
+    return out
+
+
+@numba.njit(**_JIT)
 def _foldable(start: np.ndarray, flat: np.ndarray, const: np.ndarray) -> np.ndarray:
     """The nodes (topological order) that are leaves or read only constants and such nodes: the
     only ones whose value can be known while planning."""
@@ -983,6 +1010,7 @@ class _Plan:
             start_of, flat_of, code_of, computed, scalar, kept, condition, _IN_PLACE,
             _FUSES if fused is not None else _NO_FUSION)
         self.order, self.wanted = order, wanted
+        self.unbounded = _unbounded(start_of, flat_of, code_of, _INFINITE)[wanted].tolist()  # per output
         self.row, self.condition = row.tolist(), condition.tolist()  # (−1: no row), per position
         self.size = (int(floats), int(flags))
         self.live_peak, self.freed, self.inner = int(peak), int(freed), int((outs < 0).sum())
@@ -1118,8 +1146,9 @@ class NumbaBackend:
                     arenas[condition[k]][row[k]] = _OPS[order[k].op](args, order[k].params, ctx)
         wanted = plan.wanted
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
-        if float_rows:  # the boundary: ±inf (a window's overflow) → NaN
-            _finite_rows_inplace.pick(len(float_rows), threaded)(floats, _rows(list(float_rows.values())))
+        overflow = [row[k] for k, unbounded in zip(wanted, plan.unbounded) if unbounded and not condition[k]]
+        if overflow:  # the boundary: ±inf (a window's overflow) → NaN
+            _finite_rows_inplace.pick(len(overflow), threaded)(floats, _rows(overflow))
         self.live_peak, self.freed, self.inner = plan.live_peak, plan.freed, plan.inner
         self.nodes, self.calls = len(order), len(plan.steps)
         values = {order[k]: arenas[condition[k]][row[k]] for k in wanted}
