@@ -583,8 +583,9 @@ def test_blocked_window_kernels_equal_their_plain_loops_bit_for_bit(n: int) -> N
 @pytest.mark.parametrize("threaded", [False, True])
 def test_row_forms_equal_their_kernels_row_by_row_bit_for_bit(rows: int, threaded: bool) -> None:
     """Every window's and recursion's row form (the recursions advance `_LANES` rows together)
-    over rows with gaps, late starts and a constant stretch, each with its own window, gives each
-    row the per-row kernel's bits."""
+    over rows with gaps, late starts and a constant stretch, each with its own window (one
+    longer than the days), gives each row the per-row kernel's bits, over every day of an output
+    row that held other values."""
     rng = np.random.default_rng(rows)
     days = 700
     f = np.full((2 * rows, days), NAN)
@@ -595,7 +596,10 @@ def test_row_forms_equal_their_kernels_row_by_row_bit_for_bit(rows: int, threade
         f[i, 300:320] = 1.5
     x = np.arange(rows, dtype=np.int64)
     out = np.arange(rows, 2 * rows, dtype=np.int64)
+    f[rows:] = 7.25  # rows handed on hold an earlier node's values
     n = rng.integers(1, 60, rows).astype(np.int64)
+    if rows > 2:
+        n[-1] = days + 3
     for op, kernel in kernels.WINDOWS.items():
         g = f.copy()
         kernels.window_rows(op).pick(rows, threaded)(g, x, n, out)
