@@ -781,22 +781,12 @@ def _max_drawdown_by_records(x: np.ndarray, n: int) -> np.ndarray:
     first[size] = size
     for k in range(size - 1, -1, -1):
         first[k] = k if x[k] >= 0.0 else first[k + 1]
-    # mins[i, k]: the lowest of the 2**i values from day k (a sparse table: the lowest of any
-    # range inside a window is the lower of two overlapping entries of level log2[its length])
-    log2 = np.zeros(n + 1, dtype=np.int64)
-    for k in range(2, n + 1):
-        log2[k] = log2[k // 2] + 1
-    levels = log2[n] + 1
-    mins = np.empty((levels, size))
-    mins[0] = x
-    for i in range(1, levels):
-        h = 1 << (i - 1)
-        for k in range(size - h):
-            a = mins[i - 1, k]
-            b = mins[i - 1, k + h]
-            mins[i, k] = b if b < a else a
     # r is carried from day to day; when it slides out of the window, the window's records are
-    # walked from its first day
+    # walked from its first day. Neither r nor t ever moves back, so the lowest value from r to t
+    # is the front of a queue of days with rising values (`lows[head:tail]`): each day is pushed
+    # once and dropped at most once (a sparse table of minimums took ~15 % longer)
+    lows = np.empty(size, dtype=np.int64)
+    head = tail = 0
     run = 0
     r = 0
     for t in range(size):
@@ -805,6 +795,12 @@ def _max_drawdown_by_records(x: np.ndarray, n: int) -> np.ndarray:
             run = 0
             continue
         run += 1
+        if run == 1:
+            head = tail = 0
+        while tail > head and x[lows[tail - 1]] >= v:
+            tail -= 1
+        lows[tail] = t
+        tail += 1
         lo = t - n + 1
         if run == 1 or v > x[r]:
             r = t
@@ -817,10 +813,9 @@ def _max_drawdown_by_records(x: np.ndarray, n: int) -> np.ndarray:
         zero = first[lo]
         if zero <= t and x[zero] == 0.0:
             continue
-        i = log2[t - r + 1]
-        a = mins[i, r]
-        b = mins[i, t - (1 << i) + 1]
-        m = b if b < a else a
+        while lows[head] < r:
+            head += 1
+        m = x[lows[head]]
         last = (x[r] - m) / x[r]
         out[t] = last if last > best[lo] else best[lo]
     return out
