@@ -21,6 +21,7 @@ from gpubt.backends.polars_cpu import PolarsBackend
 from gpubt.data.market import Market
 from gpubt.engine import BACKENDS
 from gpubt.indicators import expand, ticker_source
+from gpubt.backends.lines import split
 from gpubt.ir.lines import lines_node, lowered
 from gpubt.ir.nodes import PRIMITIVES, Builder, Node
 from gpubt.reference.indicators import indicator
@@ -602,7 +603,7 @@ def test_row_forms_equal_their_kernels_row_by_row_bit_for_bit(rows: int, threade
         n[-1] = days + 3
     for op, kernel in kernels.WINDOWS.items():
         g = f.copy()
-        kernels.window_rows(op).pick(rows, threaded)(g, x, n, out)
+        kernels.window_rows(op).pick(rows, threaded)(g, x, n, np.zeros_like(n), out)
         for i in range(rows):
             np.testing.assert_array_equal(g[out[i]], kernel(f[i], int(n[i])), err_msg=f"{op} row {i}")
     alpha = rng.uniform(0.01, 0.9, rows)
@@ -889,6 +890,45 @@ def test_lines_from_a_first_day_equal_the_whole_run_there() -> None:
             for node in fused:
                 assert (got[node][:f] == NULL).all(), f"{backend.name} {f}: {node.params}"
                 np.testing.assert_array_equal(got[node][f:], whole[node][f:], err_msg=f"{backend.name} {f}")
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["serial", "threaded"])
+def test_outputs_read_from_a_later_day_equal_the_whole_run_there(threads: bool, monkeypatch) -> None:
+    """Outputs asked for from day f on (`first`: the backtest reads nothing before) are computed
+    from there back through their windows and shifts only, recursions and `valid_from` anchors
+    over every day: every catalogue metric (several windows, a ticker and a ratio), fused
+    element-wise trees and comparisons on them, shifts both ways and condition lists over them
+    equal the whole run from f on; before f each day is missing (Null) or the whole run's value
+    (`Backend.evaluate`), never anything else."""
+    market, branches, s, b = _random_setup(2600)
+    indicators = [expand(b, m.name, ticker_source(b, t), w)
+                  for m in METRICS for t in ("A", "A/B") for w in (2, 9, 40)]
+    rng = np.random.default_rng(5)
+    k = b.const
+    derived = []
+    for x, y in zip(indicators[::3], indicators[1::3]):
+        spread = b.node("sub", (), (b.node("mul", (), (x, k(2.0))), y))
+        derived += [b.node("where", (), (b.node("gt", (), (x, y)), spread, b.node("shift", (3,), (y,)))),
+                    b.node("and", (), (b.node("gt", (), (spread, k(0.0))), b.node("le", (), (x, k(50.0))))),
+                    b.node("shift", (-2,), (x,))]
+    lines = [lines_node(b, [[("crossAbove", x, y, 0.0, 1)], [("gt", x, None, 30.0, 4)]])
+             for x, y in zip(indicators[::5], indicators[2::5])]
+    outputs = [*indicators, *derived, *lines]
+    first = {node: int(rng.integers(0, 2600)) for node in outputs}
+    first[indicators[0]] = 0
+    monkeypatch.setattr(numba_cpu, "_THREADED_NODES", 1 if threads else 10**9)
+    whole = NumbaBackend().evaluate(outputs, market, branches)
+    got = NumbaBackend().evaluate(outputs, market, branches, first)
+    for node in outputs:
+        f = first[node]
+        head, same = got[node][:f], whole[node][:f]
+        missing = head == NULL if node.kind == "b" else np.isnan(head)
+        assert (missing | (head == same)).all(), repr(node)
+        np.testing.assert_array_equal(got[node][f:], whole[node][f:], err_msg=f"{node!r} from {f}")
+    rest = split(outputs)[1]
+    plan = numba_cpu._Plan(rest, numba_cpu._Ctx(market, branches), since=[first.get(n, 0) for n in rest])
+    windows = [k for k, node in enumerate(plan.order) if node.op in ("rolling_mean", "rolling_std", "rolling_max")]
+    assert sum(plan.need[k] > 0 for k in windows) > len(windows) // 2  # computed from later days
 
 
 def _line_lists(b: Builder, s: dict[str, Node]) -> list[Node]:

@@ -919,7 +919,9 @@ def rolling_dot_centered(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
 # One call computes the same window kernel over many rows of one float matrix (an arena): row
 # out[i] = the kernel of row x[i] with window n[i] (`ewm_rows`: alpha[i], seed[i]), the rows in
 # Numba's threads. The Numba backend runs a group of its plan this way, the Polars backend the
-# windows of one level of its query.
+# windows of one level of its query. A window row is computed from day lo[i] on only (its days
+# before are left as they are): a window's value depends on its own n days alone, so the kernel
+# runs on the days from lo[i] − n, the same arithmetic window by window.
 
 # window kernels of one integer parameter
 WINDOWS = {
@@ -931,9 +933,10 @@ WINDOWS = {
 }
 
 
-def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+def _window_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, lo: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        f[out[i]] = _WINDOW_KERNEL(f[x[i]], n[i])  # noqa: F821 - bound per build (`window_rows`)
+        s = max(lo[i] - max(n[i], 0), 0)
+        f[out[i], s:] = _WINDOW_KERNEL(f[x[i], s:], n[i])  # noqa: F821 - bound per build (`window_rows`)
 
 
 # The recursions are latency-bound: each day's step waits for the day before's (a multiply, an
@@ -979,7 +982,8 @@ def _recursion_lanes(f: np.ndarray, x: np.ndarray, seed: np.ndarray, alpha: np.n
                 f[out[i], t] = o
 
 
-def _wilder_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, out: np.ndarray) -> None:
+def _wilder_rows(f: np.ndarray, x: np.ndarray, n: np.ndarray, since: np.ndarray, out: np.ndarray) -> None:
+    """`since` is not read: a recursion's every day depends on its whole past, so it runs on all."""
     no_alpha = np.empty(0)
     for g in numba.prange((out.size + _LANES - 1) // _LANES):
         lo = g * _LANES

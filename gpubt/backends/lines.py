@@ -88,12 +88,15 @@ def evaluate_lines(
     float_row: Mapping[Node, int],
     flag_values: Mapping[Node, np.ndarray],
     first: Mapping[Node, int] | None = None,
+    packed: Packed | None = None,
 ) -> dict[Node, np.ndarray]:
     """Each `lines` node's truth (int8 rows of one matrix). The float inputs are rows of
     `floats` (`float_row`: node → row, so a backend hands over the matrix its series already
     sit in); the condition inputs are read from `flag_values`. A node named in `first` is
-    computed from that day on (Null before it), the days before its backtest reads it."""
-    packed = Packed(nodes)
+    computed from that day on (Null before it), the days before its backtest reads it; its
+    inputs are read from `lookback` days before that. `packed`: `Packed(nodes)`, when the
+    caller has it already."""
+    packed = Packed(nodes) if packed is None else packed
     first = first or {}
     firsts = np.array([first.get(node, 0) for node in nodes], dtype=np.int64)
     n_days = floats.shape[1]

@@ -27,18 +27,22 @@ its values to the bit on every primitive and catalogue metric tested:
 
 Speed: the graph is planned once (`_Plan`): a Python walk computes constants and element-wise
 ops of constants as floats and writes the graph down as arrays; a Numba function (`_place`)
-gives every other node a row of one of two arenas (floats, and int8 conditions) and a depth
-(1 + its deepest array input's). The nodes of one primitive at one depth
-read nothing of each other, so each such group is one call of a row kernel (`_BATCHED`) whose
-members run in Numba's threads, without the GIL: 1,000 indicators are a few dozen calls, not
-6,000 Python steps. An element-wise node whose only reader is element-wise too has no row: such
-nodes and their readers form trees (clusters), each computed day tile by day tile in a
-cache-sized scratch, and only its root (the first node read otherwise) is written to the arena
-(`_run_fused`; `NumbaBackend(fuse=False)` plans a row per node). The primitives without a row kernel run node by node (`_OPS`). The condition
-lists of a tree (`lines` nodes) are one parallel pass over their input rows
-(`gpubt.backends.lines`). The cyclic garbage collector is paused during a call (planning makes a
-few small containers per node while the graph's own objects are alive, and nothing it makes
-forms a cycle).
+gives every other node a row of one of two arenas (floats, and int8 conditions) and a depth (1 +
+its deepest array input's). The nodes of one primitive at one depth read nothing of each other,
+so each such group is one call of a row kernel (`_BATCHED`) whose members run in Numba's
+threads, without the GIL: 1,000 indicators are a few dozen calls, not 6,000 Python steps. An
+element-wise node whose only reader is element-wise too has no row: such nodes and their readers
+form trees (clusters), each computed day tile by day tile in a cache-sized scratch, and only its
+root (the first node read otherwise) is written to the arena (`_run_fused`;
+`NumbaBackend(fuse=False)` plans a row per node). The primitives without a row kernel run node
+by node (`_OPS`). Only the days something reads are computed: an output the backtest reads from
+day f on (`first`) needs its windows' inputs from f − n on, and so on down the graph (`_needs`);
+windows, element-wise kernels and clusters start there, while recursions (EMA, Wilder,
+cumulative sums), whose every value depends on the whole past, and `valid_from` anchors run over
+every day. An output's days before anything reads them are missing. The condition lists of a
+tree (`lines` nodes) are one parallel pass over their input rows (`gpubt.backends.lines`). The
+cyclic garbage collector is paused during a call (planning makes a few small containers per node
+while the graph's own objects are alive, and nothing it makes forms a cycle).
 
 Memory: a node's row is handed to a node of a later depth once the depth of its last reader has
 been computed, so the arenas hold the outputs and about two depths' arrays, not one array per
@@ -65,7 +69,8 @@ import numpy as np
 
 from gpubt import libm
 from gpubt.backends import kernels
-from gpubt.backends.lines import evaluate_lines, split
+from gpubt.backends.base import NULL
+from gpubt.backends.lines import Packed, evaluate_lines, split
 from gpubt.collector import paused
 from gpubt.data.market import Market
 from gpubt.ir.nodes import PRIMITIVES, Node, topological
@@ -500,27 +505,33 @@ _OPS: dict[str, Callable[[list[Value], tuple, _Ctx], Value]] = {
 # windows' and `ewm`'s row kernels are in `kernels`, shared with the Polars backend.
 
 @parallel_kernel(**_JIT)
-def _arith_rows(f: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def _arith_rows(f: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, lo: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        _arith_into(f[a[i]], f[b[i]], op, f[out[i]])
+        s = lo[i]
+        _arith_into(f[a[i], s:], f[b[i], s:], op, f[out[i], s:])
 
 
 @parallel_kernel(**_JIT)
-def _compare_rows(f: np.ndarray, c: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def _compare_rows(f: np.ndarray, c: np.ndarray, op: int, a: np.ndarray, b: np.ndarray, lo: np.ndarray,
+                  out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        _compare_into(f[a[i]], f[b[i]], op, c[out[i]])
+        s = lo[i]
+        _compare_into(f[a[i], s:], f[b[i], s:], op, c[out[i], s:])
 
 
 @parallel_kernel(**_JIT)
-def _logic_rows(c: np.ndarray, either: bool, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def _logic_rows(c: np.ndarray, either: bool, a: np.ndarray, b: np.ndarray, lo: np.ndarray, out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        _logic_into(c[a[i]], c[b[i]], either, c[out[i]])
+        s = lo[i]
+        _logic_into(c[a[i], s:], c[b[i], s:], either, c[out[i], s:])
 
 
 @parallel_kernel(**_JIT)
-def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b: np.ndarray, lo: np.ndarray,
+                out: np.ndarray) -> None:
     for i in numba.prange(out.size):
-        _where_into(c[cond[i]], f[a[i]], f[b[i]], f[out[i]])
+        s = lo[i]
+        _where_into(c[cond[i], s:], f[a[i], s:], f[b[i], s:], f[out[i], s:])
 
 
 @parallel_kernel(**_JIT)
@@ -530,6 +541,15 @@ def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: n
             _missing_before(f[anchor[i]], offset[i], f[out[i]])
         else:
             _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
+
+
+@parallel_kernel(**_JIT)
+def _missing_heads(arena: np.ndarray, rows: np.ndarray, upto: np.ndarray, blank: float) -> None:
+    """arena[rows[i], :upto[i]] = blank (NaN, or NULL in the condition arena)."""
+    for i in numba.prange(rows.size):
+        line = arena[rows[i]]
+        for t in range(min(upto[i], line.size)):
+            line[t] = blank
 
 
 @parallel_kernel(**_JIT)
@@ -573,11 +593,11 @@ def _flag_tile(c: np.ndarray, scratch: np.ndarray, at: int, lo: int, hi: int) ->
 @numba.njit(**_JIT)
 def _fused_cluster(
     f: np.ndarray, c: np.ndarray, floats: np.ndarray, flags: np.ndarray, family: np.ndarray, sub: np.ndarray,
-    a: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, first: int, end: int,
+    a: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, first: int, end: int, since: int,
 ) -> None:
-    """Members first … end − 1 (a cluster, its root last) over every tile of days."""
+    """Members first … end − 1 (a cluster, its root last) over every tile of days from `since`."""
     days = f.shape[1]
-    for lo in range(0, days, _TILE):
+    for lo in range(since, days, _TILE):
         hi = min(days, lo + _TILE)
         for g in range(first, end):
             kind = family[g]
@@ -598,13 +618,14 @@ def _fused_cluster(
 @parallel_kernel(**_JIT)
 def _fused_rows(
     f: np.ndarray, c: np.ndarray, family: np.ndarray, sub: np.ndarray, a: np.ndarray, b: np.ndarray, x: np.ndarray,
-    out: np.ndarray, starts: np.ndarray, slots: int,
+    out: np.ndarray, starts: np.ndarray, slots: int, lo: np.ndarray,
 ) -> None:
-    """The clusters of a group, cluster i being members starts[i] … starts[i + 1] − 1."""
+    """The clusters of a group, cluster i being members starts[i] … starts[i + 1] − 1, computed
+    from day lo[i] on."""
     for i in numba.prange(starts.size - 1):
         floats = np.empty((slots, _TILE))
         flags = np.empty((slots, _TILE), np.int8)
-        _fused_cluster(f, c, floats, flags, family, sub, a, b, x, out, starts[i], starts[i + 1])
+        _fused_cluster(f, c, floats, flags, family, sub, a, b, x, out, starts[i], starts[i + 1], lo[i])
 
 
 def _rows(values: list[int]) -> np.ndarray:
@@ -618,64 +639,66 @@ _THREADED_NODES = 200
 
 
 # each batched primitive's group runner: (float arena, condition arena, input rows per input,
-# the members' parameters, output rows, whether the graph is big enough for threads)
-Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], list[tuple], np.ndarray, bool], None]
+# the members' parameters, output rows, the day each member is computed from (`_Plan`), whether
+# the graph is big enough for threads)
+Runner = Callable[[np.ndarray, np.ndarray, list[np.ndarray], Any, np.ndarray, np.ndarray, bool], None]
 
 
 def _run_window(op: str) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
-        kernels.window_rows(op).pick(out.size, threaded)(f, ins[0], _rows([int(p[0]) for p in params]), out)
+            lo: np.ndarray, threaded: bool) -> None:
+        kernels.window_rows(op).pick(out.size, threaded)(f, ins[0], _rows([int(p[0]) for p in params]), lo, out)
 
     return run
 
 
 def _run_ewm(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
+             lo: np.ndarray, threaded: bool) -> None:
     alpha = np.array([float(p[0]) for p in params], dtype=np.float64)
     kernels.ewm_rows.pick(out.size, threaded)(f, ins[0], alpha, _rows([int(p[1]) for p in params]), out)
 
 
 def _run_arith(op: int) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
-        _arith_rows.pick(out.size, threaded)(f, op, ins[0], ins[1], out)
+            lo: np.ndarray, threaded: bool) -> None:
+        _arith_rows.pick(out.size, threaded)(f, op, ins[0], ins[1], lo, out)
 
     return run
 
 
 def _run_compare(op: int) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
-        _compare_rows.pick(out.size, threaded)(f, c, op, ins[0], ins[1], out)
+            lo: np.ndarray, threaded: bool) -> None:
+        _compare_rows.pick(out.size, threaded)(f, c, op, ins[0], ins[1], lo, out)
 
     return run
 
 
 def _run_logic(either: bool) -> Runner:
     def run(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
-        _logic_rows.pick(out.size, threaded)(c, either, ins[0], ins[1], out)
+            lo: np.ndarray, threaded: bool) -> None:
+        _logic_rows.pick(out.size, threaded)(c, either, ins[0], ins[1], lo, out)
 
     return run
 
 
 def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
-    _where_rows.pick(out.size, threaded)(f, c, ins[0], ins[1], ins[2], out)
+               lo: np.ndarray, threaded: bool) -> None:
+    _where_rows.pick(out.size, threaded)(f, c, ins[0], ins[1], ins[2], lo, out)
 
 
 def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
-            threaded: bool) -> None:
+                    lo: np.ndarray, threaded: bool) -> None:
     _valid_from_rows.pick(out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
 
 
 def _run_fused(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: tuple[np.ndarray, int],
-               out: np.ndarray, threaded: bool) -> None:
+               out: np.ndarray, lo: np.ndarray, threaded: bool) -> None:
     """A group of fused clusters: `ins` is (family, kernel code, operands a, b, x) per member,
-    `params` (where each cluster starts, plus the end; scratch slots per cluster)."""
+    `params` (where each cluster starts, plus the end; scratch slots per cluster), `lo` per
+    cluster."""
     starts, slots = params
-    _fused_rows.pick(starts.size - 1, threaded)(f, c, *ins, out, starts, slots)
+    _fused_rows.pick(starts.size - 1, threaded)(f, c, *ins, out, starts, slots, lo)
 
 
 _BATCHED: dict[tuple[str, int], Runner] = {  # (primitive, inputs) -> group runner
@@ -709,6 +732,17 @@ _FUSES = np.array([_FUSED[op][2] if op in _FUSED else 0 for op in _CODES], dtype
 _FUSED_FAMILY = np.array([_FUSED[op][0] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
 _FUSED_CODE = np.array([_FUSED[op][1] if op in _FUSED else 0 for op in _CODES], dtype=np.int64)
 _NO_FUSION = np.zeros(len(_CODES), dtype=np.int64)
+# Per primitive, the days of its inputs that its value from day d on reads (`_needs`): the same
+# days (element-wise), from d − n (a window or shift of n, its first parameter), every day (a
+# recursion, whose every value depends on its whole past; the default), or for `valid_from` the
+# same days of its series and every day of its anchor (whose first value it finds).
+_SAME, _WINDOW, _ALL, _VALID_FROM = range(4)
+_ELEMENT_WISE = {"price", "const", "branch", "date_between", "add", "sub", "mul", "div", "ratio", "pow", "min2",
+                 "max2", "neg", "abs", "log", "exp", "sqrt", "sign", "where", "fill_null", "gt", "lt", "ge", "le",
+                 "and", "or", "not", "null_if_any_missing"}
+_WINDOWED = (kernels.WINDOWS.keys() - {"wilder_mean", "wilder_sum"}) | {"rolling_all"}
+_READS = np.array([_SAME if op in _ELEMENT_WISE else _WINDOW if op in _WINDOWED else
+                   _VALID_FROM if op == "valid_from" else _ALL for op in _CODES], dtype=np.int64)
 # Per primitive, whether its float values may hold ±inf, which the boundary makes missing: 0
 # never (a leaf or constant made finite on the way in, arithmetic that makes a non-finite result
 # missing, a day count, a condition), 1 where a float input may (a selection or sign change of
@@ -935,6 +969,27 @@ def _unbounded(start: np.ndarray, flat: np.ndarray, code: np.ndarray, rule: np.n
 
 
 @numba.njit(**_JIT)
+def _needs(start: np.ndarray, flat: np.ndarray, code: np.ndarray, reads: np.ndarray, window: np.ndarray,
+           need: np.ndarray) -> None:
+    """`need` (the first day each node's value is read; the number of days where nothing reads
+    it) carried from the outputs' to every node, readers before inputs, by the days each
+    primitive reads (`_READS`; `window`: a window's or shift's n)."""
+    for k in range(code.size - 1, -1, -1):
+        d = need[k]
+        rule = reads[code[k]]
+        for i in range(start[k + 1] - start[k]):
+            j = flat[start[k] + i]
+            if rule == _SAME or (rule == _VALID_FROM and i == 0):
+                e = d
+            elif rule == _WINDOW:
+                e = max(d - max(window[k], 0), 0)
+            else:
+                e = 0
+            if e < need[j]:
+                need[j] = e
+
+
+@numba.njit(**_JIT)
 def _foldable(start: np.ndarray, flat: np.ndarray, const: np.ndarray) -> np.ndarray:
     """The nodes (topological order) that are leaves or read only constants and such nodes: the
     only ones whose value can be known while planning."""
@@ -972,7 +1027,7 @@ class _Plan:
     `fused` runs a group of fused element-wise clusters; without it (None) nothing is fused."""
 
     def __init__(self, outputs: list[Node], ctx: _Ctx, batched: Mapping[tuple[str, int], Any] = _BATCHED,
-                 fused: Runner | None = _run_fused) -> None:
+                 fused: Runner | None = _run_fused, since: Sequence[int] | None = None) -> None:
         order = topological(outputs)  # inputs before readers
         position = dict(zip(order, range(len(order))))  # nodes hash by identity
         inputs = [node.inputs for node in order]
@@ -1009,6 +1064,14 @@ class _Plan:
         row, work, starts, ins, outs, cluster, slots, floats, flags, peak, freed = _place(
             start_of, flat_of, code_of, computed, scalar, kept, condition, _IN_PLACE,
             _FUSES if fused is not None else _NO_FUSION)
+        # the first day each node is read (`since`: each output's; from day 0 without it)
+        need = np.full(n, ctx.n, dtype=np.int64)
+        need[wanted] = since if since is not None else 0
+        windowed = np.flatnonzero(_READS[code_of] == _WINDOW)
+        window = np.zeros(n, dtype=np.int64)
+        window[windowed] = [int(order[k].params[0]) for k in windowed.tolist()]
+        _needs(start_of, flat_of, code_of, _READS, window, need)
+        self.need = need
         self.order, self.wanted = order, wanted
         self.unbounded = _unbounded(start_of, flat_of, code_of, _INFINITE)[wanted].tolist()  # per output
         self.row, self.condition = row.tolist(), condition.tolist()  # (−1: no row), per position
@@ -1017,8 +1080,10 @@ class _Plan:
         # what each row starts as: the values known while planning that have a row
         self.ready = {k: value for k, value in values.items() if row[k] >= 0}
         # the work, depth by depth: (runner, input rows, parameters, output rows) per group of a
-        # batched primitive, (None, position, input positions, None) per node of another
+        # batched primitive, (None, position, input positions, None) per node of another; and
+        # the day each member (each cluster of a fused group) is computed from, None for a node
         self.steps: list[tuple[Runner | None, Any, Any, Any]] = []
+        self.since: list[np.ndarray | None] = []
         work_list = work.tolist()
         bounds = [0, *starts.tolist(), len(work_list)] if work_list else [0]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -1029,14 +1094,17 @@ class _Plan:
                 codes = code_of[work[lo:hi]]
                 self.steps.append((fused, [_FUSED_FAMILY[codes], _FUSED_CODE[codes], *ins[:, lo:hi]],
                                    (np.concatenate(([0], ends, [hi - lo])), int(slots[roots].max())), outs[lo:hi]))
+                self.since.append(need[roots[np.concatenate(([0], ends))]])
                 continue
             width = start[k + 1] - start[k]
             runner = batched.get((order[k].op, width))
             if runner is not None:
                 params = [order[j].params for j in work_list[lo:hi]]
                 self.steps.append((runner, [ins[i, lo:hi] for i in range(width)], params, outs[lo:hi]))
+                self.since.append(need[work[lo:hi]])
             else:
                 self.steps.extend((None, j, flat[start[j]:start[j + 1]], None) for j in work_list[lo:hi])
+                self.since.extend([None] * (hi - lo))
 
 
 # glibc serves a freed block again from its heap up to this size (its mmap threshold rises to
@@ -1113,12 +1181,22 @@ class NumbaBackend:
         if not outputs:
             return {}
         fused, rest = split(outputs)
+        first = first or {}
         # Planning makes small containers per node while the graph's own objects (hundreds of
         # thousands for a big tree) are alive; nothing made here forms a cycle.
         with paused():
-            values, floats, row = self._evaluate(rest, market, branches)
+            packed = Packed(fused) if fused else None
+            # the first day each of `rest` is read: its own, or a condition list's lookback before
+            since = {node: first.get(node, 0) for node in outputs if node.op != "lines"}
+            if packed is not None:
+                for node, back in zip(fused, packed.lookback.tolist()):
+                    day = max(first.get(node, 0) - back, 0)
+                    for series in node.inputs:
+                        if since.get(series, day + 1) > day:
+                            since[series] = day
+            values, floats, row = self._evaluate(rest, market, branches, [since[node] for node in rest])
             if fused:  # their series are rows of the float arena already
-                values.update(evaluate_lines(fused, floats, row, values, first))
+                values.update(evaluate_lines(fused, floats, row, values, first, packed))
         return {node: values[node] for node in outputs}
 
     def _evaluate(
@@ -1126,25 +1204,34 @@ class NumbaBackend:
         outputs: list[Node],
         market: Market,
         branches: Mapping[object, np.ndarray],
+        since: list[int],
     ) -> tuple[dict[Node, np.ndarray], np.ndarray, dict[Node, int]]:
-        """(each output's values, the float arena, each float output's row there)."""
+        """(each output's values, missing before the first day it is read (`since`), the float
+        arena, each float output's row there)."""
         ctx = _Ctx(market, branches)
         with np.errstate(all="ignore"):
-            plan = _Plan(outputs, ctx, fused=_run_fused if self.fuse else None)
+            plan = _Plan(outputs, ctx, fused=_run_fused if self.fuse else None, since=since)
             order, row, condition = plan.order, plan.row, plan.condition
             arenas = (_BUFFERS.arena(plan.size[0], ctx.n, np.float64), _BUFFERS.arena(plan.size[1], ctx.n, np.int8))
             floats, flags = arenas
             for k, value in plan.ready.items():
                 arenas[condition[k]][row[k]] = value if isinstance(value, np.ndarray) else _scalar(value)
             threaded = len(order) >= _THREADED_NODES
-            for runner, inputs, params, out in plan.steps:
+            for (runner, inputs, params, out), lo in zip(plan.steps, plan.since):
                 if runner is not None:
-                    runner(floats, flags, inputs, params, out, threaded)
+                    runner(floats, flags, inputs, params, out, lo, threaded)
                 else:  # a lone node: `inputs` is its position, `params` its inputs' positions
                     k = inputs
                     args = [arenas[condition[j]][row[j]] for j in params]
                     arenas[condition[k]][row[k]] = _OPS[order[k].op](args, order[k].params, ctx)
         wanted = plan.wanted
+        # the days before an output is read were computed from whatever its row held, or not at all
+        computed = [k for k in wanted if k not in plan.ready and plan.need[k] > 0]
+        for arena, blank in ((0, _NAN), (1, NULL)):
+            heads = [k for k in computed if condition[k] == arena]
+            if heads:
+                _missing_heads.pick(len(heads), threaded)(
+                    arenas[arena], _rows([row[k] for k in heads]), plan.need[heads], blank)
         float_rows = {order[k]: row[k] for k in wanted if not condition[k]}
         overflow = [row[k] for k, unbounded in zip(wanted, plan.unbounded) if unbounded and not condition[k]]
         if overflow:  # the boundary: ±inf (a window's overflow) → NaN

@@ -113,7 +113,7 @@ def _kernels(nodes: list[Node], exprs: _Exprs, name: str, threaded: bool) -> pl.
             rows.append((kernels.ewm_rows.pick(len(group), threaded), (x, alpha, seed, out)))
         else:
             n = np.array([int(node.params[0]) for node in group], dtype=np.int64)
-            rows.append((kernels.window_rows(op).pick(len(group), threaded), (x, n, out)))
+            rows.append((kernels.window_rows(op).pick(len(group), threaded), (x, n, np.zeros_like(n), out)))
     fields = [exprs.names[node] for node in nodes]
 
     def run(series: Sequence[pl.Series]) -> pl.Series:
