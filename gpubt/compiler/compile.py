@@ -53,6 +53,8 @@ class Compiler:
     conditions: dict[Line, None] = field(default_factory=dict)
     _series: dict[tuple[str, str, int], tuple[Node, int]] = field(default_factory=dict)
     _sources: dict[str, Source] = field(default_factory=dict)
+    _bases: dict[str, int] = field(default_factory=dict)  # a ticker's (or ratio's) first day
+    _lookbacks: dict[tuple[str, int], int] = field(default_factory=dict)
     # a position list's holdable tickers and first day: a big tree repeats a few lists thousands
     # of times (1,000 × 10,000: 4,000 positions, 5 distinct lists)
     _positions: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = field(default_factory=dict)
@@ -256,8 +258,9 @@ class Compiler:
         src = self._sources.get(ticker)
         if src is None:  # one Source per ticker: its five price leaves are asked for once
             src = self._sources[ticker] = ticker_source(self.builder, ticker)
-        base = max(self.market.first_index(t) for t in ticker.split("/"))
-        found = self._series[key] = (self._metric(metric, src, window), base + self._lookback(metric, window))
+            self._bases[ticker] = max(self.market.first_index(t) for t in ticker.split("/"))
+        found = self._series[key] = (self._metric(metric, src, window),
+                                     self._bases[ticker] + self._lookback(metric, window))
         return found
 
     def _metric(self, metric: str, src: Source, window: int) -> Node:
@@ -270,10 +273,16 @@ class Compiler:
         return node
 
     def _lookback(self, metric: str, window: int) -> int:
-        formula = self.strategy.custom(metric)
-        if formula is not None:
-            return formula_lookback(formula, formula_window(window))
-        return resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
+        key = (metric, window)
+        days = self._lookbacks.get(key)
+        if days is None:
+            formula = self.strategy.custom(metric)
+            if formula is not None:
+                days = formula_lookback(formula, formula_window(window))
+            else:
+                days = resolve_metric(metric).lookback(window)  # type: ignore[union-attr]
+            self._lookbacks[key] = days
+        return days
 
 
 
