@@ -1083,7 +1083,7 @@ class _Plan:
         # batched primitive, (None, position, input positions, None) per node of another; and
         # the day each member (each cluster of a fused group) is computed from, None for a node
         self.steps: list[tuple[Runner | None, Any, Any, Any]] = []
-        self.since: list[np.ndarray | None] = []
+        self.from_day: list[np.ndarray | None] = []
         work_list = work.tolist()
         bounds = [0, *starts.tolist(), len(work_list)] if work_list else [0]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -1094,17 +1094,17 @@ class _Plan:
                 codes = code_of[work[lo:hi]]
                 self.steps.append((fused, [_FUSED_FAMILY[codes], _FUSED_CODE[codes], *ins[:, lo:hi]],
                                    (np.concatenate(([0], ends, [hi - lo])), int(slots[roots].max())), outs[lo:hi]))
-                self.since.append(need[roots[np.concatenate(([0], ends))]])
+                self.from_day.append(need[roots[np.concatenate(([0], ends))]])
                 continue
             width = start[k + 1] - start[k]
             runner = batched.get((order[k].op, width))
             if runner is not None:
                 params = [order[j].params for j in work_list[lo:hi]]
                 self.steps.append((runner, [ins[i, lo:hi] for i in range(width)], params, outs[lo:hi]))
-                self.since.append(need[work[lo:hi]])
+                self.from_day.append(need[work[lo:hi]])
             else:
                 self.steps.extend((None, j, flat[start[j]:start[j + 1]], None) for j in work_list[lo:hi])
-                self.since.extend([None] * (hi - lo))
+                self.from_day.extend([None] * (hi - lo))
 
 
 # glibc serves a freed block again from its heap up to this size (its mmap threshold rises to
@@ -1217,7 +1217,7 @@ class NumbaBackend:
             for k, value in plan.ready.items():
                 arenas[condition[k]][row[k]] = value if isinstance(value, np.ndarray) else _scalar(value)
             threaded = len(order) >= _THREADED_NODES
-            for (runner, inputs, params, out), lo in zip(plan.steps, plan.since):
+            for (runner, inputs, params, out), lo in zip(plan.steps, plan.from_day):
                 if runner is not None:
                     runner(floats, flags, inputs, params, out, lo, threaded)
                 else:  # a lone node: `inputs` is its position, `params` its inputs' positions
