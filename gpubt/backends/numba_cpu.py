@@ -535,12 +535,16 @@ def _where_rows(f: np.ndarray, c: np.ndarray, cond: np.ndarray, a: np.ndarray, b
 
 
 @parallel_kernel(**_JIT)
-def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: np.ndarray, out: np.ndarray) -> None:
+def _valid_from_rows(f: np.ndarray, x: np.ndarray, anchor: np.ndarray, offset: np.ndarray, lo: np.ndarray,
+                     out: np.ndarray) -> None:
+    """From day lo[i] on (the whole anchor still read for its first value: counted from lo[i],
+    that day is offset − lo[i] days after it)."""
     for i in numba.prange(out.size):
+        s = lo[i]
         if x[i] == out[i]:  # x's row, handed to its only reader (`_Plan`)
-            _missing_before(f[anchor[i]], offset[i], f[out[i]])
+            _missing_before(f[anchor[i]], offset[i] - s, f[out[i], s:])
         else:
-            _valid_from_into(f[x[i]], f[anchor[i]], offset[i], f[out[i]])
+            _valid_from_into(f[x[i], s:], f[anchor[i]], offset[i] - s, f[out[i], s:])
 
 
 @parallel_kernel(**_JIT)
@@ -689,7 +693,7 @@ def _run_where(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list
 
 def _run_valid_from(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: list[tuple], out: np.ndarray,
                     lo: np.ndarray, threaded: bool) -> None:
-    _valid_from_rows.pick(out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), out)
+    _valid_from_rows.pick(out.size, threaded)(f, ins[0], ins[1], _rows([int(p[0]) for p in params]), lo, out)
 
 
 def _run_fused(f: np.ndarray, c: np.ndarray, ins: list[np.ndarray], params: tuple[np.ndarray, int],
