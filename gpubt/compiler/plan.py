@@ -159,15 +159,16 @@ def walk_steps(root: Step) -> tuple[dict[int, int], list[Node]]:
     """One walk of the steps under `root`: how many parents reach each step (by id; a step read
     twice is worth keeping), and the signal nodes they read, each once."""
     parents: dict[int, int] = {}
-    signals: dict[Node, None] = {}
+    signals: list[Node] = []
     stack = [root]
+    pop, push, read = stack.pop, stack.extend, signals.extend
     while stack:
-        step = stack.pop()
+        step = pop()
         k = id(step)
         if k in parents:
             parents[k] += 1
             continue
         parents[k] = 1
-        signals.update(dict.fromkeys(step.signals()))
-        stack.extend(step.substeps())
-    return parents, list(signals)
+        read(step.signals())
+        push(step.substeps())
+    return parents, list(dict.fromkeys(signals))
