@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain
 
 import numba
 import numpy as np
@@ -42,34 +43,25 @@ class Packed:
     positions in `float_inputs` (or `flag_inputs` for an ``is`` line)."""
 
     def __init__(self, nodes: Sequence[Node]) -> None:
-        floats: dict[Node, int] = {}
-        flags: dict[Node, int] = {}
-        node_terms, term_lines = [0], [0]
-        flat: list[tuple[str, int, int, float, int]] = []  # as the nodes hold them
-        rows: list[int] = []  # each node's inputs' rows, node after node
-        offset: list[int] = []  # per line: where its node's inputs start in `rows`
-        for node in nodes:
-            first = len(rows)
-            for put in node.inputs:  # most inputs are read by several nodes: one lookup then
-                at = floats.get(put)
-                if at is None:
-                    at = flags.get(put)
-                    if at is None:
-                        table = flags if put.kind == "b" else floats
-                        at = table[put] = len(table)
-                rows.append(at)
-            for term in node.params:
-                flat.extend(term)
-                offset.extend([first] * len(term))
-                term_lines.append(len(flat))
-            node_terms.append(len(term_lines) - 1)
-        self.float_inputs, self.flag_inputs = list(floats), list(flags)
-        self.node_terms = np.array(node_terms, dtype=np.int64)
-        self.term_lines = np.array(term_lines, dtype=np.int64)
+        # inputs numbered by first appearance, the series and the conditions apart; most are read
+        # by several nodes, so each is looked up once per reading node, in C (`map`)
+        inputs = [node.inputs for node in nodes]
+        distinct = dict.fromkeys(chain.from_iterable(inputs))
+        self.float_inputs = [put for put in distinct if put.kind != "b"]
+        self.flag_inputs = [put for put in distinct if put.kind == "b"]
+        index = {put: i for i, put in enumerate(self.float_inputs)}
+        index.update({put: i for i, put in enumerate(self.flag_inputs)})
+        at = np.fromiter(map(index.__getitem__, chain.from_iterable(inputs)), np.int64)
+        terms = [term for node in nodes for term in node.params]
+        sizes = np.fromiter(map(len, terms), np.int64, len(terms))
+        self.node_terms = np.concatenate(([0], np.cumsum([len(node.params) for node in nodes]))).astype(np.int64)
+        self.term_lines = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        flat = list(chain.from_iterable(terms))  # (code, a, b, threshold, for_days) as the nodes hold them
+        # per line: where its node's inputs start among `at`
+        starts = np.concatenate(([0], np.cumsum([len(ins) for ins in inputs])[:-1])).astype(np.int64)
+        base = np.repeat(starts, np.diff(self.term_lines[self.node_terms]))
         code, a, b, threshold, for_days = (list(c) for c in zip(*flat)) if flat else ([], [], [], [], [])
         self.code = np.array([_CODE[c] for c in code], dtype=np.int64)
-        at = np.array(rows, dtype=np.int64)
-        base = np.array(offset, dtype=np.int64)
         self.left = at[base + np.array(a, dtype=np.int64)]
         right = np.array(b, dtype=np.int64)
         self.right = np.where(right < 0, -1, at[base + np.maximum(right, 0)])  # -1: the threshold
