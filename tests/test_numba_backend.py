@@ -916,6 +916,7 @@ def test_outputs_read_from_a_later_day_equal_the_whole_run_there(threads: bool, 
     outputs = [*indicators, *derived, *lines]
     first = {node: int(rng.integers(0, 2600)) for node in outputs}
     first[indicators[0]] = 0
+    first[indicators[1]] = 2600 + 10  # read on no day of the market
     monkeypatch.setattr(numba_cpu, "_THREADED_NODES", 1 if threads else 10**9)
     whole = NumbaBackend().evaluate(outputs, market, branches)
     got = NumbaBackend().evaluate(outputs, market, branches, first)

@@ -1070,7 +1070,7 @@ class _Plan:
             _FUSES if fused is not None else _NO_FUSION)
         # the first day each node is read (`since`: each output's; from day 0 without it)
         need = np.full(n, ctx.n, dtype=np.int64)
-        need[wanted] = since if since is not None else 0
+        need[wanted] = np.clip(since, 0, ctx.n) if since is not None else 0
         windowed = np.flatnonzero(_READS[code_of] == _WINDOW)
         window = np.zeros(n, dtype=np.int64)
         window[windowed] = [int(order[k].params[0]) for k in windowed.tolist()]
