@@ -56,8 +56,10 @@ def expand(b: Builder, metric: str, src: Source, window: int) -> Node:
             path="metric",
         )
     recipe = _recipe(info.name, max(1, int(window)))
+    nodes = [src.open, src.high, src.low, src.close, src.volume]
+    b.replay(recipe.steps, nodes)
     b.requests += recipe.requests
-    return b.replay(recipe.replay, (src.open, src.high, src.low, src.close, src.volume))
+    return nodes[recipe.result]
 
 
 def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
@@ -73,13 +75,14 @@ def _expand(b: Builder, name: str, src: Source, p: int) -> Node:
 # same requests in the same order, so interning returns the very nodes (and counts the same
 # duplicates) the operator layer would, without its wrappers (1,000 random catalogue indicators
 # into a fresh builder, min of 5: 41–48 → 28–32 ms; most of the rest is making the nodes), and
-# without the builder re-checking requests it checked when they were recorded. The recording is
-# one generated straight-line function (`gpubt.ir.nodes.record`), which halves the replay again.
+# without the builder re-checking requests it checked when they were recorded (`Builder.replay`,
+# its steps' input positions prepared once by `gpubt.ir.nodes.record`).
 
 
 @dataclass(frozen=True)
 class _Recipe:
-    replay: Recording  # (a builder's intern table, *the five source nodes) -> the expansion's node
+    steps: Recording  # the expansion's node requests over the five source nodes, in creation order
+    result: int  # the position of the expansion's node (0–4: a source series itself)
     requests: int  # node requests the expansion made, new or answered by an existing node
 
 
@@ -92,7 +95,7 @@ def _recipe(name: str, p: int) -> _Recipe:
     made = b.nodes()
     position = {node: k for k, node in enumerate(made)}
     steps = [(node.op, node.params, tuple(position[i] for i in node.inputs)) for node in made[len(leaves):]]
-    return _Recipe(record(steps, len(leaves), position[result]), b.requests - before)
+    return _Recipe(record(steps), position[result], b.requests - before)
 
 
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}

@@ -10,6 +10,7 @@ nullable boolean (Kleene three-valued logic) for conditions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 # op name -> (kind of result, number of inputs or None for any, meaning)
@@ -145,9 +146,18 @@ class Builder:
         found = self._table[(op, params, inputs)] = Node(op, params, inputs)
         return found
 
-    def replay(self, recording: Recording, leaves: Sequence[Node]) -> Node:
-        """A recording's requests (`record`) made again over these leaves: its node."""
-        return recording(self._table, *leaves)
+    def replay(self, recording: Recording, nodes: list[Node]) -> None:
+        """Requests made through `node` once already (`record`), made again: each step appends
+        its node to `nodes` (the leaves first). Its checks and NaN canonicalisation were done when
+        it was recorded, so none is redone; counts no request."""
+        table = self._table
+        find, append = table.get, nodes.append
+        for op, params, one, many in recording:
+            key = (op, params, many(nodes) if many is not None else ((nodes[one],) if one >= 0 else ()))
+            found = find(key)
+            if found is None:
+                found = table[key] = Node(*key)
+            append(found)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -180,29 +190,16 @@ class Builder:
         return make
 
 
-Recording = Callable[..., Node]  # (a builder's intern table, *leaves) -> the recorded result
+# per step: (op, params, the position of its one input (−1: none), or a getter of its inputs)
+Recording = tuple[tuple[str, tuple[Any, ...], int, "Callable[[list[Node]], tuple[Node, ...]] | None"], ...]
 
 
-def record(steps: Sequence[tuple[str, tuple[Any, ...], tuple[int, ...]]], leaves: int, result: int) -> Recording:
-    """Requests made through `Builder.node` once already (a recorded expansion,
-    `gpubt.indicators`) as one straight-line function, for `Builder.replay`: step i (op, params,
-    positions of its inputs among the leaves and the steps before it) is interned as `node`
-    would (the same nodes, in the same order), without its checks and NaN canonicalisation
-    (done when recorded). Written out, with no loop over the steps and no tuple of positions per
-    step, it takes about half the time of such a loop."""
-    names = [f"n{i}" for i in range(leaves + len(steps))]
-    lines = [f"def replay(table, {', '.join(names[:leaves]) or '*_'}):", "    find = table.get"]
-    scope: dict[str, Any] = {"Node": Node}
-    for i, (op, params, inputs) in enumerate(steps, start=leaves):
-        scope[f"op{i}"], scope[f"params{i}"] = op, params
-        ins = "".join(f"{names[j]}, " for j in inputs)
-        lines += [f"    key = (op{i}, params{i}, ({ins}))",
-                  f"    {names[i]} = find(key)",
-                  f"    if {names[i]} is None:",
-                  f"        {names[i]} = table[key] = Node(*key)"]
-    lines.append(f"    return {names[result]}")
-    exec("\n".join(lines), scope)  # ops and params pass by name, never as source text
-    return scope["replay"]
+def record(steps: Sequence[tuple[str, tuple[Any, ...], tuple[int, ...]]]) -> Recording:
+    """Steps (op, params, positions of the inputs among the leaves and the steps before) made
+    ready for `Builder.replay`: the positions of two or more inputs become an `itemgetter`,
+    which returns their tuple in one C call (a loop building each tuple took ~25 % longer)."""
+    return tuple((op, params, inputs[0] if len(inputs) == 1 else -1, itemgetter(*inputs) if len(inputs) > 1 else None)
+                 for op, params, inputs in steps)
 
 
 def topological(outputs: Iterable[Node]) -> list[Node]:
