@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gpubt import __version__
@@ -71,9 +72,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     table.add_row("backend reference", "usable (always)")
     for name in REGISTRY:
         ok, why = usable(name)
-        table.add_row(f"backend {name}", "usable" if ok else f"unusable: {why}")
+        table.add_row(f"backend {name}", "usable" if ok else escape(f"unusable: {why}"))
     chosen, reason = pick("auto")
-    table.add_row("backend auto", f"{chosen} ({reason})")
+    table.add_row("backend auto", escape(f"{chosen} ({reason})"))
     table.add_row("fused sweeps (auto)", "GPU kernel, one thread per variant" if gpu_sweeps("auto")
                   else "CPU kernel (Numba, all cores)")
     table.add_row("numba threads", f"{numba.get_num_threads()} ({numba.threading_layer()} layer; "
@@ -117,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         table.add_row(label, format_metric(result.metrics.get(key), kind))
     console.print(table)
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning[/]: {warning['message']}")
+        err_console.print(f"[yellow]warning[/]: {escape(warning['message'])}")
     source = "built-in synthetic market" if args.data is None else str(args.data)
     console.print(
         f"data: {source} · load {1000 * (t1 - t0):.0f} ms · backtest {1000 * (t2 - t1):.0f} ms"
@@ -332,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except GpubtError as exc:
         where = f" at {exc.path}" if exc.path else ""
-        err_console.print(f"[red]error[/]{where}: {exc.message}")
+        err_console.print(f"[red]error[/]{escape(where)}: {escape(exc.message)}")
         return 2
     except (OSError, json.JSONDecodeError) as exc:
-        err_console.print(f"[red]error[/]: {exc}")
+        err_console.print(f"[red]error[/]: {escape(str(exc))}")
         return 2
 
 

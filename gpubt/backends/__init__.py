@@ -21,16 +21,18 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "polars": ("gpubt.backends.polars_cpu", "PolarsBackend"),
     "numba": ("gpubt.backends.numba_cpu", "NumbaBackend"),
     "cupy": ("gpubt.backends.cupy_gpu", "CupyBackend"),
+    "polars-gpu": ("gpubt.backends.polars_gpu", "PolarsGpuBackend"),
 }
 
 # What auto picks for a backtest's signals, fastest first, as measured in benchmarks/RESULTS.md:
 # numba ~15x polars on signals (bit-equal); on an H200 and an H100, numba on the host's 16 cores
 # beat cupy at every scenario (cupy 0.2-0.75x end to end on the H100), so cupy runs only when
-# asked for. Sweeps use the GPU where it pays (`gpu_sweeps`).
+# asked for; polars-gpu (host kernels between GPU collects, never yet run on a GPU) too. Sweeps
+# use the GPU where it pays (`gpu_sweeps`).
 AUTO_ORDER = ("numba", "polars")
 # Backends that run on a CUDA device: their tests are marked `gpu`, a CUDA failure in them falls
 # back to a CPU backend with a warning, and fused sweeps run their kernel on the device.
-GPU_BACKENDS = ("cupy",)
+GPU_BACKENDS = ("cupy", "polars-gpu")
 
 
 @functools.cache

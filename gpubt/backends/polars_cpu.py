@@ -168,13 +168,19 @@ def _date_between(fm: int, fd: int, tm: int, td: int) -> pl.Expr:
 
 
 class PolarsBackend:
-    """`Backend` over Polars' lazy API on the CPU (in-memory engine)."""
+    """`Backend` over Polars' lazy API on the CPU (in-memory engine).
+
+    `staged=True` collects the query in stages, none calling Python on `engine` (`_stages`), as
+    Polars' GPU engine needs (`gpubt.backends.polars_gpu`); on the CPU engine that is how the
+    staging is tested."""
 
     name = "polars"
-    engine = ENGINE
+    engine: str | pl.GPUEngine = ENGINE
 
-    def __init__(self) -> None:
-        self.collects = 0  # how many queries were collected (one per evaluate call)
+    def __init__(self, staged: bool = False, stage_bytes: int | None = None) -> None:
+        self.staged = staged
+        self.stage_bytes = stage_bytes  # the most one staged collect's columns may take (None: no limit)
+        self.collects = 0  # how many queries were collected on `engine` (one per evaluate call unless staged)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -191,8 +197,7 @@ class PolarsBackend:
         arena = np.empty((0, market.n_days))
         values: dict[Node, np.ndarray] = {}
         if rest:
-            query, names = self.query(rest, market, branches)
-            frame = self._collect(query)
+            frame, names = self._frame(rest, market, branches)
             arena = self._float_rows(frame.select([names[node] for node in floats]), market.n_days)
             values = dict(zip(floats, arena))
             for node in rest:
@@ -211,6 +216,83 @@ class PolarsBackend:
         branches: Mapping[object, np.ndarray],
     ) -> tuple[pl.LazyFrame, dict[Node, str]]:
         """The lazy query computing `outputs`, and the column name of each node."""
+        parts = self._parts(outputs, market, branches)
+        query = pl.LazyFrame(parts.base)
+        for level in parts.levels:
+            query = query.with_columns(level.columns if level.kernels is None else [*level.columns, level.kernels])
+            if level.kernels is not None:
+                query = query.unnest(level.struct)
+            if level.dead:
+                query = query.drop(level.dead)
+        return query.select(parts.outputs), parts.names
+
+    def _frame(
+        self, outputs: Sequence[Node], market: Market, branches: Mapping[object, np.ndarray]
+    ) -> tuple[pl.DataFrame, dict[Node, str]]:
+        """The outputs' columns, and the column name of each node: the query collected once, or
+        in stages."""
+        if self.staged:
+            parts = self._parts(outputs, market, branches)
+            return self._stages(parts), parts.names
+        query, names = self.query(outputs, market, branches)
+        return self._collect(query), names
+
+    def _stages(self, parts: _Parts) -> pl.DataFrame:
+        """The query collected in stages, none of them calling Python on `engine`: the Polars
+        columns of the levels up to one with kernel primitives in one collect on `engine`, then
+        that level's kernels on the host (Python's `map_batches`, on the CPU engine), and so on.
+        The frame lives on the host; each collect reads only the columns its levels read."""
+        frame = pl.DataFrame(parts.base)
+        pending: list[list[pl.Expr]] = []  # the Polars columns of the levels not collected yet
+        dead: list[str] = []  # columns their last reader has been collected for
+        for level in parts.levels:
+            if level.columns:
+                pending.append(level.columns)
+            dead.extend(level.dead)
+            if level.kernels is None:
+                continue
+            frame = self._stage(frame, pending)
+            pending = []
+            kernels = frame.lazy().select(level.kernels).unnest(level.struct)
+            frame = frame.hstack(kernels.collect(engine=ENGINE, optimizations=_AS_BUILT)).drop(dead)
+            dead = []
+        return self._stage(frame, pending).drop(dead).select(parts.outputs)
+
+    def _stage(self, frame: pl.DataFrame, levels: list[list[pl.Expr]]) -> pl.DataFrame:
+        """The frame with the columns of `levels` (each reading the frame and the levels before)
+        added: in one collect on `engine` over the frame's columns they read, or in as few as
+        keep each collect's columns (read and made) within `stage_bytes`."""
+        column_bytes = 9 * frame.height  # a float64 and its validity bit, rounded up
+        limit = None if self.stage_bytes is None else max(self.stage_bytes // column_bytes, 1)
+        part: list[list[pl.Expr]] = []  # the levels' columns of the next collect
+        reads: set[str] = {_ROW_NAME}  # the frame's columns it reads
+        made: set[str] = set()
+        for columns in levels:
+            part.append([])
+            for e in columns:
+                wants = set(e.meta.root_names()) - made
+                if limit is not None and made and len(reads | wants) + len(made) + 1 > limit:
+                    frame = self._collect_part(frame, part, reads)
+                    part, reads, made = [[]], {_ROW_NAME}, set()
+                    wants = set(e.meta.root_names())
+                part[-1].append(e)
+                reads |= wants
+                made.add(e.meta.output_name())
+        return self._collect_part(frame, part, reads) if made else frame
+
+    def _collect_part(self, frame: pl.DataFrame, levels: list[list[pl.Expr]], reads: set[str]) -> pl.DataFrame:
+        """The frame with the columns of `levels` added, collected on `engine` from its `reads`."""
+        query = frame.lazy().select([c for c in frame.columns if c in reads])
+        for columns in levels:
+            if columns:
+                query = query.with_columns(columns)
+        made = query.select([e.meta.output_name() for columns in levels for e in columns])
+        return frame.hstack(self._collect(made))
+
+    def _parts(
+        self, outputs: Sequence[Node], market: Market, branches: Mapping[object, np.ndarray]
+    ) -> _Parts:
+        """The query's pieces: a column per node, level by level (`query` chains them)."""
         order = topological(outputs)
         wanted = set(outputs)
         names: dict[Node, str] = {}
@@ -241,14 +323,11 @@ class PolarsBackend:
 
         bounds = Bounds(order, {k: leaf.interval for k, leaf in leaves.items()}, market.n_days)
         exprs = _Exprs(names, bounds, {k: leaf.first for k, leaf in leaves.items()})
-        columns, structs = [], []  # per level: its expressions, the struct of its kernel primitives
+        columns, kernel_structs = [], []  # per level: its expressions, the struct of its kernel primitives
         for depth, nodes in enumerate(levels):
-            made = [exprs.build(node).alias(names[node]) for node in nodes if node.op not in _KERNELS]
+            columns.append([exprs.build(node).alias(names[node]) for node in nodes if node.op not in _KERNELS])
             batch = [node for node in nodes if node.op in _KERNELS]
-            structs.append(f"_s{depth}" if batch else None)
-            if batch:
-                made.append(_kernels(batch, exprs, f"_s{depth}", len(order) >= _BIG))
-            columns.append(made)
+            kernel_structs.append(_kernels(batch, exprs, f"_s{depth}", len(order) >= _BIG) if batch else None)
         for name, value in exprs.divisors.items():
             base[name] = pl.Series(name, np.full(market.n_days, value))
         # On a big graph each column is dropped after the last level that reads it, as Polars'
@@ -265,15 +344,12 @@ class PolarsBackend:
             for node, depth in last.items():
                 if node not in wanted and node.op != "const":
                     dying[depth].append(names[node])
-        query = pl.LazyFrame(base)
-        for level_columns, struct, dead in zip(columns, structs, dying):
-            query = query.with_columns(level_columns)
-            if struct:
-                query = query.unnest(struct)
-            if dead:
-                query = query.drop(dead)
-        query = query.select([names[node] for node in dict.fromkeys(outputs)])
-        return query, names
+        return _Parts(
+            base,
+            [_Level(*level, f"_s{depth}") for depth, level in enumerate(zip(columns, kernel_structs, dying))],
+            [names[node] for node in dict.fromkeys(outputs)],
+            names,
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -282,7 +358,7 @@ class PolarsBackend:
         # The query is built as it should run (one column per distinct node, only the columns
         # read): Polars' optimizer passes find nothing to gain and took ~20 % of a 10-indicator
         # query's collect; nor may it rewrite the arithmetic (a division stays a division).
-        return query.collect(engine=ENGINE, optimizations=_AS_BUILT)
+        return query.collect(engine=self.engine, optimizations=_AS_BUILT)
 
     @staticmethod
     def _leaf(node: Node, market: Market, branches: Mapping[object, np.ndarray]) -> _Leaf:
@@ -309,6 +385,28 @@ class PolarsBackend:
             rows = np.array(rows, dtype=np.float64, order="C")
         rows[~np.isfinite(rows)] = np.nan
         return rows
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One depth of the query: its Polars columns, the struct column of its kernel primitives (one
+    `map_batches` call, None when it has none) named `struct`, the columns no later level reads."""
+
+    columns: list[pl.Expr]
+    kernels: pl.Expr | None
+    dead: list[str]
+    struct: str
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The query in pieces: the starting frame's columns, the levels, the output columns, each
+    node's column name."""
+
+    base: dict[str, pl.Series]
+    levels: list[_Level]
+    outputs: list[str]
+    names: dict[Node, str]
 
 
 @dataclass(frozen=True)
