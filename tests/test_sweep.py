@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from gpubt.errors import GpubtError
 from gpubt.metrics.core import KEYS
 from gpubt.sweep import load_spec, make_spec, parse_memory, run_chunk, run_sweep
 from gpubt.sweep.run import MAX_CHUNK, METRIC_COLUMNS, chunk_size_for, chunks_of, merge_frames
+from gpubt.sweep.spec import SweepSpec
 from tests.conftest import backend_params, make_market
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,6 +251,24 @@ def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
     assert _finite_from(series, [], [])
 
 
+@pytest.mark.parametrize(("patterns", "tickers"), [(1, 1), (3, 12), (64, 40), (1025, 12), (4096, 33)])
+def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, tickers: int) -> None:
+    """Between every two patterns (and from all cash), computed a block of rows at a time, each
+    equal to `simulate`'s turnover of a day moving from one to the other."""
+    from gpubt.sweep.template import _turnovers
+
+    rng = np.random.default_rng(patterns)
+    weights = rng.random((patterns, tickers)) * (rng.random((patterns, tickers)) < 0.4)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    turn = _turnovers(weights)
+    assert turn.shape == (patterns + 1, patterns)
+    cash = np.vstack([weights, np.zeros((1, tickers))])
+    for a in {0, patterns // 2, patterns}:
+        holdings = np.stack([np.repeat(cash[a : a + 1], patterns, axis=0), weights], axis=1)  # (P, 2 days, N)
+        day_two = 0.5 * np.abs(np.diff(holdings, axis=1, prepend=0.0)).sum(axis=-1)[:, 1]
+        assert turn[a].tobytes() == day_two.tobytes()
+
+
 @pytest.mark.parametrize("parameters", [
     {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
     {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field
@@ -382,6 +402,21 @@ def test_grid_zip_random_and_ranges() -> None:
     assert [a.values(i) for i in range(20)] != [other.values(i) for i in range(20)]
     everything = make_spec(TQQQ, {"c1.window": [5, 6]}, {"mode": "random", "samples": 9})
     assert everything.n_variants == 2  # more samples than combinations: each combination once
+
+    def positions(spec: SweepSpec, lo: int, hi: int) -> list[list[int]]:  # `values` as positions
+        return [[p.values.index(v) for p, v in zip(spec.parameters, spec.values(i))] for i in range(lo, hi)]
+
+    for spec in (grid, zipped, a):
+        assert spec.value_indices(0, spec.n_variants).tolist() == positions(spec, 0, spec.n_variants)
+    # random picks in a grid of 10**30 combinations (past int64): cut into int64-sized digits
+    wide = dataclasses.replace(a, parameters=tuple(dataclasses.replace(q, values=tuple(range(10**6)))
+                                                   for q in (*a.parameters, a.parameters[0], a.parameters[1])))
+    rng = np.random.default_rng(3)
+    picks = tuple(int.from_bytes(rng.bytes(13)) % 10**30 for _ in range(50))
+    wide = dataclasses.replace(wide, _picks=picks)
+    assert wide.grid_size == 10**30 and wide.n_variants == 50
+    assert wide.value_indices(0, 50).tolist() == positions(wide, 0, 50)
+    assert wide.value_indices(7, 31).tolist() == positions(wide, 7, 31)
 
     ranges = make_spec(TQQQ, {
         "c1.window": {"start": 5, "stop": 11, "step": 2},  # stop excluded

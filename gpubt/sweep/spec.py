@@ -132,14 +132,32 @@ class SweepSpec:
         n = hi - lo
         if self.combine == "zip":
             return np.repeat(np.arange(lo, hi, dtype=np.int64)[:, None], len(self.parameters), axis=1)
-        if self.combine == "random" and self.grid_size >= 2**62:  # grid indices beyond int64
-            return np.array([[p.values.index(v) for p, v in zip(self.parameters, self.values(i))]
-                             for i in range(lo, hi)], dtype=np.int64).reshape(n, len(self.parameters))
-        index = (np.array(self._picks[lo:hi], dtype=np.int64) if self.combine == "random"  # type: ignore[index]
-                 else np.arange(lo, hi, dtype=np.int64))
-        out = np.empty((n, len(self.parameters)), dtype=np.int64)
-        for j in range(len(self.parameters) - 1, -1, -1):  # the last parameter varies fastest
-            index, out[:, j] = np.divmod(index, len(self.parameters[j].values))
+        sizes = [len(p.values) for p in self.parameters]
+        out = np.empty((n, len(sizes)), dtype=np.int64)
+        if self.combine != "random":
+            index = np.arange(lo, hi, dtype=np.int64)
+            for j in range(len(sizes) - 1, -1, -1):  # the last parameter varies fastest
+                index, out[:, j] = np.divmod(index, sizes[j])
+            return out
+        # Grid indices may pass int64 (ten parameters of ~1,000 values): they are cut, in Python,
+        # into digits of a radix below 2**62 (a run of parameters from the last), each taken
+        # apart in NumPy.
+        rest = list(self._picks[lo:hi])  # type: ignore[index]
+        j = len(sizes)
+        while j > 0:
+            radix, k = 1, j
+            while k > 0 and radix * sizes[k - 1] < 2**62:
+                k -= 1
+                radix *= sizes[k]
+            if k == 0:
+                index = np.array(rest, dtype=np.int64)
+            else:
+                digits = [divmod(r, radix) for r in rest]
+                rest = [q for q, _ in digits]
+                index = np.array([d for _, d in digits], dtype=np.int64)
+            for m in range(j - 1, k - 1, -1):
+                index, out[:, m] = np.divmod(index, sizes[m])
+            j = k
         return out
 
     def body(self, i: int) -> dict[str, Any]:

@@ -484,6 +484,25 @@ def _flow_nodes(request: BacktestRequest) -> dict[int, FlowNode]:
     return found
 
 
+_TURN_BLOCK = 1 << 17  # elements of the differences `_turnovers` holds at once (1 MiB)
+
+
+def _turnovers(weights: np.ndarray) -> np.ndarray:
+    """(P + 1, P) turnover from pattern a (a = P: all cash) to pattern b, 0.5 Σ|w_a − w_b| summed
+    over the tickers as `simulate` sums a day's (NumPy's reduction along the ticker axis, so equal
+    to the bit), a block of rows at a time: all (P + 1, P, N) differences at once took 1.6 GB
+    for 2^12 patterns of 12 tickers, and ~55 ms against ~33 ms for 2^10."""
+    P, N = weights.shape
+    cash = np.vstack([weights, np.zeros((1, N))])
+    turn = np.empty((P + 1, P))
+    rows = max(1, _TURN_BLOCK // max(P * N, 1))
+    for a in range(0, P + 1, rows):
+        d = cash[a : a + rows, None, :] - weights[None, :, :]
+        np.abs(d, out=d)
+        np.multiply(d.sum(axis=-1), 0.5, out=turn[a : a + rows])
+    return turn
+
+
 def _tables(
     spec: SweepSpec,
     strategy: Strategy,
@@ -516,8 +535,7 @@ def _tables(
     _, _, R = period_returns(market.open, market.close, request.mode)
     gross = np.zeros((weights.shape[0], T))
     gross[:, : R.shape[0]] = weights @ np.where(np.isfinite(R), R, 0.0).T
-    cash = np.vstack([weights, np.zeros((1, weights.shape[1]))])
-    turn = 0.5 * np.abs(cash[:, None, :] - weights[None, :, :]).sum(axis=-1)
+    turn = _turnovers(weights)
     held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
 
     bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
