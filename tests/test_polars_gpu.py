@@ -75,7 +75,7 @@ def test_registered_as_a_gpu_backend_that_auto_never_picks() -> None:
 
 def test_asking_for_it_without_the_engine_says_why() -> None:
     if USABLE:
-        pytest.skip("polars-gpu is usable here")
+        pytest.skip("polars-gpu is usable on this machine: there is no refusal to check")
     assert "cudf-polars" in WHY or "CUDA device" in WHY
     from gpubt.backends import get_backend
 
@@ -86,7 +86,7 @@ def test_asking_for_it_without_the_engine_says_why() -> None:
 def test_the_cli_says_why_with_the_extra_to_install(capsys) -> None:
     """The reason reaches the terminal whole: rich would read "[gpu]" as markup and drop it."""
     if USABLE:
-        pytest.skip("polars-gpu is usable here")
+        pytest.skip("polars-gpu is usable on this machine: there is no refusal to check")
     from gpubt.cli import main
 
     root = Path(__file__).resolve().parents[1]
@@ -122,9 +122,9 @@ def test_every_catalogue_metric_staged_equals_the_one_query(ticker: str, columns
     parts = []  # per collect: (columns read, columns made)
     collect_part = staged._collect_part
 
-    def counted(frame: pl.DataFrame, levels: list[list[pl.Expr]], reads: set[str]) -> pl.DataFrame:
-        parts.append((len(reads), sum(map(len, levels))))
-        return collect_part(frame, levels, reads)
+    def counted(frame: pl.DataFrame, levels: list[list[pl.Expr]], reads: set[str], made: list[str]) -> pl.DataFrame:
+        parts.append((len(reads), len(made)))
+        return collect_part(frame, levels, reads, made)
 
     staged._collect_part = counted
     got = staged.evaluate(nodes, market, {})
@@ -165,7 +165,7 @@ def test_random_requests_staged_equal_the_one_query(case) -> None:
     assert answers[0] == answers[1]
 
 
-@pytest.mark.skipif(not TRANSLATOR, reason="cudf-polars not installed")
+@pytest.mark.skipif(not TRANSLATOR, reason="cudf-polars (the GPU engine, pip install 'gpubt[gpu]') is not installed")
 def test_a_failing_gpu_collect_reruns_on_the_cpu_with_a_warning() -> None:
     """With cudf-polars installed and a device reported (a stand-in here), the backend imports,
     plans and hands its first stage to the GPU engine; that collect failing (no driver here)

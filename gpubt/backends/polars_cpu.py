@@ -266,28 +266,29 @@ class PolarsBackend:
         limit = None if self.stage_bytes is None else max(self.stage_bytes // column_bytes, 1)
         part: list[list[pl.Expr]] = []  # the levels' columns of the next collect
         reads: set[str] = {_ROW_NAME}  # the frame's columns it reads
-        made: set[str] = set()
+        made: dict[str, None] = {}  # the columns it makes, in order
         for columns in levels:
             part.append([])
             for e in columns:
-                wants = set(e.meta.root_names()) - made
-                if limit is not None and made and len(reads | wants) + len(made) + 1 > limit:
-                    frame = self._collect_part(frame, part, reads)
-                    part, reads, made = [[]], {_ROW_NAME}, set()
-                    wants = set(e.meta.root_names())
+                roots = set(e.meta.root_names())
+                if limit is not None and made and len(reads | (roots - made.keys())) + len(made) + 1 > limit:
+                    frame = self._collect_part(frame, part, reads, list(made))
+                    part, reads, made = [[]], {_ROW_NAME}, {}
                 part[-1].append(e)
-                reads |= wants
-                made.add(e.meta.output_name())
-        return self._collect_part(frame, part, reads) if made else frame
+                reads |= roots - made.keys()
+                made[e.meta.output_name()] = None
+        return self._collect_part(frame, part, reads, list(made)) if made else frame
 
-    def _collect_part(self, frame: pl.DataFrame, levels: list[list[pl.Expr]], reads: set[str]) -> pl.DataFrame:
-        """The frame with the columns of `levels` added, collected on `engine` from its `reads`."""
+    def _collect_part(
+        self, frame: pl.DataFrame, levels: list[list[pl.Expr]], reads: set[str], made: list[str]
+    ) -> pl.DataFrame:
+        """The frame with the columns `made` by `levels` added, collected on `engine` from its
+        `reads`."""
         query = frame.lazy().select([c for c in frame.columns if c in reads])
         for columns in levels:
             if columns:
                 query = query.with_columns(columns)
-        made = query.select([e.meta.output_name() for columns in levels for e in columns])
-        return frame.hstack(self._collect(made))
+        return frame.hstack(self._collect(query.select(made)))
 
     def _parts(
         self, outputs: Sequence[Node], market: Market, branches: Mapping[object, np.ndarray]

@@ -43,11 +43,6 @@ def _free_bytes() -> int:
     return int(free)
 
 
-def gpu_engine() -> pl.GPUEngine:
-    """The engine every collect runs on: an unsupported query raises instead of running on the CPU."""
-    return pl.GPUEngine(raise_on_fail=True, executor="in-memory")
-
-
 class PolarsGpuBackend(PolarsBackend):
     """`Backend`: the Polars backend's query in stages, its Polars columns on the GPU engine."""
 
@@ -57,7 +52,8 @@ class PolarsGpuBackend(PolarsBackend):
         # each collect's columns within the budget the CUDA backend's launches have
         # (GPUBT_GPU_MEMORY, else a share of the device's free memory)
         super().__init__(staged=True, stage_bytes=memory_budget(_free_bytes))
-        self.engine = gpu_engine()
+        # an unsupported query raises instead of running on the CPU unannounced
+        self.engine = pl.GPUEngine(raise_on_fail=True, executor="in-memory")
 
 
-__all__ = ["PolarsGpuBackend", "gpu_engine"]
+__all__ = ["PolarsGpuBackend"]
