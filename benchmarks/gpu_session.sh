@@ -7,6 +7,8 @@
 # Packages the device image lacks (polars, pydantic, orjson) travel as wheels in .whl/ (see
 # ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
+#   STEPS="check tests" bash benchmarks/gpu_session.sh runs only those steps, in that order
+#   (check, tests, parity, sweep).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpubt-gpu}
 mkdir -p "$OUT"
@@ -23,17 +25,27 @@ step device
   python3 -c "import numpy, numba, numba_cuda, cupy, polars; print('numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'cupy', cupy.__version__, 'polars', polars.__version__)"
 } 2>&1 | tee "$OUT/device.txt"
 
-step "sweep benchmark"
-timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge --batch 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
+sweep() {
+    step "sweep benchmark"
+    timeout "${SWEEP_S:-160}" python3 benchmarks/bench_sweep.py --backends numba,cupy,auto --local-workers 0 --huge --batch 2>&1 | tee "$OUT/bench_sweep.log" | tail -8
+}
 
-step "gpu tests"
-timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+tests() {
+    step "gpu tests"
+    timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+}
 
-step "cupy backend check"
-timeout "${BACKEND_S:-130}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
+check() {
+    step "cupy backend check"
+    timeout "${BACKEND_S:-130}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
+}
 
-step "parity on cupy"
-PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
+parity() {
+    step "parity on cupy"
+    PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
+}
+
+for s in ${STEPS:-check tests parity sweep}; do "$s"; done
 
 cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
 step done

@@ -52,10 +52,14 @@ from gpubt.sweep.device import DeviceTemplate
 from tests.test_sweep_device import small_sweep
 spec, template = small_sweep()
 n = spec.n_variants
-device = DeviceTemplate(template, memory=1)  # the smallest budget: one variant per launch
-assert device.chunk < n
-np.testing.assert_allclose(device.run(3, n), template.run(3, n), rtol=1e-13, atol=0, equal_nan=True)
-print("simulated", n - 3, "variants")
+want = template.run(3, n)
+for inline in (True, False):  # the pattern formed in the day loop (the GPU's), or in passes
+    device = DeviceTemplate(template, memory=1, inline_pattern=inline)  # the smallest budget: one variant per launch
+    assert device.chunk < n
+    calls = []
+    np.testing.assert_allclose(device.run(3, n, lambda: calls.append(1)), want, rtol=1e-13, atol=0, equal_nan=True)
+    assert calls == [1]  # the host work meanwhile: once, while the first launch runs
+    print("simulated", n - 3, "variants", "inline" if inline else "passes")
 """
 
 
@@ -64,7 +68,7 @@ def test_the_kernel_in_the_cuda_simulator_equals_the_cpu_kernel() -> None:
     done = subprocess.run([sys.executable, "-c", _SIMULATED], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "simulated 29 variants" in done.stdout
+    assert "simulated 29 variants inline" in done.stdout and "simulated 29 variants passes" in done.stdout
 
 
 @pytest.mark.usefixtures("stand_in_hopper")
@@ -76,17 +80,18 @@ def test_the_kernel_compiles_for_hopper() -> None:
 
     _, template = small_sweep()
     device._compiled.cache_clear()
-    kernel = device._compiled()._kernel
     t = template
     arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of, t.starts, t.stops,
               t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)), np.empty((16, 2)))
     with exact_arithmetic():
-        ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in arrays), cc=(9, 0))
         root, _ = cuda.compile_ptx(_root, (numba.float64[::1],), cc=(9, 0))
-    assert ".entry" in ptx and "sm_90" in ptx
-    # every + − × ÷ rounded as on the CPU: the only fused multiply-adds are those inside CUDA's
-    # pow (the CAGR's root), as many as in a kernel that takes that root alone
-    assert ptx.count("fma.rn") == root.count("fma.rn")
+        for inline in (True, False):
+            kernel = device._compiled(inline)._kernel
+            ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in arrays), cc=(9, 0))
+            assert ".entry" in ptx and "sm_90" in ptx
+            # every + − × ÷ rounded as on the CPU: the only fused multiply-adds are those inside
+            # CUDA's pow (the CAGR's root), as many as in a kernel that takes that root alone
+            assert ptx.count("fma.rn") == root.count("fma.rn")
     device._compiled.cache_clear()  # compiled against a stand-in device
 
 
@@ -125,12 +130,14 @@ def test_on_the_gpu_every_variant_equals_the_cpu_kernel() -> None:
     from gpubt.sweep.device import DeviceTemplate
 
     spec, template = small_sweep("2005-01-03", "2019-12-31")
-    device = DeviceTemplate(template, memory=1)
     n = spec.n_variants
-    np.testing.assert_allclose(device.run(0, n), template.run(0, n), rtol=DEVICE_REL, atol=1e-14, equal_nan=True)
-    whole = DeviceTemplate(template)
-    assert whole.chunk >= n
-    np.testing.assert_allclose(whole.run(0, n), template.run(0, n), rtol=DEVICE_REL, atol=1e-14, equal_nan=True)
+    want = template.run(0, n)
+    for inline in (True, False):
+        device = DeviceTemplate(template, memory=1, inline_pattern=inline)
+        np.testing.assert_allclose(device.run(0, n), want, rtol=DEVICE_REL, atol=1e-14, equal_nan=True)
+        whole = DeviceTemplate(template, inline_pattern=inline)
+        assert whole.chunk >= n
+        np.testing.assert_allclose(whole.run(0, n), want, rtol=DEVICE_REL, atol=1e-14, equal_nan=True)
 
 
 def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
@@ -152,3 +159,12 @@ def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.
         got = run_sweep(spec, market=market, backend="numba").table
     assert got.equals(expected)
     assert "GPU sweep kernel failed for variants 0..31" in caplog.text and "running them on the CPU" in caplog.text
+
+
+def test_a_twin_constant_must_name_a_global_of_a_twins_module() -> None:
+    """`twins(constants=...)` replaces globals the twins read; a name none of their modules has
+    (a typo) would silently change nothing, so it is refused."""
+    from gpubt.sweep import template
+
+    with pytest.raises(NameError, match="INLINE_PATERN"):
+        twins(template.variant_metrics, constants={"INLINE_PATERN": True})

@@ -38,10 +38,13 @@ if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 
 
-def twins(*functions: Callable[..., Any], kernels: tuple[Callable[..., Any], ...] = ()) -> types.SimpleNamespace:
+def twins(*functions: Callable[..., Any], kernels: tuple[Callable[..., Any], ...] = (),
+          constants: dict[str, Any] | None = None) -> types.SimpleNamespace:
     """CUDA device functions compiled from the Python source of ``functions`` (njit dispatchers
     or plain functions), and CUDA kernels from ``kernels`` (plain functions that may call them),
-    as attributes named after each function."""
+    as attributes named after each function. ``constants``: module globals the twins read with
+    another value (Numba freezes a global at compile time, so one source can take a branch on
+    the CPU and another on the GPU); each must exist in a twin's module."""
     from numba import config, cuda
 
     copies: dict[int, dict[str, Any]] = {}  # one copy of each module's globals
@@ -61,6 +64,12 @@ def twins(*functions: Callable[..., Any], kernels: tuple[Callable[..., Any], ...
     for kernel in kernels:
         twin = rebound(kernel)
         made[twin.__name__] = cuda.jit(twin, **options)
+    for name, value in (constants or {}).items():
+        owners = [namespace for namespace in copies.values() if name in namespace]
+        if not owners:
+            raise NameError(f"no twin's module has a global {name!r}")
+        for namespace in owners:
+            namespace[name] = value
     for namespace in copies.values():
         namespace.update(made)
     return types.SimpleNamespace(**made)

@@ -3,17 +3,19 @@
 The kernel runs `gpubt.sweep.template.variant_metrics` and `gpubt.metrics.core.row_metrics`
 compiled for the device from the same source as the CPU kernel (`gpubt.backends.twins`), with
 every operation rounded as on the CPU, so a variant's metrics differ from the CPU kernel's only
-where CUDA's pow (the CAGR's root) differs from the CPU's by an ulp. The template's tables (condition bits, series, per-pattern returns, windows,
-benchmark) go to the device once; each launch covers as many variants as the memory budget
-allows, each thread with one column of two (days × variants) scratch matrices (a column per
-thread, so the threads of a warp touch adjacent words on each day), and only the (metrics ×
-variants) table comes back.
+where CUDA's pow (the CAGR's root) differs from the CPU's by an ulp. The template's tables
+(condition bits, series, per-pattern returns, windows, benchmark) go to the device once; each
+launch covers as many variants as the memory budget allows, each thread with one column of a
+(days × variants) scratch matrix of net returns (a column per thread, so the threads of a warp
+touch adjacent words on each day; the twin forms each day's pattern inline, `INLINE_PATTERN`,
+so no pattern matrix), and only the (metrics × variants) table comes back.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +40,10 @@ def _kernel(bits, series, pairs, kinds, rows, gross, turn, held, start_of, start
 
 
 @functools.cache
-def _compiled() -> Any:
-    """The CUDA kernel, with its twins, made once per process."""
-    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics, kernels=(_kernel,))
+def _compiled(inline: bool) -> Any:
+    """The CUDA kernel, with its twins, made once per process (``inline``: `INLINE_PATTERN`)."""
+    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics, kernels=(_kernel,),
+                 constants={"INLINE_PATTERN": inline})
 
 
 @dataclass
@@ -49,6 +52,7 @@ class DeviceTemplate:
 
     template: Template
     memory: int | None = None  # scratch budget in bytes (default: `twins.memory_budget`)
+    inline_pattern: bool = True  # the kernel's `INLINE_PATTERN` (False: the CPU's passes, to compare)
     seconds: dict[str, float] = field(default_factory=lambda: {"to_device": 0.0, "kernel": 0.0, "to_host": 0.0})
 
     def __post_init__(self) -> None:
@@ -60,7 +64,7 @@ class DeviceTemplate:
         cuda.synchronize()
         self.seconds["to_device"] += time.perf_counter() - began
         days = t.gross.shape[1]
-        per_variant = days * (4 + 8) + N_KEYS * 8
+        per_variant = days * (0 if self.inline_pattern else 4) + days * 8 + N_KEYS * 8
         budget = self.memory if self.memory is not None else memory_budget(
             lambda: cuda.current_context().get_memory_info()[0])
         chunk = max(1, min(len(t.rows), budget // per_variant))
@@ -68,9 +72,10 @@ class DeviceTemplate:
         self._pattern: Any = None
         self._net: Any = None
 
-    def run(self, lo: int, hi: int) -> np.ndarray:
-        """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
-        kernel = _compiled()._kernel
+    def run(self, lo: int, hi: int, meanwhile: Callable[[], None] | None = None) -> np.ndarray:
+        """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order.
+        ``meanwhile`` runs on the host while the first launch computes."""
+        kernel = _compiled(self.inline_pattern)._kernel
         bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops, bench, squares, cost = self._tables
         out = np.empty((N_KEYS, hi - lo))
         size = min(self.chunk, hi - lo)
@@ -83,6 +88,11 @@ class DeviceTemplate:
                 kernel[(b - a + THREADS - 1) // THREADS, THREADS](
                     bits, series, pairs, kinds, rows[a:b], gross, turn, held, start_of[a:b], starts, stops, bench,
                     squares, cost[a:b], pattern, net, values)
+            if meanwhile is not None:
+                waited = time.perf_counter()
+                meanwhile()
+                began += time.perf_counter() - waited  # host work, not the kernel's
+                meanwhile = None
             cuda.synchronize()
             copied = time.perf_counter()
             if b - a == hi - lo:
@@ -94,11 +104,12 @@ class DeviceTemplate:
         return out
 
     def _scratch(self, size: int) -> tuple[Any, Any]:
-        """The (days × variants) pattern and return matrices, kept for the next chunks (allocating
-        gigabytes of device memory per chunk costs more than the kernel)."""
-        if self._pattern is None or self._pattern.shape[1] < size:
+        """The (days × variants) pattern (none where the pattern is inline) and return matrices,
+        kept for the next chunks (allocating gigabytes of device memory per chunk costs more
+        than the kernel)."""
+        if self._net is None or self._net.shape[1] < size:
             self._pattern = self._net = None
             days = self.template.gross.shape[1]
-            self._pattern = cuda.device_array((days, size), dtype=np.int32)
+            self._pattern = cuda.device_array((0 if self.inline_pattern else days, size), dtype=np.int32)
             self._net = cuda.device_array((days, size))
         return self._pattern, self._net

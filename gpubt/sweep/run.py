@@ -304,12 +304,13 @@ def run_chunk(
         raise GpubtError(f"unknown backend {backend!r}; available: {', '.join(CHOICES)}", "backend")
     template = fused_template(spec, market, backend)
     if template is not None:
+        windows, window = list(zip(template.start_dates, template.end_dates)), template.start_of[lo:hi]
+        head: list[pl.Series] = []  # on the GPU, built while the kernel runs
         with _phase("fused"):
-            values = _fused_values(template, lo, hi, backend)
-        metrics = _Metrics(dict(zip(METRIC_KEYS, values)), list(zip(template.start_dates, template.end_dates)),
-                           template.start_of[lo:hi])
+            values = _fused_values(template, lo, hi, backend,
+                                   lambda: head.extend(_head(spec, lo, hi, windows, window)))
         with _phase("table"):
-            return _frame(spec, lo, hi, metrics)
+            return _frame(spec, lo, hi, _Metrics(dict(zip(METRIC_KEYS, values)), windows, window), head or None)
     indices = list(range(lo, hi))
     metrics = _Metrics.empty(hi - lo)
     with _phase("parse"):
@@ -351,10 +352,12 @@ def fused_template(spec: SweepSpec, market: Market, backend: str) -> Template | 
 _ON_DEVICE: weakref.WeakKeyDictionary[Template, Any] = weakref.WeakKeyDictionary()
 
 
-def _fused_values(template: Template, lo: int, hi: int, backend: str) -> np.ndarray:
-    """The fused kernel's metrics of variants lo..hi-1, on the GPU where `gpu_sweeps`. A CUDA
-    failure runs the same variants on the CPU kernel (the same source, so the same numbers)
-    with a warning; nothing partial is ever returned."""
+def _fused_values(template: Template, lo: int, hi: int, backend: str,
+                  meanwhile: Callable[[], None] | None = None) -> np.ndarray:
+    """The fused kernel's metrics of variants lo..hi-1, on the GPU where `gpu_sweeps`, running
+    ``meanwhile`` on the host while the device computes. A CUDA failure runs the same variants
+    on the CPU kernel (the same source, so the same numbers) with a warning; nothing partial is
+    ever returned."""
     if gpu_sweeps(backend):
         try:
             with _GRAPHS_LOCK:
@@ -365,7 +368,7 @@ def _fused_values(template: Template, lo: int, hi: int, backend: str) -> np.ndar
                     with _phase("to_device"):
                         device = _ON_DEVICE[template] = DeviceTemplate(template)
             before = dict(device.seconds)
-            values = device.run(lo, hi)
+            values = device.run(lo, hi, meanwhile)
             for key, seconds in device.seconds.items():
                 PHASES[f"gpu {key}"] = PHASES.get(f"gpu {key}", 0.0) + seconds - before[key]
             return values
@@ -543,8 +546,9 @@ class _Metrics:
         self.windows.append((start, end))
 
 
-def _frame(spec: SweepSpec, lo: int, hi: int, metrics: _Metrics) -> pl.DataFrame:
-    """The result rows of variants lo..hi-1."""
+def _head(spec: SweepSpec, lo: int, hi: int, windows: list[tuple[str | None, str | None]],
+          window: np.ndarray) -> list[pl.Series]:
+    """The columns of variants lo..hi-1 that need no metric: index, parameters, window dates."""
     schema = table_schema(spec)
     series = [pl.Series(VARIANT, np.arange(lo, hi, dtype=np.int64))]
     at = spec.value_indices(lo, hi)
@@ -552,8 +556,16 @@ def _frame(spec: SweepSpec, lo: int, hi: int, metrics: _Metrics) -> pl.DataFrame
         cell = _converter(schema[p.name])
         values = pl.Series(p.name, [cell(v) for v in p.values], dtype=schema[p.name])
         series.append(values.gather(at[:, j]))
-    for name, dates in zip(("startDate", "endDate"), zip(*metrics.windows)):
-        series.append(pl.Series(name, dates, dtype=pl.String).gather(metrics.window))
+    for name, dates in zip(("startDate", "endDate"), zip(*windows)):
+        series.append(pl.Series(name, dates, dtype=pl.String).gather(window))
+    return series
+
+
+def _frame(spec: SweepSpec, lo: int, hi: int, metrics: _Metrics,
+           head: list[pl.Series] | None = None) -> pl.DataFrame:
+    """The result rows of variants lo..hi-1 (``head``: their `_head` columns, if built already)."""
+    schema = table_schema(spec)
+    series = head if head is not None else _head(spec, lo, hi, metrics.windows, metrics.window)
     for key in METRIC_KEYS:
         # non-finite metrics are missing, as `null` in the JSON response
         values = metrics.values[key]
