@@ -404,28 +404,39 @@ def _setting_rows(
     per pair), a series and a threshold become a bit row computed from the series (a threshold
     grid costs one series, not one graph comparison per threshold). None when a setting reads a
     branch series."""
-    settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+    sizes = [len(spec.parameters[j].values) for j in members]
+    settings, inverse = _distinct_rows(indices[:, members], sizes)
     node = _node_at(strategy.request, node_path)
     raw = _dict_at(spec.base, (*node_path, "conditions"))
     fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
     where = json_path(*node_path)
-    candidates = []
-    for setting in settings.tolist():
+    # A line's threshold is read by no tree rule and only compared with the line's series, so
+    # settings that differ in thresholds alone share one shape: one copy of the lines and one
+    # compile (a 16 × 16 window × threshold grid is 16 shapes, not 256).
+    others = [m for m, (_, name, _) in enumerate(fields) if name != "threshold"]
+    threshold_of = {line: (values, m) for m, (line, name, values) in enumerate(fields) if name == "threshold"}
+    if others:
+        shape_settings, shape_of = _distinct_rows(settings[:, others], [sizes[m] for m in others])
+    else:
+        shape_settings, shape_of = np.zeros((1, 0), dtype=np.int64), np.zeros(len(settings), dtype=np.int64)
+    shapes = []
+    for setting in shape_settings.tolist():
         lines = list(node.conditions)
         updates: dict[int, dict[str, Any]] = {}
-        for (line, name, values), v in zip(fields, setting):
+        for m, v in zip(others, setting):
+            line, name, values = fields[m]
             updates.setdefault(line, {})[name] = values[v]
         for line, update in updates.items():
             lines[line] = lines[line].model_copy(update=update)
-        candidates.append(tuple(lines))
+        shapes.append(tuple(lines))
     simple = pairs and all(
         len(lines) == 1 and lines[0].metric != DATE_METRIC and lines[0].comparator in ("gt", "lt")
-        and lines[0].for_days == 1 for lines in candidates
+        and lines[0].for_days == 1 for lines in shapes
     )
-    as_pairs = simple and all(lines[0].expanded for lines in candidates)
-    as_thresholds = simple and not any(lines[0].expanded for lines in candidates)
-    setting_rows = np.empty(len(settings), dtype=np.int32)
-    for u, lines in enumerate(candidates):
+    as_pairs = simple and all(lines[0].expanded for lines in shapes)
+    as_thresholds = simple and not any(lines[0].expanded for lines in shapes)
+    compiled: list[tuple[Node, int] | tuple[Node, Node, int]] = []
+    for b, lines in enumerate(shapes):
         # Each value passed the rules alone when the spec was made; only a custom formula's
         # lookback depends on two fields (formula and window) together.
         if strategy.formulas:
@@ -433,19 +444,28 @@ def _setting_rows(
                 check_conditions(node.model_copy(update={"conditions": lines}), where,
                                  strategy.formulas, {}, spec.limits)
             except GpubtError:
-                spec.strategy(int(np.argmax(inverse == u)))  # raises, naming a variant
+                spec.strategy(int(np.argmax(shape_of[inverse] == b)))  # raises, naming a variant
                 raise
         if as_pairs:
-            line = lines[0]
-            left, f1 = compiler.series(line.metric, line.ticker, line.window, node)
-            right, f2 = compiler.series(*line.right, node)
-            setting_rows[u] = table.pair(left, right, 0 if line.comparator == "gt" else 1, max(f1, f2))
+            left, f1 = compiler.series(lines[0].metric, lines[0].ticker, lines[0].window, node)
+            right, f2 = compiler.series(*lines[0].right, node)
+            compiled.append((left, right, max(f1, f2)))
         elif as_thresholds:
-            line = lines[0]
-            left, first = compiler.series(line.metric, line.ticker, line.window, node)
-            setting_rows[u] = table.threshold(left, 0 if line.comparator == "gt" else 1,
-                                              float(line.threshold), first)
+            compiled.append(compiler.series(lines[0].metric, lines[0].ticker, lines[0].window, node))
+    setting_rows = np.empty(len(settings), dtype=np.int32)
+    for u, (b, setting) in enumerate(zip(shape_of.tolist(), settings.tolist())):
+        lines = shapes[b]
+        thresholds = {k: values[setting[m]] for k, (values, m) in threshold_of.items()}
+        op = 0 if lines[0].comparator == "gt" else 1
+        if as_pairs:
+            left, right, first = compiled[b]  # type: ignore[misc]
+            setting_rows[u] = table.pair(left, right, op, first)
+        elif as_thresholds:
+            series, first = compiled[b]  # type: ignore[misc]
+            setting_rows[u] = table.threshold(series, op, float(thresholds.get(0, lines[0].threshold)), first)
         else:
+            lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
+                          for k, line in enumerate(lines))
             truth, first = compiler.lines(node, lines)
             if truth is None:
                 return None
