@@ -166,7 +166,7 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     from gpubt.backends import gpu_sweeps
 
-    kernels = pattern_kernels(spec, m, backend) if gpu_sweeps(backend) and not workers else None
+    kernels = pattern_kernels(spec, m, backend) if gpu_sweeps(backend, spec.n_variants) and not workers else None
     return {
         "kernels": kernels,
         "backend": backend, "grid": grid, "variants": spec.n_variants, "seconds": elapsed,
@@ -293,7 +293,7 @@ def main() -> None:
                 profiles.append((backend, ph))
             rows.append([
                 backend, str(r["workers"] or "-"), r["grid"], f"{r['variants']:,}", f"{r['days']:,}", str(r["chunk"]),
-                f"{r['cold_seconds']:.2f}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}", f"{r['rate'] / (TARGET_GPU_RATE if gpu_sweeps(backend) else TARGET_RATE):.1%}",
+                f"{r['cold_seconds']:.2f}", f"{r['seconds']:.2f}", f"{r['rate']:,.0f}", f"{r['rate'] / (TARGET_GPU_RATE if gpu_sweeps(backend, r['variants']) else TARGET_RATE):.1%}",
                 f"{peak:,.0f}" + ("" if not r["workers"] else f" (driver {r['rss_mb']:,.0f})"),
                 *("-" if k not in ph else f"{ph[k]:.1f}" if ph[k] >= 1 else f"{ph[k]:.2f}" for k in PHASE_NOTES),
             ])

@@ -56,7 +56,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     import numba
 
-    from gpubt.backends import REGISTRY, gpu_sweeps, pick, usable
+    from gpubt.backends import AUTO_GPU_MIN_VARIANTS, REGISTRY, gpu_sweeps, pick, usable
 
     table = Table(title=f"gpubt {__version__}")
     table.add_column("item")
@@ -75,8 +75,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         table.add_row(f"backend {name}", "usable" if ok else escape(f"unusable: {why}"))
     chosen, reason = pick("auto")
     table.add_row("backend auto", escape(f"{chosen} ({reason})"))
-    table.add_row("fused sweeps (auto)", "GPU kernel, one thread per variant" if gpu_sweeps("auto")
-                  else "CPU kernel (Numba, all cores)")
+    table.add_row("fused sweeps (auto)", f"GPU kernel, one thread per variant (from {AUTO_GPU_MIN_VARIANTS:,} "
+                  "variants; CPU kernel below)" if gpu_sweeps("auto") else "CPU kernel (Numba, all cores)")
     table.add_row("numba threads", f"{numba.get_num_threads()} ({numba.threading_layer()} layer; "
                   "NUMBA_NUM_THREADS sets them)")
     console.print(table)

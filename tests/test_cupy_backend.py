@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpubt.backends import AUTO_ORDER, GPU_BACKENDS, REGISTRY, gpu_sweeps, kernels, pick, usable
+from gpubt.backends import AUTO_GPU_MIN_VARIANTS, AUTO_ORDER, GPU_BACKENDS, REGISTRY, gpu_sweeps, kernels, pick, usable
 from gpubt.ir.nodes import Node, topological
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,12 +52,16 @@ def simulate(code: str, **env: str) -> str:
 
 
 def test_registered_and_never_picked_by_auto_for_one_backtest() -> None:
-    """numba beat cupy at every scenario on an H200 and an H100 (benchmarks/RESULTS.md): auto says so."""
+    """numba's signals beat cupy's at every scenario on an H200 and an H100 (benchmarks/RESULTS.md):
+    auto says so."""
     assert REGISTRY["cupy"] == ("gpubt.backends.cupy_gpu", "CupyBackend")
     assert "cupy" not in AUTO_ORDER and "cupy" in GPU_BACKENDS
     name, why = pick("auto")
     assert name == "numba"
     assert gpu_sweeps("cupy") and not gpu_sweeps("numba") and gpu_sweeps("auto") == USABLE
+    # a sweep too small to fill a device runs on the CPU kernel under auto, never under cupy
+    assert not gpu_sweeps("auto", AUTO_GPU_MIN_VARIANTS - 1) and gpu_sweeps("cupy", 10)
+    assert gpu_sweeps("auto", AUTO_GPU_MIN_VARIANTS) == USABLE
 
 
 def test_asking_for_cupy_without_a_device_says_why() -> None:
@@ -74,9 +78,9 @@ def test_auto_under_the_simulator_picks_numba_and_sweeps_on_the_gpu() -> None:
     out = simulate("""
         from gpubt.backends import get_backend, gpu_sweeps, pick
         name, why = pick("auto")
-        print(name, get_backend("auto").name, gpu_sweeps("auto"), why)
+        print(name, get_backend("auto").name, gpu_sweeps("auto"), gpu_sweeps("auto", 1000), why)
     """)
-    assert out.split()[:3] == ["numba", "numba", "True"]
+    assert out.split()[:4] == ["numba", "numba", "True", "False"]
     assert "cupy usable but slower for one backtest's signals" in out
 
 

@@ -154,7 +154,7 @@ def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.
 
     market = market_slice(synthetic_market(), "2010-03-01", "2011-06-30")
     expected = run_sweep(spec, market=market, backend="numba").table
-    monkeypatch.setattr(runner, "gpu_sweeps", lambda name: True)
+    monkeypatch.setattr(runner, "gpu_sweeps", lambda name, variants=None: True)
     with caplog.at_level("WARNING", logger="gpubt.sweep.run"):
         got = run_sweep(spec, market=market, backend="numba").table
     assert got.equals(expected)
@@ -168,3 +168,17 @@ def test_a_twin_constant_must_name_a_global_of_a_twins_module() -> None:
 
     with pytest.raises(NameError, match="INLINE_PATERN"):
         twins(template.variant_metrics, constants={"INLINE_PATERN": True})
+
+
+def test_auto_runs_a_small_fused_sweep_on_the_cpu_kernel(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Under auto a sweep of fewer than AUTO_GPU_MIN_VARIANTS never goes to the device, even where
+    one is usable (here: every GPU backend reported usable): no upload, no fallback warning."""
+    from gpubt import backends
+    from gpubt.sweep import run as runner
+
+    monkeypatch.setattr(backends, "usable", lambda name: (True, "ok"))
+    spec, template = small_sweep()
+    assert spec.n_variants < backends.AUTO_GPU_MIN_VARIANTS and backends.gpu_sweeps("auto")
+    values = runner._fused_values(template, 0, spec.n_variants, "auto")
+    assert template not in runner._ON_DEVICE and "GPU" not in caplog.text
+    np.testing.assert_array_equal(values, template.run(0, spec.n_variants))

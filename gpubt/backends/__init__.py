@@ -25,10 +25,11 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 # What auto picks for a backtest's signals, fastest first, as measured in benchmarks/RESULTS.md:
-# numba ~15x polars on signals (bit-equal); on an H200 and an H100, numba on the host's 16 cores
-# beat cupy at every scenario (cupy 0.2-0.75x end to end on the H100), so cupy runs only when
-# asked for; polars-gpu (host kernels between GPU collects, never yet run on a GPU) too. Sweeps
-# use the GPU where it pays (`gpu_sweeps`).
+# numba ~15x polars on signals (bit-equal); on an H100, cupy's signals are still slower than
+# numba's on the host's 16 cores in every scenario (0.23-0.94x, session 15), so cupy runs only
+# when asked for;
+# polars-gpu (host kernels between GPU collects, never yet run on a GPU) too. Sweeps use the GPU
+# where it pays (`gpu_sweeps`).
 AUTO_ORDER = ("numba", "polars")
 # Backends that run on a CUDA device: their tests are marked `gpu`, a CUDA failure in them falls
 # back to a CPU backend with a warning, and fused sweeps run their kernel on the device.
@@ -65,13 +66,24 @@ def pick(name: str) -> tuple[str, str]:
     raise RuntimeError("no usable backend: " + "; ".join(skipped))
 
 
-def gpu_sweeps(name: str) -> bool:
-    """Whether a fused sweep asked to run on ``name`` runs its per-variant kernel on the GPU: when
-    asked for a GPU backend, or for auto where one is usable (one thread per variant: 4.8x the
-    16-core CPU kernel at a million variants on an H200, benchmarks/RESULTS.md)."""
+# `auto` runs a fused sweep of fewer variants on the CPU kernel even where a GPU is usable: a
+# thread per variant leaves most of the device idle, and the uploads cost more than the kernel
+# saves. On an H100 (session 15): 1,000 variants of 10 if/else nodes took 33 ms in the device
+# kernel and 13-15 ms of uploads, against 23 ms on the host's 16-core CPU kernel; 65,536 of 2
+# nodes 8 ms against 125 ms.
+AUTO_GPU_MIN_VARIANTS = 4096
+
+
+def gpu_sweeps(name: str, variants: int | None = None) -> bool:
+    """Whether a fused sweep of ``variants`` asked to run on ``name`` runs its per-variant kernel
+    on the GPU: when asked for a GPU backend, or for auto where one is usable and the sweep has
+    at least AUTO_GPU_MIN_VARIANTS (one thread per variant: 5.5x the 16-core CPU kernel for
+    65,536 variants and 10.5x for a million on an H100, benchmarks/RESULTS.md)."""
     if name in GPU_BACKENDS:
         return True
-    return name == "auto" and any(usable(g)[0] for g in GPU_BACKENDS)
+    if name != "auto" or (variants is not None and variants < AUTO_GPU_MIN_VARIANTS):
+        return False
+    return any(usable(g)[0] for g in GPU_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
@@ -85,4 +97,4 @@ def get_backend(name: str) -> Backend:
     return getattr(import_module(module), cls)()
 
 
-__all__ = ["AUTO_ORDER", "GPU_BACKENDS", "REGISTRY", "Backend", "get_backend", "gpu_sweeps", "pick", "usable"]
+__all__ = ["AUTO_GPU_MIN_VARIANTS", "AUTO_ORDER", "GPU_BACKENDS", "REGISTRY", "Backend", "get_backend", "gpu_sweeps", "pick", "usable"]

@@ -354,11 +354,11 @@ _ON_DEVICE: weakref.WeakKeyDictionary[Template, Any] = weakref.WeakKeyDictionary
 
 def _fused_values(template: Template, lo: int, hi: int, backend: str,
                   meanwhile: Callable[[], None] | None = None) -> np.ndarray:
-    """The fused kernel's metrics of variants lo..hi-1, on the GPU where `gpu_sweeps`, running
-    ``meanwhile`` on the host while the device computes. A CUDA failure runs the same variants
-    on the CPU kernel (the same source, so the same numbers) with a warning; nothing partial is
-    ever returned."""
-    if gpu_sweeps(backend):
+    """The fused kernel's metrics of variants lo..hi-1, on the GPU where `gpu_sweeps` (for the
+    sweep's whole size), running ``meanwhile`` on the host while the device computes. A CUDA
+    failure runs the same variants on the CPU kernel (the same source, so the same numbers)
+    with a warning; nothing partial is ever returned."""
+    if gpu_sweeps(backend, len(template.rows)):
         try:
             with _GRAPHS_LOCK:
                 device = _ON_DEVICE.get(template)
@@ -736,7 +736,7 @@ def run_sweep(
         if not fused:
             chunk_size = chunk_size_for(memory, local_market.n_days, n_tickers)
         else:
-            chunk_size = FUSED_CHUNK_DEVICE if gpu_sweeps(backend) else FUSED_CHUNK
+            chunk_size = FUSED_CHUNK_DEVICE if gpu_sweeps(backend, spec.n_variants) else FUSED_CHUNK
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise GpubtError(f"chunk size must be a positive integer, got {chunk_size!r}", "chunkSize")
     if resume and out is None:
