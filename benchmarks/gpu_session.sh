@@ -37,7 +37,7 @@ tests() {
 
 check() {
     step "cupy backend check"
-    timeout "${BACKEND_S:-130}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
+    timeout "${BACKEND_S:-180}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
 }
 
 parity() {
