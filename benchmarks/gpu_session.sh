@@ -3,12 +3,14 @@
 #   the sweep benchmark (numba, cupy and auto: the 65,536 and 1,048,576 grids and the batch of
 #   1,000 strategies of 10 nodes, same machine, same run), the gpu-marked tests, the cupy
 #   backend check (parity, scenario timings against numba, the device time kernel by kernel) and
-#   the cupy parity suite; each step has a time limit (env *_S seconds).
-# Packages the device image lacks (polars, pydantic, orjson) travel as wheels in .whl/ (see
-# ../.library/device/README.md); logs and the updated RESULTS.md are written under $OUT.
+#   the cupy parity suite, and a sweep on a dask-cuda worker (--local-gpus); each step has a time
+#   limit (env *_S seconds).
+# Packages the device image lacks (polars, pydantic, orjson, dask, dask-cuda) travel as wheels in
+# .whl/ (benchmarks/gpu_wheels.sh fetches them; ../.library/device/README.md); logs and the
+# updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
 #   STEPS="check tests" bash benchmarks/gpu_session.sh runs only those steps, in that order
-#   (check, tests, parity, sweep).
+#   (check, tests, parity, sweep, dist: --local-gpus on dask-cuda).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpubt-gpu}
 mkdir -p "$OUT"
@@ -32,7 +34,7 @@ sweep() {
 
 tests() {
     step "gpu tests"
-    timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+    timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu -k "not local_gpus" tests/test_sweep_device.py tests/test_cupy_backend.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 }
 
 check() {
@@ -40,12 +42,17 @@ check() {
     timeout "${BACKEND_S:-180}" python3 benchmarks/cupy_backend_check.py --runs 3 --kernels 1000x1000,stress 2>&1 | tee "$OUT/cupy_backend.log" | grep -v -i warn | tail -60
 }
 
+dist() {
+    step "sweep on a dask-cuda worker"
+    timeout "${DIST_S:-120}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu -k local_gpus tests/test_sweep_device.py 2>&1 | tee "$OUT/dist.log" | tail -5
+}
+
 parity() {
     step "parity on cupy"
     PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
 }
 
-for s in ${STEPS:-check tests parity sweep}; do "$s"; done
+for s in ${STEPS:-check tests parity sweep dist}; do "$s"; done
 
 cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
 step done

@@ -182,3 +182,23 @@ def test_auto_runs_a_small_fused_sweep_on_the_cpu_kernel(monkeypatch: pytest.Mon
     values = runner._fused_values(template, 0, spec.n_variants, "auto")
     assert template not in runner._ON_DEVICE and "GPU" not in caplog.text
     np.testing.assert_array_equal(values, template.run(0, spec.n_variants))
+
+
+@pytest.mark.gpu
+def test_local_gpus_run_the_chunks_on_a_dask_cuda_worker(tmp_path: Path) -> None:
+    """--local-gpus on a real device: a dask-cuda worker per GPU loads the market itself and runs
+    the chunks, its fused kernel on its own device; the table is the local GPU run's."""
+    _gpu()
+    pytest.importorskip("dask_cuda", reason="dask-cuda is not installed (pip install dask-cuda)")
+    from gpubt.data.loaders import write_market_frames
+    from gpubt.data.synthetic import synthetic_frames
+    from gpubt.sweep import make_spec, run_sweep
+    from tests.test_sweep import TQQQ
+
+    frames = synthetic_frames()
+    write_market_frames({t: frames[t] for t in ("SPY", "QQQ", "TQQQ", "SQQQ", "UVXY", "BIL")}, tmp_path)
+    spec = make_spec(TQQQ, {"c1.window": [6, 10, 14, 18], "c1.threshold": [72, 76, 80], "c2.threshold": [25, 31]})
+    local = run_sweep(spec, chunk_size=8, backend="cupy", data=str(tmp_path))
+    on_dask = run_sweep(spec, chunk_size=8, backend="cupy", local_gpus=1, data=str(tmp_path))
+    assert on_dask.workers.startswith("dask LocalCUDACluster") and "(1 workers)" in on_dask.workers
+    assert on_dask.table.equals(local.table)
