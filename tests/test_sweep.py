@@ -488,6 +488,27 @@ def test_invalid_specs_are_refused_naming_the_parameter(parameters: dict, combin
         make_spec(TQQQ, parameters, combine)
 
 
+@pytest.mark.parametrize("field", ["threshold", "comparator"])
+@pytest.mark.parametrize("value", [70, 70.25, -1e300, "70", "gt", "crossAbove", "above", True, None, [70], {"x": 1},
+                                   float(2**60), 10**400])
+def test_line_only_values_are_judged_as_a_whole_parse_judges_them(field: str, value: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threshold or comparator value is validated on its line alone (no tree rule reads those
+    fields): the same values pass, and a refused one gets the whole parse's message."""
+    from gpubt.sweep import spec as specs
+
+    def outcome() -> Any:
+        try:
+            made = make_spec(TQQQ, {f"c1.{field}": [value]})
+        except GpubtError as exc:
+            return exc.message, exc.path
+        return made.tickers, made.benchmarks, made.values(0)
+
+    fast = outcome()
+    monkeypatch.setattr(specs, "LINE_ONLY_FIELDS", frozenset())
+    assert fast == outcome()
+
+
 def test_ambiguous_ids_and_duplicate_fields_are_refused() -> None:
     body = json.loads(TQQQ.read_text())
     body["payload"]["children"]["else"][0]["conditions"][0]["id"] = "c1"  # two conditions c1
@@ -667,3 +688,13 @@ def test_dask_survives_a_worker_dying_mid_sweep(dask_client: Any) -> None:
     assert table["variant"].to_list() == list(range(32))
     assert sum(frame.height for frame in frames) == 32  # every variant exactly once
     assert table.equals(run_sweep(spec, chunk_size=1).table)
+
+
+def test_a_threshold_grid_parses_the_request_once_not_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpubt.sweep import spec as specs
+
+    calls = []
+    whole = specs.parse_request
+    monkeypatch.setattr(specs, "parse_request", lambda *a, **k: calls.append(1) or whole(*a, **k))
+    made = make_spec(TQQQ, {"c1.threshold": {"start": 50, "stop": 100, "step": 0.5}, "c1.comparator": ["gt", "lt"]})
+    assert made.n_variants == 200 and len(calls) == 2  # the base, checked, then read for its tickers

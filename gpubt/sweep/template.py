@@ -49,7 +49,7 @@ from gpubt.schema.parse import Strategy, check_conditions
 from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns
-from gpubt.sweep.spec import Parameter, SweepSpec
+from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 
 # At most 2^MAX_BITS branch patterns (tables of 2^K rows); a tree with more if/else nodes whose
 # conditions vary by day takes the general path.
@@ -407,7 +407,7 @@ def _setting_rows(
     sizes = [len(spec.parameters[j].values) for j in members]
     settings, inverse = _distinct_rows(indices[:, members], sizes)
     node = _node_at(strategy.request, node_path)
-    raw = _dict_at(spec.base, (*node_path, "conditions"))
+    raw = dict_at(spec.base, (*node_path, "conditions"))
     fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
     where = json_path(*node_path)
     # A line's threshold is read by no tree rule and only compared with the line's series, so
@@ -496,12 +496,6 @@ def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     seen = np.zeros(span, dtype=bool)
     seen[keys] = True
     return np.flatnonzero(seen), (np.cumsum(seen) - 1)[keys]
-
-
-def _dict_at(body: dict[str, Any], path: Sequence[Any]) -> Any:
-    for key in path:
-        body = body[key]
-    return body
 
 
 def _field_values(p: Parameter, raw: dict[str, Any]) -> tuple[int, str, list[Any]]:
