@@ -306,33 +306,30 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
 
-    truths = [key for key in table.bits if isinstance(key, Node)]
-    values = engine.evaluate([*truths, *table.series_nodes], tmarket, {})
+    values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
     series = np.array([values[node] for node in table.series_nodes]).reshape(-1, tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
-    thresholds = [(r, key) for key, r in table.bits.items() if not isinstance(key, Node)]
+    bit_firsts = np.asarray(table.bit_firsts, dtype=np.int64)
+    at, sides, ops, limits = table.compared()
     if pairs and not (_finite_from(series, pair_rows[:, 0], table.pair_firsts)
                       and _finite_from(series, pair_rows[:, 1], table.pair_firsts)
-                      and _finite_from(series, [table.series_nodes[key[0]] for _, key in thresholds],
-                                       [table.bit_firsts[r] for r, _ in thresholds])):
+                      and _finite_from(series, sides, bit_firsts[at])):
         return prepare(spec, market, engine, pairs=False)
-    bits = np.empty((len(table.bits), tmarket.n_days), dtype=np.uint8)
-    for key, r in table.bits.items():
-        if isinstance(key, Node):
-            bits[r] = values[key] == TRUE
+    bits = np.empty((len(bit_firsts), tmarket.n_days), dtype=np.uint8)
+    for truth, r in table.bits.items():
+        bits[r] = values[truth] == TRUE
     # comparisons with thresholds, as the graph's (the series is finite where read): one
     # broadcast comparison per series and comparator
-    by_side: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    for r, (node, op, value) in thresholds:
-        by_side.setdefault((table.series_nodes[node], op), []).append((r, value))
-    for (row, op), found in by_side.items():
-        rs, limits = np.array([r for r, _ in found]), np.array([v for _, v in found])[:, None]
-        bits[rs] = series[row] > limits if op == 0 else series[row] < limits
+    order = np.lexsort((ops, sides))
+    for lo, hi in _runs(sides[order] * 2 + ops[order]):
+        group = order[lo:hi]
+        x, limit = series[sides[group[0]]], limits[group, None]
+        bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
     weights = _pattern_weights(program.root, chooses, tmarket.tickers)
     static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
     warmups = np.full(spec.n_variants, static)
     for k in range(len(chooses)):
-        firsts = np.asarray(table.pair_firsts if kinds[k] else table.bit_firsts, dtype=np.int64)
+        firsts = np.asarray(table.pair_firsts, dtype=np.int64) if kinds[k] else bit_firsts
         np.maximum(warmups, firsts[rows[:, k]], out=warmups)
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
@@ -346,23 +343,38 @@ class _Rows:
     and pairs), each with the first day it can be decided."""
 
     def __init__(self) -> None:
-        self.bits: dict[Node | tuple[Node, int, float], int] = {}
-        self.bit_firsts: list[int] = []
+        self.bits: dict[Node, int] = {}  # bit rows of graph truths
+        self.bit_firsts: list[int] = []  # of every bit row, truths' and thresholds'
         self.series_nodes: dict[Node, int] = {}
         self.pairs: dict[tuple[int, int, int], int] = {}
         self.pair_firsts: list[int] = []
+        self._compared: list[tuple[np.ndarray, ...]] = []  # (rows, series rows, ops, limits)
 
-    def bit(self, truth: Node | tuple[Node, int, float], first: int) -> int:
-        row = self.bits.setdefault(truth, len(self.bits))
-        if row == len(self.bit_firsts):
+    def bit(self, truth: Node, first: int) -> int:
+        row = self.bits.get(truth)
+        if row is None:
+            row = self.bits[truth] = len(self.bit_firsts)
             self.bit_firsts.append(first)
         return row
 
-    def threshold(self, series: Node, op: int, value: float, first: int) -> int:
-        """The bit row of ``series`` > value (op 0) or < value (op 1): a threshold grid over one
-        window is one series, not one graph comparison per threshold."""
-        self.series_nodes.setdefault(series, len(self.series_nodes))
-        return self.bit((series, op, value), first)
+    def thresholds(self, series: list[Node], shape: np.ndarray, ops: np.ndarray, limits: np.ndarray,
+                   firsts: np.ndarray) -> np.ndarray:
+        """New bit rows, one per u: ``series[shape[u]]`` > limits[u] where ops[shape[u]] is 0, <
+        where 1 (``firsts``: each series' first day). A threshold grid over one window is one
+        series, not one graph comparison per threshold; added a node at a time as arrays (two
+        nodes with an equal setting keep two equal rows)."""
+        sides = np.array([self.series_nodes.setdefault(s, len(self.series_nodes)) for s in series], dtype=np.int64)
+        rows = np.arange(len(self.bit_firsts), len(self.bit_firsts) + len(shape), dtype=np.int64)
+        self.bit_firsts.extend(firsts[shape].tolist())
+        self._compared.append((rows, sides[shape], np.asarray(ops, dtype=np.int64)[shape], limits))
+        return rows
+
+    def compared(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(bit rows, series rows, ops, limits) of every threshold row."""
+        none = np.zeros(0, dtype=np.int64)
+        rows, sides, ops, limits = (np.concatenate(part) for part in zip(*self._compared or [(none, none, none,
+                                                                                               np.zeros(0))]))
+        return rows, sides, ops, limits
 
     def pair(self, left: Node, right: Node, op: int, first: int) -> int:
         a = self.series_nodes.setdefault(left, len(self.series_nodes))
@@ -452,6 +464,18 @@ def _setting_rows(
             compiled.append((left, right, max(f1, f2)))
         elif as_thresholds:
             compiled.append(compiler.series(lines[0].metric, lines[0].ticker, lines[0].window, node))
+    if compiler.branches:
+        return None
+    if as_thresholds:  # every setting at once: its shape's series and comparator, its threshold
+        ops = np.array([0 if lines[0].comparator == "gt" else 1 for lines in shapes])
+        if 0 in threshold_of:
+            values, m = threshold_of[0]
+            limits = np.asarray(values, dtype=np.float64)[settings[:, m]]
+        else:
+            limits = np.array([lines[0].threshold for lines in shapes], dtype=np.float64)[shape_of]
+        found = table.thresholds([s for s, _ in compiled], shape_of, ops, limits,  # type: ignore[misc]
+                                 np.array([f for _, f in compiled], dtype=np.int64))
+        return 0, found.astype(np.int32)[inverse]
     setting_rows = np.empty(len(settings), dtype=np.int32)
     for u, (b, setting) in enumerate(zip(shape_of.tolist(), settings.tolist())):
         lines = shapes[b]
@@ -460,9 +484,6 @@ def _setting_rows(
         if as_pairs:
             left, right, first = compiled[b]  # type: ignore[misc]
             setting_rows[u] = table.pair(left, right, op, first)
-        elif as_thresholds:
-            series, first = compiled[b]  # type: ignore[misc]
-            setting_rows[u] = table.threshold(series, op, float(thresholds.get(0, lines[0].threshold)), first)
         else:
             lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
                           for k, line in enumerate(lines))
@@ -484,6 +505,12 @@ def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, n
         return distinct, inverse.ravel()
     keys, inverse = _unique(np.ravel_multi_index(tuple(indices.T), sizes))
     return np.stack(np.unravel_index(keys, sizes), axis=1), inverse
+
+
+def _runs(keys: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal values in sorted ``keys``."""
+    edges = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
+    return list(zip([0, *edges], [*edges, len(keys)])) if len(keys) else []
 
 
 def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
