@@ -27,9 +27,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
 # What auto picks for a backtest's signals, fastest first, as measured in benchmarks/RESULTS.md:
 # numba ~15x polars on signals (bit-equal); on an H100, cupy's signals are still slower than
 # numba's on the host's 16 cores in every scenario (0.23-0.94x, session 15), so cupy runs only
-# when asked for;
-# polars-gpu (host kernels between GPU collects, never yet run on a GPU) too. Sweeps use the GPU
-# where it pays (`gpu_sweeps`).
+# when asked for; polars-gpu (host kernels between GPU collects, never yet run on a GPU) too.
+# Sweeps use the GPU where it pays (`gpu_sweeps`).
 AUTO_ORDER = ("numba", "polars")
 # Backends that run on a CUDA device: their tests are marked `gpu`, a CUDA failure in them falls
 # back to a CPU backend with a warning, and fused sweeps run their kernel on the device.
@@ -97,4 +96,5 @@ def get_backend(name: str) -> Backend:
     return getattr(import_module(module), cls)()
 
 
-__all__ = ["AUTO_GPU_MIN_VARIANTS", "AUTO_ORDER", "GPU_BACKENDS", "REGISTRY", "Backend", "get_backend", "gpu_sweeps", "pick", "usable"]
+__all__ = ["AUTO_GPU_MIN_VARIANTS", "AUTO_ORDER", "GPU_BACKENDS", "REGISTRY", "Backend", "get_backend", "gpu_sweeps",
+           "pick", "usable"]
