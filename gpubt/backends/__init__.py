@@ -68,7 +68,7 @@ def pick(name: str) -> tuple[str, str]:
 # `auto` runs a fused sweep of fewer variants on the CPU kernel even where a GPU is usable: a
 # thread per variant leaves most of the device idle, and the uploads cost more than the kernel
 # saves. On an H100 (session 15): 1,000 variants of 10 if/else nodes took 33 ms in the device
-# kernel and 13-15 ms of uploads, against 23 ms on the host's 16-core CPU kernel; 65,536 of 2
+# kernel and 12.5-15 ms of uploads, against 23 ms on the host's 16-core CPU kernel; 65,536 of 2
 # nodes 8 ms against 125 ms.
 AUTO_GPU_MIN_VARIANTS = 4096
 
