@@ -371,9 +371,10 @@ class _Rows:
 
     def compared(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(bit rows, series rows, ops, limits) of every threshold row."""
-        none = np.zeros(0, dtype=np.int64)
-        rows, sides, ops, limits = (np.concatenate(part) for part in zip(*self._compared or [(none, none, none,
-                                                                                               np.zeros(0))]))
+        if not self._compared:
+            none = np.zeros(0, dtype=np.int64)
+            return none, none, none, np.zeros(0)
+        rows, sides, ops, limits = (np.concatenate(part) for part in zip(*self._compared))
         return rows, sides, ops, limits
 
     def pair(self, left: Node, right: Node, op: int, first: int) -> int:
@@ -476,24 +477,21 @@ def _setting_rows(
         found = table.thresholds([s for s, _ in compiled], shape_of, ops, limits,  # type: ignore[misc]
                                  np.array([f for _, f in compiled], dtype=np.int64))
         return 0, found.astype(np.int32)[inverse]
+    if as_pairs:  # a comparison of two series reads no threshold: one pair row per shape
+        shape_rows = np.array([table.pair(left, right, 0 if lines[0].comparator == "gt" else 1, first)
+                               for (left, right, first), lines in zip(compiled, shapes)],  # type: ignore[misc]
+                              dtype=np.int32)
+        return 1, shape_rows[shape_of][inverse]
     setting_rows = np.empty(len(settings), dtype=np.int32)
     for u, (b, setting) in enumerate(zip(shape_of.tolist(), settings.tolist())):
-        lines = shapes[b]
         thresholds = {k: values[setting[m]] for k, (values, m) in threshold_of.items()}
-        op = 0 if lines[0].comparator == "gt" else 1
-        if as_pairs:
-            left, right, first = compiled[b]  # type: ignore[misc]
-            setting_rows[u] = table.pair(left, right, op, first)
-        else:
-            lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
-                          for k, line in enumerate(lines))
-            truth, first = compiler.lines(node, lines)
-            if truth is None:
-                return None
-            setting_rows[u] = table.bit(truth, first)
-        if compiler.branches:
+        lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
+                      for k, line in enumerate(shapes[b]))
+        truth, first = compiler.lines(node, lines)
+        if truth is None or compiler.branches:
             return None
-    return int(as_pairs), setting_rows[inverse]
+        setting_rows[u] = table.bit(truth, first)
+    return 0, setting_rows[inverse]
 
 
 def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
