@@ -120,6 +120,59 @@ def test_branch_references_function_nodes_and_modes_across_variants(short_market
         assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
 
 
+@pytest.mark.parametrize("example, parameters", [
+    # the altExit state depends on each variant's start (startDate and enter-cross.window move
+    # it; it is in from 2013-04-11 to 2013-08-30 for the earlier start, out on 2013-06-03 for the
+    # later), the `safety` sub-tree under it does not: shared by every variant with one bond-trend
+    ("altexit_trend.json", {"enter-cross.window": [20, 200], "bond-trend.window": [30, 60],
+                            "startDate": ["2011-06-01", "2013-06-03"], "exit-dd.threshold": [8, 15]}),
+    # a ladder of numbered items, a ratio ticker, a call chain and defined weights
+    ("regime_ladder.json", {"n2.window": [21, 63], "l1-bonds.window": [50, 70], "n3.threshold": [18, 22]}),
+    ("momentum_rotation.json", {"top3.window": [63, 126], "top3.bottom": [2, 3], "defense.window": [20, 60],
+                                "trend.window": [100, 150]}),
+])
+def test_variants_sharing_sub_trees_equal_their_single_runs(short_market: Market, example: str,
+                                                          parameters: dict) -> None:
+    """The general path allocates a sub-tree that several variants agree on once for all of
+    them (interned steps); every variant still equals its own backtest."""
+    spec = make_spec(ROOT / "examples" / example, parameters)
+    table = run_sweep(spec, market=short_market, chunk_size=5).table
+    for i in range(spec.n_variants):
+        single = run_backtest(spec.strategy(i), short_market, "polars").metrics
+        assert_metrics_equal(table.row(i, named=True), single, spec.label(i))
+
+
+def test_a_swept_start_date_has_its_own_column_beside_the_backtest_s(short_market: Market) -> None:
+    spec = make_spec(TQQQ, {"startDate": ["2011-06-01", "2012-01-01"], "endDate": ["2013-12-31"]})
+    result = run_sweep(spec, market=short_market)
+    assert result.parameters == ["request.startDate", "request.endDate"]
+    table = result.table
+    assert table["request.startDate"].to_list() == ["2011-06-01", "2012-01-01"]
+    # the backtest's own first days: after the warm-up, then the first market day from Jan 1
+    assert table["startDate"].to_list() == ["2011-10-04", "2012-01-02"]
+    assert table["startDate"].to_list() == [run_backtest(spec.strategy(i), short_market, "numba").metrics["startDate"]
+                                            for i in range(2)]
+    assert table["endDate"].to_list() == ["2013-12-31"] * 2
+    assert result.top(1).columns[:3] == ["variant", "request.startDate", "request.endDate"]
+
+
+def test_programs_of_a_sweep_share_equal_sub_trees_but_never_an_alt_exit(short_market: Market) -> None:
+    from gpubt.compiler.compile import Compiler
+    from gpubt.compiler.plan import Choose, Latch, walk_steps
+    from gpubt.ir.nodes import Builder
+
+    spec = make_spec(ROOT / "examples" / "altexit_trend.json", {"enter-cross.window": [20, 50]})
+    builder, interned = Builder(), {}
+    roots = [Compiler(spec.strategy(i), short_market, builder, interned=interned).program().root for i in range(2)]
+    assert all(isinstance(root, Latch) for root in roots) and roots[0] is not roots[1]
+    assert roots[0].other is roots[1].other  # the `safety` slot: one step for both variants
+    assert isinstance(roots[0].other.children[0], Choose)
+    assert roots[0].then is roots[1].then  # the scaling sub-tree too
+    alone = Compiler(spec.strategy(0), short_market, builder).program().root
+    assert alone.other is not roots[0].other  # a single run interns nothing
+    assert len(walk_steps(roots[0])[0]) == len(walk_steps(alone)[0])
+
+
 # -- the fused path (gpubt.sweep.template) ------------------------------------------------------
 
 FUSED_TREE = {"id": "root", "kind": "basic", "weighting": "defined", "children": {"next": [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from gpubt.collector import paused
 from gpubt.compiler.plan import (
@@ -34,6 +35,8 @@ from gpubt.schema.models import Condition, FlowNode
 from gpubt.schema.parse import Strategy, branch_slot, is_holdable
 
 DEFAULT_FUNCTION_WINDOW = 14
+
+_S = TypeVar("_S", bound=Step)
 
 
 @dataclass
@@ -61,6 +64,9 @@ class Compiler:
     # numbers the `branch` leaves; programs sharing one Builder share one counter, so two
     # variants' `branch0` leaves never become one graph node
     branch_counter: Iterator[int] = field(default_factory=itertools.count)
+    # steps by `Step.key`, shared by the programs of a sweep so that variants whose sub-trees
+    # agree share one step, and their allocations are computed once; None interns nothing
+    interned: dict[tuple[Any, ...], Step] | None = None
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -90,9 +96,15 @@ class Compiler:
     def step(self, node: FlowNode) -> Step:
         step = self._steps.get(id(node))
         if step is None:
-            step = self._build(node)
-            self._steps[id(node)] = step
+            step = self._steps[id(node)] = self._intern(self._build(node))
         return step
+
+    def _intern(self, step: _S) -> _S:
+        """The step, or the equal one another program of the sweep built first."""
+        if self.interned is None:
+            return step
+        key = step.key()
+        return step if key is None else self.interned.setdefault(key, step)  # type: ignore[return-value]
 
     def _build(self, node: FlowNode) -> Step:
         kind = node.kind
@@ -140,8 +152,8 @@ class Compiler:
             if weighting in ("inverse", "pro") and len(steps) > 1:
                 first = max(first, max(s.warmup for s in steps) + vol_window)
                 self.volatile.extend(steps)
-            combine = Combine(steps, weighting, vol_window, fallback,
-                              tuple(c.window for c in children), warmup=first)
+            combine = self._intern(Combine(steps, weighting, vol_window, fallback,
+                                           tuple(c.window for c in children), warmup=first))
             self._slots[key] = combine
         return combine
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from gpubt.ir.nodes import Node
 
@@ -29,12 +30,21 @@ class Step:
         """The steps this one combines or chooses between."""
         return []
 
+    def key(self) -> tuple[Any, ...] | None:
+        """What makes two steps compute the same weights from the same signals: the kind, the
+        parameters, the signal nodes and the children (by identity: interned children first),
+        or None for a step that must stay one program's own."""
+        return None
+
 
 @dataclass(eq=False)
 class Hold(Step):
     """position: equal weights over distinct holdable tickers (empty when none)."""
 
     tickers: tuple[str, ...]
+
+    def key(self) -> tuple[Any, ...]:
+        return ("hold", self.tickers, self.warmup)
 
 
 @dataclass(eq=False)
@@ -50,6 +60,10 @@ class Combine(Step):
     def substeps(self) -> list[Step]:
         return list(self.children)
 
+    def key(self) -> tuple[Any, ...]:
+        return ("combine", *map(id, self.children), self.weighting, self.vol_window, self.fallback,
+                self.child_windows, self.warmup)
+
 
 @dataclass(eq=False)
 class Choose(Step):
@@ -64,6 +78,9 @@ class Choose(Step):
 
     def substeps(self) -> list[Step]:
         return [self.then, self.other]
+
+    def key(self) -> tuple[Any, ...]:
+        return ("choose", self.truth, id(self.then), id(self.other), self.warmup)
 
 
 @dataclass(eq=False)
@@ -83,6 +100,10 @@ class Count(Step):
     def substeps(self) -> list[Step]:
         return [self.then, self.other, *self.ladder.values()]
 
+    def key(self) -> tuple[Any, ...]:
+        return ("count", self.items, self.quantifier, self.n, id(self.then), id(self.other),
+                *((rung, id(c)) for rung, c in self.ladder.items()), self.warmup)
+
 
 @dataclass(eq=False)
 class Rank(Step):
@@ -99,6 +120,10 @@ class Rank(Step):
 
     def substeps(self) -> list[Step]:
         return [*self.children, self.combine]
+
+    def key(self) -> tuple[Any, ...]:
+        return ("rank", *map(id, self.children), self.scores, self.top, self.bottom, id(self.combine),
+                self.warmup)
 
 
 @dataclass(eq=False)
@@ -117,10 +142,14 @@ class Blend(Step):
     def substeps(self) -> list[Step]:
         return [self.then, self.other]
 
+    def key(self) -> tuple[Any, ...]:
+        return ("blend", self.value, self.low, self.high, id(self.then), id(self.other), self.warmup)
+
 
 @dataclass(eq=False)
 class Latch(Step):
-    """altExit: an in/out state per day from the backtest start; in → then, out → other."""
+    """altExit: an in/out state per day from the backtest start; in → then, out → other. Never
+    interned (its state depends on the program's start), nor is anything above it."""
 
     node_id: str
     entry: Node | None

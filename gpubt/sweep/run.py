@@ -34,7 +34,7 @@ import shutil
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +48,8 @@ from gpubt.backends import get_backend, gpu_sweeps
 from gpubt.backends.base import Backend
 from gpubt.collector import paused
 from gpubt.compiler.compile import Compiler
-from gpubt.compiler.execute import _branch_reads, _shared_steps, _signals
-from gpubt.compiler.plan import Program
+from gpubt.compiler.execute import _branch_reads, _signals
+from gpubt.compiler.plan import Program, Step
 from gpubt.data.loaders import load_market
 from gpubt.data.market import Market
 from gpubt.data.synthetic import synthetic_market
@@ -62,10 +62,10 @@ from gpubt.schema.parse import Strategy
 from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns, simulate
-from gpubt.sweep.spec import SweepSpec, load_spec, make_spec, parse_memory
+from gpubt.sweep.spec import WINDOW_COLUMNS, SweepSpec, load_spec, make_spec, parse_memory
 from gpubt.sweep.template import Template, prepare
 
-METRIC_COLUMNS = ("startDate", "endDate", *METRIC_KEYS)
+METRIC_COLUMNS = (*WINDOW_COLUMNS, *METRIC_KEYS)
 VARIANT = "variant"
 DEFAULT_MEMORY = "2GB"
 # Working set of one strategy in a chunk, in float64 cells per day: its (T, N) allocation in the
@@ -270,27 +270,42 @@ def _graph(market: Market, calendar: np.ndarray, spec: SweepSpec, backend: str) 
         return graph
 
 
-class _AllocatorFactory:
-    """One `Allocator` per variant (its own start, latch states, memoised steps), made by copying
-    a prototype built once per market: a new Allocator would recompute the market's return
-    matrix every time, and the position matrices (`Hold`: equal weights over some tickers, a
-    function of the market alone, never modified in place) are shared by all variants. Every
-    other memo (anything keyed by a plan step) is emptied for each copy."""
+class _Allocators:
+    """The `Allocator` of each variant of a group (its own start, for altExit states), made by
+    copying a prototype built once per market (a new Allocator would recompute the market's
+    return matrix every time; the position matrices are shared as they are never modified in
+    place). All of them share one memo of every other kind: the group's programs are compiled
+    with interned steps (`Compiler.interned`), so a sub-tree that several variants agree on is
+    one step, allocated once for all of them. A memo entry is dropped when the last variant
+    reading its step is done (`done`), so the group never holds more than the variants to come
+    need."""
 
-    _SHARED = ("_holds",)
-
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: Market, programs: Sequence[Program]) -> None:
         self.proto = Allocator(market, {}, 0)
+        self.memos = [value for name, value in vars(self.proto).items()
+                      if isinstance(value, dict) and name.startswith("_") and name != "_holds"]
+        reads: Counter[int] = Counter()
+        self.users: Counter[int] = Counter()
+        for program in programs:
+            parents = program.walked[0]
+            reads.update(parents)
+            self.users.update(parents.keys())
+        # worth memoising: read twice anywhere in the group, or a branch series' step
+        self.keep = {k for k, n in reads.items() if n > 1}
+        self.keep.update(id(s) for program in programs for s in program.branches.values())
 
-    def __call__(self, start: int, keep: set[int] | None) -> Allocator:
+    def __call__(self, start: int) -> Allocator:
         allocator = copy.copy(self.proto)
-        for name, value in vars(self.proto).items():
-            if isinstance(value, dict) and name.startswith("_") and name not in self._SHARED:
-                setattr(allocator, name, {})
-        allocator.values = {}
-        allocator.start = start
-        allocator.keep = keep
+        allocator.values, allocator.start, allocator.keep = {}, start, self.keep
         return allocator
+
+    def done(self, program: Program) -> None:
+        """The variant of ``program`` is allocated: drop what no later variant reads."""
+        for k in program.walked[0]:
+            self.users[k] -= 1
+            if not self.users[k]:
+                for memo in self.memos:
+                    memo.pop(k, None)
 
 
 # -- one chunk ---------------------------------------------------------------------------------
@@ -429,23 +444,24 @@ def _run_group(
 ) -> None:
     builder, series, counter = graph.builder, graph.series, graph.counter
     programs: list[Program] = []
-    allocators: list[Allocator] = []
-    fresh = _AllocatorFactory(market)
+    starts: list[int] = []
     windows: list[tuple[int, int]] = []
+    interned: dict[tuple[Any, ...], Step] = {}
     with _phase("compile"):
         for k in members:
             strategy = strategies[k]
 
             def compile_one(s: Strategy = strategy) -> tuple[Program, tuple[int, int, Any]]:
                 program = Compiler(
-                    s, market, builder, _series=series, branch_counter=counter
+                    s, market, builder, _series=series, branch_counter=counter, interned=interned
                 ).program()
                 return program, backtest_window(s, market.dates, program.warmup)
 
             program, (start, end, _) = _checked(spec, indices[k], compile_one)
             programs.append(program)
             windows.append((start, end))
-            allocators.append(fresh(start, _shared_steps(program)))
+        fresh = _Allocators(market, programs)
+        allocators = [fresh(start) for start, _ in windows]
     with _phase("evaluate"):
         evaluate_programs(programs, allocators, market, engine, graph.values)
 
@@ -471,7 +487,7 @@ def _run_group(
                 # its rows are in cache; a product with ones, as a reduction over a short
                 # trailing ticker axis is several times slower
                 held[r] = (np.abs(alloc[start : start + n_decisions]) >= MIN_WEIGHT).astype(np.float64) @ ones
-                allocators[pos] = None  # type: ignore[call-overload]  # its matrices can go now
+                fresh.done(programs[pos])
         with _phase("simulate"):
             sim = simulate(batch, market.open[rows], market.close[rows], mode, cost_bps, 0, rows.stop - 1 - start)
         del batch
@@ -518,9 +534,9 @@ def _converter(dtype: pl.DataType) -> Callable[[Any], Any]:
 def table_schema(spec: SweepSpec) -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {VARIANT: pl.Int64()}
     for p in spec.parameters:
-        schema[p.name] = _dtype(p.values)
+        schema[p.column] = _dtype(p.values)
     for key in METRIC_COLUMNS:
-        schema[key] = pl.String() if key in ("startDate", "endDate") else pl.Int64() if key == "days" else pl.Float64()
+        schema[key] = pl.String() if key in WINDOW_COLUMNS else pl.Int64() if key == "days" else pl.Float64()
     return schema
 
 
@@ -553,10 +569,10 @@ def _head(spec: SweepSpec, lo: int, hi: int, windows: list[tuple[str | None, str
     series = [pl.Series(VARIANT, np.arange(lo, hi, dtype=np.int64))]
     at = spec.value_indices(lo, hi)
     for j, p in enumerate(spec.parameters):
-        cell = _converter(schema[p.name])
-        values = pl.Series(p.name, [cell(v) for v in p.values], dtype=schema[p.name])
+        cell = _converter(schema[p.column])
+        values = pl.Series(p.column, [cell(v) for v in p.values], dtype=schema[p.column])
         series.append(values.gather(at[:, j]))
-    for name, dates in zip(("startDate", "endDate"), zip(*windows)):
+    for name, dates in zip(WINDOW_COLUMNS, zip(*windows)):
         series.append(pl.Series(name, dates, dtype=pl.String).gather(window))
     return series
 
@@ -592,7 +608,8 @@ class SweepResult:
 
     @property
     def parameters(self) -> list[str]:
-        return [p.name for p in self.spec.parameters]
+        """The table's parameter columns, in spec order."""
+        return [p.column for p in self.spec.parameters]
 
     @property
     def strategies_per_s(self) -> float:

@@ -45,6 +45,7 @@ NODE_FIELDS = tuple(
 CONDITION_FIELDS = tuple(to_camel(name) for name in Condition.model_fields if name != "id")
 NUMBERED_FIELDS = ("n", "quantifier")  # of a numbered node's `numbered` object
 REQUEST_FIELDS = ("mode", "costBps", "startDate", "endDate", "benchmark")
+WINDOW_COLUMNS = ("startDate", "endDate")  # result columns: a backtest's first and last days
 # Other spellings a request may already use for a field (removed when the field is set, so the
 # swept value is the one pydantic reads).
 _ALIASES = {"costBps": ("cost_bps",)}
@@ -54,10 +55,17 @@ _ALIASES = {"costBps": ("cost_bps",)}
 class Parameter:
     """One swept field: where it is in the request body and the values it takes."""
 
-    name: str  # as the user wrote it, e.g. "c1.window"; also the result table's column
+    name: str  # as the user wrote it, e.g. "c1.window"
     target: str  # "node", "condition" or "request"
     path: tuple[str | int, ...]  # keys from the request body to the field
     values: tuple[Any, ...]
+
+    @property
+    def column(self) -> str:
+        """Its column in the result table: the name, but ``request.startDate`` for a swept
+        ``startDate`` (and ``endDate``), as the table's own startDate/endDate are the first and
+        last days each variant's backtest actually reported."""
+        return f"request.{self.name}" if self.name in WINDOW_COLUMNS else self.name
 
     @functools.cached_property
     def aliases(self) -> tuple[str, ...]:
