@@ -149,6 +149,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     memory = args.memory or settings.get("memory") or DEFAULT_MEMORY
     out = args.out or settings.get("out")
     top = args.top if args.top is not None else int(settings.get("top", 10))
+    by, axes, curves_path = _sweep_outputs(args, spec, out, top)
     console.print(f"[bold]{Path(args.spec).name}[/]: {spec.describe()} · backend {backend}"
                   + (f" · data {data}" if data else " · built-in market"))
     reporter = _RichProgress(console=err_console)
@@ -172,19 +173,31 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 130
     finally:
         reporter.stop()
-    best = result.top(top, by="sharpe") if top > 0 else None
+    best = result.top(top, by=by) if top > 0 else None
     if best is not None and best.height:
-        table = Table(title=f"best {best.height} of {result.table.height:,} variants by Sharpe")
+        shown = [c for c in _SWEEP_COLUMNS if c[0] != by]
+        shown.insert(0, next(c for c in (*_SWEEP_COLUMNS, *METRIC_ROWS) if c[0] == by))
+        table = Table(title=f"best {best.height} of {result.table.height:,} variants by {shown[0][1]}")
         table.add_column("variant", justify="right")
         for name in result.parameters:
             table.add_column(name, justify="right")
-        for _, label, _ in _SWEEP_COLUMNS:
+        for _, label, _ in shown:
             table.add_column(label, justify="right")
         for row in best.iter_rows(named=True):
             cells = [str(row["variant"])] + [_param(row[name]) for name in result.parameters]
-            cells += [format_metric(row[key], kind) for key, _, kind in _SWEEP_COLUMNS]
+            cells += [format_metric(row[key], kind) for key, _, kind in shown]
             table.add_row(*cells)
         console.print(table)
+    curves = result.curves(top, by) if args.curves else None
+    if curves is not None and curves_path is not None:
+        curves.write_parquet(curves_path)
+        console.print(f"curves of the best {top} written to {curves_path}")
+    if args.report:
+        from gpubt.sweep.report import write_sweep_report
+
+        write_sweep_report(result, args.report, by=by, top=top, axes=axes, curves=curves,
+                           title=f"{Path(args.spec).name} · sweep")
+        console.print(f"report written to {args.report}")
     rate = result.table.height / result.elapsed_s if result.elapsed_s > 0 else float("nan")
     console.print(
         f"{result.table.height:,} variants · {result.elapsed_s:.1f} s this run"
@@ -193,6 +206,33 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         + (f" · wrote {out}" if out else "")
     )
     return 0
+
+
+def _sweep_outputs(args: argparse.Namespace, spec: Any, out: str | None,
+                   top: int) -> tuple[str, tuple[str, str] | None, Path | None]:
+    """--by, --heatmap and --curves checked before any variant runs: (metric, heatmap axes,
+    where the curves go)."""
+    from gpubt.metrics.core import KEYS
+
+    if args.by not in KEYS:
+        raise GpubtError(f"--by {args.by!r} is not a metric; metrics: {', '.join(KEYS)}", "by")
+    axes = None
+    if args.heatmap:
+        columns = {name: p.column for p in spec.parameters for name in (p.name, p.column)}
+        names = [a.strip() for a in args.heatmap.split(",")]
+        if len(names) != 2 or len(set(names)) != 2 or not all(n in columns for n in names):
+            raise GpubtError(f"--heatmap takes two different parameters X,Y of the sweep, got {args.heatmap!r}; "
+                             f"parameters: {', '.join(p.name for p in spec.parameters)}", "heatmap")
+        axes = (columns[names[0]], columns[names[1]])
+    if args.report and not Path(args.report).resolve().parent.is_dir():
+        raise GpubtError(f"--report {args.report}: its folder does not exist", "report")
+    curves_path = None
+    if args.curves:
+        if top < 1 or not (out or args.report):
+            raise GpubtError("--curves needs --top K ≥ 1 and --out or --report to put the curves in", "curves")
+        if out:
+            curves_path = Path(out).with_suffix(".curves.parquet")
+    return args.by, axes, curves_path
 
 
 def _param(value: Any) -> str:
@@ -285,7 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=CHOICES, help=f"default: the spec's, else {DEFAULT_BACKEND}")
     sweep.add_argument("--out", help="write the results table here (Parquet); finished chunks are kept "
                                      "in <out>.chunks/ until the merge")
-    sweep.add_argument("--top", type=int, help="show the best K variants by Sharpe (default 10)")
+    sweep.add_argument("--top", type=int, help="show the best K variants by --by (default 10)")
+    sweep.add_argument("--by", metavar="METRIC", default="sharpe",
+                       help="the metric that ranks variants, colours the heatmap and picks the curves "
+                            "(default sharpe; vol and avgTurnover rank lowest first)")
+    sweep.add_argument("--curves", action="store_true",
+                       help="backtest the best K again whole: daily equity, drawdown and benchmark to "
+                            "<out>.curves.parquet and the --report")
+    sweep.add_argument("--report", help="write a self-contained HTML report here: a heatmap of --by over two "
+                                        "parameters, its spread over all variants, the best K (and --curves)")
+    sweep.add_argument("--heatmap", metavar="X,Y",
+                       help="the two parameters the heatmap spans (default: the first two that vary)")
     sweep.add_argument("--memory", help="memory budget per process for one chunk, e.g. 2GB (default 2GB)")
     sweep.add_argument("--chunk-size", type=int, dest="chunk_size",
                        help="variants per chunk (default: from --memory)")

@@ -28,7 +28,7 @@ def _num(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
-def _layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+def layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
     fig.update_layout(
         title=title,
         height=height,
@@ -58,7 +58,7 @@ def equity_figure(response: dict[str, Any], benchmark: str = "benchmark") -> go.
             )
         )
     fig.update_yaxes(type="log", title="equity (log)")
-    return _layout(fig, "Equity vs benchmark")
+    return layout(fig, "Equity vs benchmark")
 
 
 def drawdown_figure(response: dict[str, Any]) -> go.Figure:
@@ -70,7 +70,7 @@ def drawdown_figure(response: dict[str, Any]) -> go.Figure:
         )
     )
     fig.update_yaxes(title="drawdown (%)", ticksuffix="%")
-    return _layout(fig, "Drawdown", height=300)
+    return layout(fig, "Drawdown", height=300)
 
 
 def monthly_figure(response: dict[str, Any]) -> go.Figure:
@@ -92,7 +92,7 @@ def monthly_figure(response: dict[str, Any]) -> go.Figure:
         )
     )
     fig.update_yaxes(autorange="reversed", type="category")
-    return _layout(fig, "Monthly returns (%)", height=max(300, 24 * len(years) + 120))
+    return layout(fig, "Monthly returns (%)", height=max(300, 24 * len(years) + 120))
 
 
 def rolling_sharpe(net: np.ndarray, window: int = ROLLING_DAYS) -> np.ndarray:
@@ -121,7 +121,7 @@ def rolling_sharpe_figure(response: dict[str, Any]) -> go.Figure:
     )
     fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dot"))
     fig.update_yaxes(title="Sharpe (annualised)")
-    return _layout(fig, f"Rolling 6-month ({ROLLING_DAYS}-day) Sharpe of the net return", height=300)
+    return layout(fig, f"Rolling 6-month ({ROLLING_DAYS}-day) Sharpe of the net return", height=300)
 
 
 def allocation_figure(response: dict[str, Any]) -> go.Figure:
@@ -147,7 +147,7 @@ def allocation_figure(response: dict[str, Any]) -> go.Figure:
             )
         )
     fig.update_yaxes(title="weight (%)", ticksuffix="%", range=[0, 100])
-    return _layout(fig, "Allocation over time", height=360)
+    return layout(fig, "Allocation over time", height=360)
 
 
 def figures(response: dict[str, Any], benchmark: str = "benchmark") -> dict[str, go.Figure]:
@@ -187,9 +187,38 @@ table.metrics{border-collapse:collapse;font-variant-numeric:tabular-nums}
 table.metrics th{text-align:left;font-weight:500;padding:3px 18px 3px 0;color:#444}
 table.metrics td{text-align:right;padding:3px 0}
 table.metrics tr{border-bottom:1px solid #eee}
+table.top{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:.92em}
+table.top th,table.top td{padding:3px 10px;text-align:right;border-bottom:1px solid #eee}
+table.top th{font-weight:500;color:#444}
 ul.warnings li{color:#8a5a00;margin:2px 0}
 .figure{margin-top:12px}
 """
+
+
+def figure_divs(figs: dict[str, go.Figure]) -> str:
+    """The figures as divs (``fig-<name>`` inside ``section-<name>``), plotly.js inlined once,
+    in the first: never a CDN link, so a page opens offline."""
+    parts = []
+    for i, (name, fig) in enumerate(figs.items()):
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=(i == 0),
+            div_id=f"fig-{name}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        parts.append(f'<div class="figure" id="section-{name}">{div}</div>')
+    return "".join(parts)
+
+
+def html_page(title: str, subtitle: str, body: str) -> str:
+    """One HTML document: the title, a line under it (both escaped here) and ``body``."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class=\"sub\">{html.escape(subtitle)}</p>"
+        + body
+        + "</body></html>\n"
+    )
 
 
 def render_html(
@@ -197,26 +226,14 @@ def render_html(
 ) -> str:
     """The whole report as one HTML document; plotly.js is inlined once, nothing is fetched."""
     metrics = response.get("metrics") or {}
-    parts = []
-    for i, (name, fig) in enumerate(figures(response, benchmark).items()):
-        div = fig.to_html(
-            full_html=False,
-            include_plotlyjs=(i == 0),  # True: the bundle inlined, never a CDN link
-            div_id=f"fig-{name}",
-            config={"displaylogo": False, "responsive": True},
-        )
-        parts.append(f'<div class="figure" id="section-{name}">{div}</div>')
     period = f"{metrics.get('startDate', '?')} → {metrics.get('endDate', '?')}"
     markers = response.get("markers") or []
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"sub\">{html.escape(period)} · "
-        f"{len(response.get('days') or [])} days · {len(markers)} markers</p>"
+    return html_page(
+        title,
+        f"{period} · {len(response.get('days') or [])} days · {len(markers)} markers",
         f"<h2>Metrics</h2>{metrics_table(metrics)}"
         f"<h2>Warnings</h2>{warnings_list(response.get('warnings') or [])}"
-        + "".join(parts)
-        + "</body></html>\n"
+        + figure_divs(figures(response, benchmark)),
     )
 
 

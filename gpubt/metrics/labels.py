@@ -25,6 +25,10 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("avgHoldings", "Avg holdings", "f"),
 )
 
+# Metrics where less is better: rankings by them put the lowest first (every other metric,
+# drawdowns and worst days included, as they are negative, ranks the highest first).
+LOWER_IS_BETTER = frozenset({"vol", "avgTurnover"})
+
 
 def format_metric(value: Any, kind: str) -> str:
     """'%' as a percentage, 'f' with three decimals, anything else as text; null as a dash."""

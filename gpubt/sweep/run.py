@@ -58,6 +58,7 @@ from gpubt.errors import GpubtError
 from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import KEYS as METRIC_KEYS
 from gpubt.metrics.core import compute_metrics
+from gpubt.metrics.labels import LOWER_IS_BETTER
 from gpubt.schema.parse import Strategy
 from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
@@ -597,7 +598,8 @@ def _frame(spec: SweepSpec, lo: int, hi: int, metrics: _Metrics,
 @dataclass
 class SweepResult:
     """A finished sweep: ``table`` has one row per variant (``variant`` index, one column per
-    parameter, every metric of spec §7), ordered by variant."""
+    parameter, every metric of spec §7), ordered by variant; ``market`` is the one it ran on
+    (for `curves`)."""
 
     table: pl.DataFrame
     spec: SweepSpec
@@ -605,6 +607,7 @@ class SweepResult:
     elapsed_s: float = 0.0
     chunk_size: int = 0
     workers: str = "local"
+    market: Market | None = field(default=None, repr=False, compare=False)
 
     @property
     def parameters(self) -> list[str]:
@@ -615,11 +618,38 @@ class SweepResult:
     def strategies_per_s(self) -> float:
         return self.table.height / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
-    def top(self, k: int = 10, by: str = "sharpe", descending: bool = True) -> pl.DataFrame:
-        """The best ``k`` variants by a metric (missing values last)."""
-        if by not in self.table.columns:
-            raise GpubtError(f"unknown column {by!r}; metrics: {', '.join(METRIC_COLUMNS)}", "by")
+    def top(self, k: int = 10, by: str = "sharpe", descending: bool | None = None) -> pl.DataFrame:
+        """The best ``k`` variants by a metric (missing values last): the highest first, or the
+        lowest for metrics where less is better (vol, avgTurnover) unless ``descending`` says."""
+        if by not in METRIC_KEYS:
+            raise GpubtError(f"unknown metric {by!r}; metrics: {', '.join(METRIC_KEYS)}", "by")
+        if descending is None:
+            descending = by not in LOWER_IS_BETTER
         return self.table.sort(by, descending=descending, nulls_last=True).head(k)
+
+    def curves(self, k: int = 10, by: str = "sharpe", descending: bool | None = None) -> pl.DataFrame:
+        """The daily curves of the `top` ``k`` variants, each backtested again whole (the same
+        numbers as `gpubt run` of that variant): one row per variant and day, the start day
+        first (equity 1, drawdown 0), with the benchmark's equity on the same days (null
+        without benchmark data)."""
+        if self.market is None:
+            raise GpubtError("this result holds no market to backtest its variants on", "curves")
+        frames = []
+        for i in self.top(k, by, descending)[VARIANT].to_list():
+            response = run_backtest(self.spec.strategy(i), self.market, self.backend)
+            bench = response.bench_equity
+            frames.append(pl.DataFrame({
+                VARIANT: np.full(len(response.when) + 1, i, dtype=np.int64),
+                "date": pl.Series([response.start_date, *response.when]).str.to_date(),
+                "equity": np.concatenate([[1.0], response.equity]),
+                "drawdown": np.concatenate([[0.0], response.drawdown]),
+                "benchmark": pl.Series(None if bench is None else np.concatenate([[1.0], bench]),
+                                       dtype=pl.Float64),
+            }, schema_overrides={"benchmark": pl.Float64}))
+        if not frames:
+            return pl.DataFrame(schema={VARIANT: pl.Int64, "date": pl.Date, "equity": pl.Float64,
+                                        "drawdown": pl.Float64, "benchmark": pl.Float64})
+        return pl.concat(frames)
 
     def __repr__(self) -> str:
         return f"SweepResult({self.spec.describe()}, backend={self.backend!r}, {self.elapsed_s:.2f} s)"
@@ -796,7 +826,7 @@ def run_sweep(
         table = store.merge(spec)
     else:
         table = merge_frames(frames, spec)
-    return SweepResult(table, spec, backend, elapsed, chunk_size, where)
+    return SweepResult(table, spec, backend, elapsed, chunk_size, where, local_market)
 
 
 def sweep(
