@@ -308,6 +308,7 @@ def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
 def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, tickers: int) -> None:
     """Between every two patterns (and from all cash), computed a block of rows at a time, each
     equal to `simulate`'s turnover of a day moving from one to the other."""
+    from gpubt.sim.simulate import simulate
     from gpubt.sweep.template import _turnovers
 
     rng = np.random.default_rng(patterns)
@@ -316,9 +317,10 @@ def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, ticker
     turn = _turnovers(weights)
     assert turn.shape == (patterns + 1, patterns)
     cash = np.vstack([weights, np.zeros((1, tickers))])
+    prices = np.ones((3, tickers))
     for a in {0, patterns // 2, patterns}:
-        holdings = np.stack([np.repeat(cash[a : a + 1], patterns, axis=0), weights], axis=1)  # (P, 2 days, N)
-        day_two = 0.5 * np.abs(np.diff(holdings, axis=1, prepend=0.0)).sum(axis=-1)[:, 1]
+        holdings = np.stack([np.repeat(cash[a : a + 1], patterns, axis=0), weights, weights], axis=1)
+        day_two = simulate(holdings, prices, prices, "CC", 0.0, 0).turnover[:, 1]  # (P, 3 days, N)
         assert turn[a].tobytes() == day_two.tobytes()
 
 

@@ -54,7 +54,7 @@ def test_top_ranks_lower_is_better_metrics_lowest_first(result: SweepResult) -> 
     assert result.top(3, by="vol")["vol"].to_list() == sorted(result.table["vol"].to_list())[:3]
     assert result.top(3, by="maxDrawdown")["maxDrawdown"].to_list() == sorted(result.table["maxDrawdown"])[::-1][:3]
     assert result.top(2, by="vol", descending=True)["vol"][0] == result.table["vol"].max()
-    with pytest.raises(GpubtError, match="unknown metric 'sharp'"):
+    with pytest.raises(GpubtError, match="unknown column 'sharp'"):
         result.top(3, by="sharp")
 
 

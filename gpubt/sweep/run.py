@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -327,6 +328,15 @@ def run_chunk(
                                    lambda: head.extend(_head(spec, lo, hi, windows, window)))
         with _phase("table"):
             return _frame(spec, lo, hi, _Metrics(dict(zip(METRIC_KEYS, values)), windows, window), head or None)
+    with paused():  # parsed requests, plan steps and graph nodes by the thousand, no cycles
+        metrics = _general(spec, lo, hi, market, backend)
+    with _phase("table"):
+        return _frame(spec, lo, hi, metrics)
+
+
+def _general(spec: SweepSpec, lo: int, hi: int, market: Market, backend: str) -> _Metrics:
+    """The metrics of variants lo..hi-1, each parsed and compiled (`run_chunk` without a fused
+    plan)."""
     indices = list(range(lo, hi))
     metrics = _Metrics.empty(hi - lo)
     with _phase("parse"):
@@ -342,8 +352,7 @@ def run_chunk(
         for members, group_market, calendar in _calendar_groups(spec, indices, strategies, market):
             graph = _graph(market, calendar, spec, backend)
             _run_group(spec, indices, strategies, members, group_market, engine, metrics, graph)
-    with _phase("table"):
-        return _frame(spec, lo, hi, metrics)
+    return metrics
 
 
 # market -> {(spec fingerprint, backend): Template or None}: prepared once per process, used by
@@ -478,16 +487,14 @@ def _run_group(
         n_decisions = max(0, min(end, market.n_days - 1) - lag + 1 - start)
         rows = slice(start, start + n_decisions + lag)
         with _phase("allocate"):
-            batch = np.empty((len(positions), rows.stop - start, len(market.tickers)))
+            batch = np.zeros((len(positions), rows.stop - start, len(market.tickers)))
             held = np.empty((len(positions), n_decisions))
-            ones = np.ones(len(market.tickers))
             for r, pos in enumerate(positions):
-                alloc = allocators[pos].allocation(programs[pos].root)
-                batch[r] = alloc[rows]
-                # positions counted as the response counts them (|w| ≥ 1e-12), per variant while
-                # its rows are in cache; a product with ones, as a reduction over a short
-                # trailing ticker axis is several times slower
-                held[r] = (np.abs(alloc[start : start + n_decisions]) >= MIN_WEIGHT).astype(np.float64) @ ones
+                # the root's weights on its own tickers, placed in the batch without a days ×
+                # market matrix of their own; positions counted as the response counts them
+                # (|w| ≥ 1e-12), over those tickers alone
+                weights = allocators[pos].weights(programs[pos].root)
+                _place(weights.w, weights.cols, start, batch[r], held[r])
                 fresh.done(programs[pos])
         with _phase("simulate"):
             sim = simulate(batch, market.open[rows], market.close[rows], mode, cost_bps, 0, rows.stop - 1 - start)
@@ -503,6 +510,22 @@ def _run_group(
             del sim
             metrics.set([members[pos] for pos in positions], values, str(market.dates[start]),
                         str(market.dates[credited[-1]]) if credited.size else None)
+
+
+@numba.njit(cache=True, nogil=True)
+def _place(w: np.ndarray, cols: np.ndarray, first: int, out: np.ndarray, held: np.ndarray) -> None:
+    """A variant's weights (its own tickers ``cols`` × days) from day ``first`` on into its
+    (zeroed) days × market tickers batch rows ``out``, and on the first ``held.size`` of those
+    days the positions counted as the response counts them (|w| ≥ 1e-12): one pass, without a
+    days × market matrix of its own."""
+    for d in range(out.shape[0]):
+        count = 0
+        for i in range(cols.size):
+            x = w[i, first + d]
+            out[d, cols[i]] = x
+            count += abs(x) >= MIN_WEIGHT
+        if d < held.size:
+            held[d] = count
 
 
 # -- result table ------------------------------------------------------------------------------
@@ -619,10 +642,11 @@ class SweepResult:
         return self.table.height / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
     def top(self, k: int = 10, by: str = "sharpe", descending: bool | None = None) -> pl.DataFrame:
-        """The best ``k`` variants by a metric (missing values last): the highest first, or the
-        lowest for metrics where less is better (vol, avgTurnover) unless ``descending`` says."""
-        if by not in METRIC_KEYS:
-            raise GpubtError(f"unknown metric {by!r}; metrics: {', '.join(METRIC_KEYS)}", "by")
+        """The best ``k`` variants by a metric or any column (missing values last): the highest
+        first, or the lowest for metrics where less is better (vol, avgTurnover) unless
+        ``descending`` says."""
+        if by not in self.table.columns:
+            raise GpubtError(f"unknown column {by!r}; metrics: {', '.join(METRIC_COLUMNS)}", "by")
         if descending is None:
             descending = by not in LOWER_IS_BETTER
         return self.table.sort(by, descending=descending, nulls_last=True).head(k)
