@@ -8,10 +8,14 @@ in a fresh process so its peak RSS (getrusage) is its own; the phase profile (pa
 evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES`.
 
     python benchmarks/bench_sweep.py [--backends polars] [--memory 2GB] [--max-seconds 300]
-                                     [--local-workers 2] [--huge] [--batch] [--no-record]
+                                     [--local-workers 2] [--huge] [--batch] [--general] [--no-record]
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
-(1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`).
+(1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
+--general adds two sweeps on the general path (each variant parsed, compiled, allocated and
+simulated in batches): the template's 1,024-variant pilot grid with the fused path switched off,
+and a function-node sweep of examples/momentum_rotation.json (1,024 variants), which no fused
+path covers.
 """
 
 from __future__ import annotations
@@ -81,6 +85,15 @@ def batch_parameters() -> dict:
     return out
 
 
+MOMENTUM = ROOT / "examples" / "momentum_rotation.json"
+
+
+def momentum_parameters() -> dict:
+    """16 ranking windows × 4 counts × 4 trend windows × 4 defensive windows = 1,024 variants."""
+    return {"top3.window": list(range(20, 276, 16)), "top3.bottom": [1, 2, 3, 4],
+            "trend.window": [100, 150, 200, 250], "defense.window": [20, 40, 60, 120]}
+
+
 def parameters(grid: str) -> dict:
     """'full': 16 values each; 'small': 16×16×4×4; 'pilot': 16×16×2×2; 'huge': 32 values each
     (1,048,576 variants: windows 5..36, thresholds 50..81 and 20..51, a GPU-sized sweep)."""
@@ -114,6 +127,11 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
     m = market()
     if grid == "batch":
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
+    elif grid == "momentum":
+        spec = make_spec(MOMENTUM, momentum_parameters())
+    elif grid == "general":
+        spec = make_spec(template(), parameters("pilot"))
+        runner.fused_template = lambda *args: None  # type: ignore[assignment]  # this process only
     else:
         spec = make_spec(template(), parameters(grid))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -151,12 +169,13 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
     else:
         result = run_sweep(spec, market=m, backend=backend, memory=memory)
         cold = time.perf_counter() - t0
-        # Warm: the same sweep again in this process, prepared afresh (the fused plan is cached
-        # per process), so only the one-time loading of compiled kernels is left out; the
-        # median of WARM_RUNS, with that run's phases.
+        # Warm: the same sweep again in this process, prepared afresh (the fused plan and the
+        # general path's graph and signal values are kept per process), so only the one-time
+        # loading of compiled kernels is left out; the median of WARM_RUNS, with that run's phases.
         warm = []
         for _ in range(WARM_RUNS):
             runner._TEMPLATES.clear()
+            runner._GRAPHS.clear()
             runner.PHASES.clear()
             t0 = time.perf_counter()
             result = run_sweep(spec, market=m, backend=backend, memory=memory)
@@ -236,6 +255,9 @@ def main() -> None:
     parser.add_argument("--huge", action="store_true", help="also run the 1,048,576-variant grid (32 values each)")
     parser.add_argument("--batch", action="store_true",
                         help="also run the batch case: 1,000 random strategies of 10 indicator nodes each")
+    parser.add_argument("--general", action="store_true",
+                        help="also run two general-path sweeps: the template's 1,024-variant pilot grid with "
+                             "the fused path off, and a 1,024-variant momentum-rotation (function node) sweep")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,6 +285,8 @@ def main() -> None:
             runs.append(("huge", 0))
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
+        if args.general and backend != "reference":
+            runs += [("general", 0), ("momentum", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -271,6 +295,12 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
+            elif kind in ("general", "momentum"):
+                r = in_fresh_process(backend, kind, args.memory)
+                grid_note = (f"{backend}: the general path, " + (
+                    "the template's 16×16×2×2 = 1,024 grid with the fused path off" if kind == "general" else
+                    "momentum_rotation.json: top3.window (16) × top3.bottom (4) × trend.window (4) × "
+                    "defense.window (4) = 1,024 variants"))
             elif backend == "reference":
                 r, grid_note = pilot, f"reference: a {pilot['variants']}-variant grid only (65,536 would take ~{projected / 3600:.1f} h)"
             else:
@@ -330,8 +360,10 @@ PHASE_NOTES = {
     "parse": "`parse_request` of each variant (pydantic, then the whole-tree rules)",
     "compile": "compiling each variant's tree into plan steps (graph nodes themselves are shared)",
     "evaluate": "backend calls for the signals new to a chunk (the rest come from the shared cache)",
-    "allocate": "one Allocator per variant: `np.where` over (T, N) per if/else, plus the holdings count",
-    "simulate": "`simulate` on the (S, D, N) batch: turnover diff/abs/sum over the ticker axis, gross, equity",
+    "allocate": "each variant's plan steps (sub-trees variants agree on: once per chunk), its weights "
+                "placed into the (S, D, N) batch with the holdings count",
+    "simulate": "`simulate` on the (S, D, N) batch: one Numba pass per strategy (returns, turnover, "
+                "costs, equity, drawdown)",
     "metrics": "`compute_metrics` on (S, D)",
     "table": "the result table",
     "to_device": "GPU: the fused tables copied to the device (and the CUDA context made), once per sweep",
