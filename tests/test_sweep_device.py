@@ -60,6 +60,12 @@ for inline in (True, False):  # the pattern formed in the day loop (the GPU's), 
     np.testing.assert_allclose(device.run(3, n, lambda: calls.append(1)), want, rtol=1e-13, atol=0, equal_nan=True)
     assert calls == [1]  # the host work meanwhile: once, while the first launch runs
     print("simulated", n - 3, "variants", "inline" if inline else "passes")
+from gpubt.sweep.device import upload
+mixed = [np.arange(5, dtype=np.int8), np.empty((0, 3), np.int64), np.random.default_rng(1).random((3, 7)),
+         np.array([True, False]), np.arange(6, dtype=np.int32).reshape(2, 3)[:, ::2], np.zeros((2, 0))]
+for a, d in zip(mixed, upload(mixed), strict=True):  # one allocation, a typed view each
+    assert d.shape == a.shape and d.dtype == a.dtype and np.array_equal(d.copy_to_host(), a), (a, d)
+print("uploaded", len(mixed))
 """
 
 
@@ -69,6 +75,7 @@ def test_the_kernel_in_the_cuda_simulator_equals_the_cpu_kernel() -> None:
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "simulated 29 variants inline" in done.stdout and "simulated 29 variants passes" in done.stdout
+    assert "uploaded 6" in done.stdout
 
 
 @pytest.mark.usefixtures("stand_in_hopper")

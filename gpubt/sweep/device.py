@@ -46,6 +46,25 @@ def _compiled(inline: bool) -> Any:
                  constants={"INLINE_PATTERN": inline})
 
 
+ALIGN = 256  # bytes: where each table starts in the packed upload (CUDA's allocation alignment)
+
+
+def upload(arrays: list[np.ndarray]) -> list[Any]:
+    """The arrays on the device, packed into one host buffer and copied at once, each a typed
+    view of its part of one allocation: one copy each was 14 allocations and copies, 82 CUDA
+    calls and 4.3–5.7 ms for the 65,536-variant template's 5 MB on the H100 (session 15)."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    offsets, end = [], 0
+    for a in arrays:
+        offsets.append(-(-end // ALIGN) * ALIGN if a.nbytes else 0)  # an empty one: anywhere inside
+        end = max(end, offsets[-1] + a.nbytes)
+    packed = np.empty(max(end, 1), dtype=np.uint8)
+    for a, at in zip(arrays, offsets):
+        packed[at : at + a.nbytes] = a.reshape(-1).view(np.uint8)
+    device = cuda.to_device(packed)
+    return [device[at : at + a.nbytes].view(a.dtype).reshape(a.shape) for a, at in zip(arrays, offsets)]
+
+
 @dataclass
 class DeviceTemplate:
     """A `Template` whose tables live on the GPU; `run` is `Template.run` on the device."""
@@ -58,9 +77,8 @@ class DeviceTemplate:
     def __post_init__(self) -> None:
         t = self.template
         began = time.perf_counter()
-        self._tables = [cuda.to_device(np.ascontiguousarray(a)) for a in (
-            t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of, t.starts,
-            t.stops, t.bench, t.bench_squares, t.cost)]
+        self._tables = upload([t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.start_of,
+                               t.starts, t.stops, t.bench, t.bench_squares, t.cost])
         cuda.synchronize()
         self.seconds["to_device"] += time.perf_counter() - began
         days = t.gross.shape[1]
