@@ -753,3 +753,58 @@ def test_a_threshold_grid_parses_the_request_once_not_per_value(monkeypatch: pyt
     monkeypatch.setattr(specs, "parse_request", lambda *a, **k: calls.append(1) or whole(*a, **k))
     made = make_spec(TQQQ, {"c1.threshold": {"start": 50, "stop": 100, "step": 0.5}, "c1.comparator": ["gt", "lt"]})
     assert made.n_variants == 200 and len(calls) == 2  # the base, checked, then read for its tickers
+
+
+# -- variants parsed from the base's parse (gpubt.sweep.variants) ---------------------------------
+
+VARIANT_SWEEPS = [
+    ("tqqq_rsi.json", {"c1.window": [5, 20], "c1.ticker": ["TQQQ", "QQQ/SPY"], "hedge.positions": [["UVXY"], ["TLT", "GLD"]],
+                       "c3.rightWindow": [10, 40], "costBps": [0, 7.5], "benchmark": ["SPY", "QQQ"]}),
+    ("altexit_trend.json", {"enter-cross.window": [20, 50], "scale.scaleTicker": ["QQQ", "SPY/TLT"], "scale.scaleWindow": [7, 21],
+                            "bond-trend.ticker": ["TLT/SHY", "IEF"], "mode": ["CC", "OO"], "startDate": ["2012-01-03"]}),
+    ("regime_ladder.json", {"n2.ticker": ["IWM/SPY", "QQQ"], "root.quantifier": ["ladder", "atLeast"], "root.n": [0, 2],
+                            "l1-bonds.window": [50, 70], "agg-c.threshold": [80, 90],
+                            "agg-t.positions": [["TQQQ"], ["UPRO", "TMF"]], "n1.window": [0, 5]}),
+    ("risk_parity.json", {"root.volWindow": [20, 60], "capped-sleeve.cappedFallback": ["SHY", "BIL"], "em.window": [40, 80],
+                          "equities.positions": [["SPY", "EFA"], ["QQQ"]]}),
+    ("momentum_rotation.json", {"top3.window": [63, 126], "top3.metric": ["Cumulative Return", "RSI"], "top3.bottom": [0, 3],
+                                "top3.rank": ["Top", "Bottom"], "trend.forDays": [1, 3], "defense.weighting": ["equal", "inverse"]}),
+]
+
+
+@pytest.mark.parametrize("example, parameters", VARIANT_SWEEPS, ids=[e for e, _ in VARIANT_SWEEPS])
+def test_variants_parse_as_their_whole_body_does(example: str, parameters: dict) -> None:
+    """A variant parsed from the base's parse (only its changed nodes validated) equals
+    `parse_request` of its body: every model, the formulas and the tickers in order; every
+    node neither changed nor above a changed one is the base's own object."""
+    from gpubt.schema.parse import parse_request
+    from gpubt.sweep.variants import _walk
+
+    spec = make_spec(ROOT / "examples" / example, parameters)
+    parser = spec._parser
+    assert parser is not None
+    base = dict(_walk(parser.strategy.request))
+    for i in range(spec.n_variants):
+        whole, fast = parse_request(spec.body(i), spec.limits), spec.strategy(i)
+        assert fast.request == whole.request, spec.label(i)
+        assert fast.tickers == whole.tickers and fast.formulas.keys() == whole.formulas.keys(), spec.label(i)
+        nodes = dict(_walk(fast.request))
+        assert nodes.keys() == base.keys()
+        assert [p for p in nodes if nodes[p] is not base[p]] == [p for p in base if p in parser.rebuilt], spec.label(i)
+
+
+def test_a_refused_variant_is_worded_as_a_whole_parse_words_it() -> None:
+    """Values are checked one by one when the spec is made; a combination refused only as a
+    whole (here forced past that check) is parsed whole again, for its usual message."""
+    from gpubt.schema.parse import parse_request
+
+    spec = make_spec(TQQQ, {"c1.window": [10, 20]})
+    window = spec.parameters[0]
+    spec = dataclasses.replace(spec, parameters=(dataclasses.replace(window, values=(10, 6000)),))
+    with pytest.raises(GpubtError) as whole:
+        parse_request(spec.body(1), spec.limits)
+    with pytest.raises(GpubtError) as fast:
+        spec.strategy(1)
+    assert "6000 is over the limit" in whole.value.message
+    assert fast.value.message.endswith(whole.value.message) and fast.value.path == whole.value.path
+    assert spec.strategy(0).request == parse_request(spec.body(0), spec.limits).request

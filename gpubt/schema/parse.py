@@ -136,7 +136,7 @@ def validate(request: BacktestRequest, limits: Limits = DEFAULT_LIMITS) -> Strat
                     json_path(path, "id"),
                 )
             seen[node.id] = path
-            _check_node(node, path, request, formulas, tickers, limits)
+            check_node(node, path, request, formulas, tickers, limits)
     _check_calls(request)
     return Strategy(request=request, formulas=formulas, tickers=tuple(tickers))
 
@@ -173,7 +173,7 @@ def node_conditions(node: FlowNode) -> Iterator[tuple[tuple[str | int, ...], Con
 # -- rules ---------------------------------------------------------------------------------------
 
 
-def _check_node(
+def check_node(
     node: FlowNode,
     path: str | LazyPath,
     request: BacktestRequest,

@@ -33,6 +33,7 @@ from pydantic.alias_generators import to_camel
 from gpubt.errors import GpubtError, json_path
 from gpubt.schema.models import Condition, FlowNode
 from gpubt.schema.parse import DEFAULT_LIMITS, Limits, Strategy, parse_request
+from gpubt.sweep.variants import VariantParser
 
 COMBINE_MODES = ("grid", "zip", "random")
 
@@ -191,8 +192,18 @@ class SweepSpec:
             ) from None
 
     def strategy_for(self, values: Sequence[Any]) -> Strategy:
-        """`body_for` parsed and validated."""
-        return parse_request(self.body_for(values), self.limits)
+        """`body_for` parsed and validated: the nodes the parameters change, on the base's
+        parse (`gpubt.sweep.variants`), or the whole body where the base itself is refused."""
+        parser = self._parser
+        body = self.body_for(values)
+        return parse_request(body, self.limits) if parser is None else parser.parse(body)
+
+    @functools.cached_property
+    def _parser(self) -> VariantParser | None:
+        try:
+            return VariantParser(self.base, [p.path for p in self.parameters], self.limits)
+        except GpubtError:  # a base every variant must change to be valid
+            return None
 
     def label(self, i: int) -> str:
         return ", ".join(f"{p.name}={v!r}" for p, v in zip(self.parameters, self.values(i)))
