@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -171,6 +172,31 @@ def test_programs_of_a_sweep_share_equal_sub_trees_but_never_an_alt_exit(short_m
     alone = Compiler(spec.strategy(0), short_market, builder).program().root
     assert alone.other is not roots[0].other  # a single run interns nothing
     assert len(walk_steps(roots[0])[0]) == len(walk_steps(alone)[0])
+
+
+def test_later_variants_take_unchanged_sub_trees_compiled(short_market: Market) -> None:
+    """Variants parsed from one base share their unchanged tree nodes; a sub-tree whose compiling
+    added nothing to its program (no branch series, altExit or volatility child) is compiled once
+    and taken as it is by later variants, which still list their own altExit and branch steps."""
+    from gpubt.compiler.compile import Compiler
+    from gpubt.ir.nodes import Builder
+
+    tree = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
+    tree["payload"]["children"]["else"][0]["conditions"][0]["ticker"] = "branch:then"  # a branch series
+    spec = make_spec(tree, {"enter-cross.window": [20, 50, 80]})
+    builder, interned, reused, keys = Builder(), {}, {}, itertools.count()  # as `_run_group` shares them
+    programs = [Compiler(spec.strategy(i), short_market, builder, branch_counter=keys, interned=interned,
+                         reused=reused).program() for i in range(3)]
+    base = spec._parser.strategy.request.payload
+    scale, safety = base.children["then"][0], base.children["else"][0]
+    assert reused[id(scale)][0] is scale and reused[id(scale)][1] is programs[0].root.then.children[0]
+    assert id(safety) not in reused  # it reads a branch series: compiled again for each program
+    assert id(base) not in reused  # an altExit: each program's own
+    for program in programs:
+        assert len(program.latches) == 1 and program.latches[0] is program.root
+        assert len(program.branches) == 1
+    assert len({id(p.root.other.children[0]) for p in programs}) == 3
+    assert {id(p.root.then.children[0]) for p in programs} == {id(programs[0].root.then.children[0])}
 
 
 # -- the fused path (gpubt.sweep.template) ------------------------------------------------------

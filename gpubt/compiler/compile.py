@@ -67,6 +67,10 @@ class Compiler:
     # steps by `Step.key`, shared by the programs of a sweep so that variants whose sub-trees
     # agree share one step, and their allocations are computed once; None interns nothing
     interned: dict[tuple[Any, ...], Step] | None = None
+    # a sweep's tree nodes (by identity: variants parsed from one base share their unchanged
+    # nodes) and their steps, for the sub-trees whose compiling added no branch series, altExit
+    # or volatility child to the program: those the next variant takes without compiling
+    reused: dict[int, tuple[FlowNode, Step]] | None = None
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -96,7 +100,15 @@ class Compiler:
     def step(self, node: FlowNode) -> Step:
         step = self._steps.get(id(node))
         if step is None:
-            step = self._steps[id(node)] = self._intern(self._build(node))
+            seen = None if self.reused is None else self.reused.get(id(node))
+            if seen is not None and seen[0] is node:
+                step = seen[1]
+            else:
+                effects = (len(self.branches), len(self.latches), len(self.volatile))
+                step = self._intern(self._build(node))
+                if self.reused is not None and effects == (len(self.branches), len(self.latches), len(self.volatile)):
+                    self.reused[id(node)] = (node, step)
+            self._steps[id(node)] = step
         return step
 
     def _intern(self, step: _S) -> _S:

@@ -60,6 +60,7 @@ from gpubt.ir.nodes import Builder, Node
 from gpubt.metrics.core import KEYS as METRIC_KEYS
 from gpubt.metrics.core import compute_metrics
 from gpubt.metrics.labels import LOWER_IS_BETTER
+from gpubt.schema.models import FlowNode
 from gpubt.schema.parse import Strategy
 from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
@@ -457,13 +458,14 @@ def _run_group(
     starts: list[int] = []
     windows: list[tuple[int, int]] = []
     interned: dict[tuple[Any, ...], Step] = {}
+    reused: dict[int, tuple[FlowNode, Step]] = {}
     with _phase("compile"):
         for k in members:
             strategy = strategies[k]
 
             def compile_one(s: Strategy = strategy) -> tuple[Program, tuple[int, int, Any]]:
                 program = Compiler(
-                    s, market, builder, _series=series, branch_counter=counter, interned=interned
+                    s, market, builder, _series=series, branch_counter=counter, interned=interned, reused=reused
                 ).program()
                 return program, backtest_window(s, market.dates, program.warmup)
 
