@@ -50,15 +50,19 @@ class VariantParser:
         # every node that must be rebuilt when the changed ones are: them and their ancestors
         rebuilt = {p[:end] for p in self.nodes for end in range(len(p), 0, -3)}
         self.rebuilt = sorted((p for p in rebuilt if _is_node(p)), key=len, reverse=True)
-        # each node's market tickers, in `validate`'s walk order (the order `Strategy.tickers`
-        # keeps); a changed node's are found again
-        self.order: list[Path] = []
-        self.tickers: dict[Path, tuple[str, ...]] = {}
+        # the market tickers the nodes read, in `validate`'s walk order (the order
+        # `Strategy.tickers` keeps): the runs of unchanged nodes between the changed ones, whose
+        # tickers each variant finds again
+        changed, self.runs = set(self.nodes), [[]]
+        self.changed_order: list[Path] = []
         for path, node in _walk(request):
+            if path in changed:
+                self.changed_order.append(path)
+                self.runs.append([])
+                continue
             found: dict[str, None] = {}
             check_node(node, json_path(*path), request, self.strategy.formulas, found, limits)
-            self.order.append(path)
-            self.tickers[path] = tuple(found)
+            self.runs[-1].extend(found)
 
     def parse(self, body: dict[str, Any]) -> Strategy:
         """The variant whose request body is ``body`` (the base with the parameters set)."""
@@ -90,13 +94,13 @@ class VariantParser:
             "callChains": {k: models.get(("callChains", k), chain) for k, chain in base.call_chains.items()},
             "customIndicators": base.custom_indicators,
         })
-        found = {}
-        for path in self.nodes:
-            node_tickers: dict[str, None] = {}
-            check_node(models[path], json_path(*path), request, self.strategy.formulas, node_tickers, self.limits)
-            found[path] = tuple(node_tickers)
-        tickers = dict.fromkeys(t for path in self.order for t in found.get(path, self.tickers[path]))
-        return Strategy(request=request, formulas=self.strategy.formulas, tickers=tuple(tickers))
+        tickers: list[str] = list(self.runs[0])
+        for path, run in zip(self.changed_order, self.runs[1:]):
+            found: dict[str, None] = {}
+            check_node(models[path], json_path(*path), request, self.strategy.formulas, found, self.limits)
+            tickers += found
+            tickers += run
+        return Strategy(request=request, formulas=self.strategy.formulas, tickers=tuple(dict.fromkeys(tickers)))
 
 
 def _is_node(path: Path) -> bool:
