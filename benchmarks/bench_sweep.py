@@ -12,10 +12,11 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds two sweeps on the general path (each variant parsed, compiled, allocated and
+--general adds three sweeps on the general path (each variant parsed, compiled, allocated and
 simulated in batches): the template's 1,024-variant pilot grid with the fused path switched off,
-and a function-node sweep of examples/momentum_rotation.json (1,024 variants), which no fused
-path covers.
+a function-node sweep of examples/momentum_rotation.json (1,024 variants), which no fused path
+covers, and one function node's window and count on a 601-node tree (`wide_template`, 64
+variants: what is per variant scales with what a variant changes, not with the tree).
 """
 
 from __future__ import annotations
@@ -94,6 +95,25 @@ def momentum_parameters() -> dict:
             "trend.window": [100, 150, 200, 250], "defense.window": [20, 40, 60, 120]}
 
 
+WIDE_NODES = 200
+
+
+def wide_template() -> dict:
+    """An equal-weight group of 200 if/else nodes (RSI of one of the batch tickers over a
+    threshold: that ticker, else SHY) and one function node ranking 8 tickers by return."""
+    nodes: list[dict] = [{"id": f"w{i}", "kind": "indicator", "conditions": [
+        {"id": f"wc{i}", "metric": "Relative Strength Index", "ticker": BATCH_TICKERS[i % 9],
+         "window": 5 + i % 40, "comparator": "gt", "threshold": 40 + i % 30}],
+        "children": {"then": [{"id": f"wt{i}", "kind": "position", "positions": [BATCH_TICKERS[i % 9]]}],
+                     "else": [{"id": f"we{i}", "kind": "position", "positions": ["SHY"]}]}}
+        for i in range(WIDE_NODES)]
+    nodes.append({"id": "top", "kind": "function", "metric": "Cumulative Return", "window": 60, "rank": "Top",
+                  "bottom": 2, "children": {"next": [
+                      {"id": f"r{j}", "kind": "position", "positions": [t]} for j, t in enumerate(BATCH_TICKERS[:8])]}})
+    return {"mode": "CC", "costBps": 2, "benchmark": "SPY",
+            "payload": {"id": "root", "kind": "basic", "weighting": "equal", "children": {"next": nodes}}}
+
+
 def parameters(grid: str) -> dict:
     """'full': 16 values each; 'small': 16×16×4×4; 'pilot': 16×16×2×2; 'huge': 32 values each
     (1,048,576 variants: windows 5..36, thresholds 50..81 and 20..51, a GPU-sized sweep)."""
@@ -129,6 +149,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
     elif grid == "momentum":
         spec = make_spec(MOMENTUM, momentum_parameters())
+    elif grid == "wide":
+        spec = make_spec(wide_template(), {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]})
     elif grid == "general":
         spec = make_spec(template(), parameters("pilot"))
         runner.fused_template = lambda *args: None  # type: ignore[assignment]  # this process only
@@ -256,8 +278,9 @@ def main() -> None:
     parser.add_argument("--batch", action="store_true",
                         help="also run the batch case: 1,000 random strategies of 10 indicator nodes each")
     parser.add_argument("--general", action="store_true",
-                        help="also run two general-path sweeps: the template's 1,024-variant pilot grid with "
-                             "the fused path off, and a 1,024-variant momentum-rotation (function node) sweep")
+                        help="also run three general-path sweeps: the template's 1,024-variant pilot grid with "
+                             "the fused path off, a 1,024-variant momentum-rotation (function node) sweep, and a "
+                             "function node's 64 settings on a 601-node tree")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -286,7 +309,7 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0)]
+            runs += [("general", 0), ("momentum", 0), ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -295,12 +318,14 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum"):
+            elif kind in ("general", "momentum", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
-                grid_note = (f"{backend}: the general path, " + (
-                    "the template's 16×16×2×2 = 1,024 grid with the fused path off" if kind == "general" else
-                    "momentum_rotation.json: top3.window (16) × top3.bottom (4) × trend.window (4) × "
-                    "defense.window (4) = 1,024 variants"))
+                grid_note = f"{backend}: the general path, " + {
+                    "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
+                    "momentum": "momentum_rotation.json: top3.window (16) × top3.bottom (4) × trend.window (4) × "
+                                "defense.window (4) = 1,024 variants",
+                    "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
+                            "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
                 r, grid_note = pilot, f"reference: a {pilot['variants']}-variant grid only (65,536 would take ~{projected / 3600:.1f} h)"
             else:

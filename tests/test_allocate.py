@@ -33,7 +33,7 @@ def _tree(weighting: str) -> dict:
         _switch("empty", ["QQQ"], [], 45.0),  # inactive on some days: its empty side adds nothing
         {"id": "p", "kind": "position", "positions": ["QQQ", "SPY"]},
         _switch("both", ["SPY", "TLT"], ["TLT"], 55.0),  # TLT on both sides
-        {"id": "call1", "kind": "call", "callRefId": "shared"},  # one step read twice: kept
+        {"id": "call1", "kind": "call", "callRefId": "shared"},  # one step read twice: kept, added twice
         {"id": "call2", "kind": "call", "callRefId": "shared"},
         {"id": "nest", "kind": "basic", "children": {"next": [
             _switch("n1", ["GLD"], ["SPY"], 40.0), {"id": "n2", "kind": "position", "positions": ["TLT"]}]}},
@@ -69,8 +69,10 @@ def test_equal_weights_equal_the_general_path_bit_for_bit(market, monkeypatch) -
     monkeypatch.setattr(allocate, "_add_choices", counted)
     fast = _allocation(_tree("equal"), market)
     # runs of if/else leaves, the children built in between flushing them: n1 (inside `nest`,
-    # built while the root lists its children), then the root's a + b + empty, both, c
-    assert runs == [1, 3, 1, 1]
+    # built while the root lists its children), then the root's a + b + empty (the position p
+    # ends the run), then both + the call chain's step twice (a kept step is added from its
+    # truth row too), then c after `nest`
+    assert runs == [1, 3, 3, 1]
     general = _allocation(_tree("defined"), market)  # no windows: weight 1 each, the general code
     np.testing.assert_array_equal(fast, general)
     held = fast.sum(axis=1)

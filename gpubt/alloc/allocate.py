@@ -274,11 +274,10 @@ class Allocator:
 
     def _choice(self, step: Step) -> tuple[np.ndarray, Weights, Weights] | None:
         """(truth row, then, other) of an if/else between two allocations constant over days and
-        each active on every day or none, not built yet and not kept: `_equal` adds it from
-        these; None for any other step."""
-        if not isinstance(step, Choose) or step.truth is None or id(step) in self._alloc:
-            return None
-        if self.keep is None or id(step) in self.keep:
+        each active on every day or none: `_equal` adds it from these (faster than adding its
+        rows even where they are built, as for a step many programs of a sweep share); None
+        for any other step."""
+        if not isinstance(step, Choose) or step.truth is None:
             return None
         sides = []
         for side in (step.then, step.other):
