@@ -193,17 +193,12 @@ class SweepSpec:
 
     def strategy_for(self, values: Sequence[Any]) -> Strategy:
         """`body_for` parsed and validated: the nodes the parameters change, on the base's
-        parse (`gpubt.sweep.variants`), or the whole body where the base itself is refused."""
-        parser = self._parser
-        body = self.body_for(values)
-        return parse_request(body, self.limits) if parser is None else parser.parse(body)
+        parse (`gpubt.sweep.variants`; `make_spec` refuses a base that does not parse)."""
+        return self._parser.parse(self.body_for(values))
 
     @functools.cached_property
-    def _parser(self) -> VariantParser | None:
-        try:
-            return VariantParser(self.base, [p.path for p in self.parameters], self.limits)
-        except GpubtError:  # a base every variant must change to be valid
-            return None
+    def _parser(self) -> VariantParser:
+        return VariantParser(self.base, [p.path for p in self.parameters], self.limits)
 
     def label(self, i: int) -> str:
         return ", ".join(f"{p.name}={v!r}" for p, v in zip(self.parameters, self.values(i)))
