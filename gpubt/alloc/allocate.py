@@ -91,6 +91,7 @@ class Allocator:
         self._always.flags.writeable = self._never.flags.writeable = False
         self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._state: dict[int, np.ndarray] = {}
+        self._choices: dict[int, tuple[np.ndarray, Weights, Weights] | None] = {}
 
     @functools.cached_property
     def returns(self) -> np.ndarray:
@@ -279,6 +280,12 @@ class Allocator:
         for any other step."""
         if not isinstance(step, Choose) or step.truth is None:
             return None
+        if id(step) in self._choices:
+            return self._choices[id(step)]
+        found = self._choices[id(step)] = self._choice_of(step)
+        return found
+
+    def _choice_of(self, step: Choose) -> tuple[np.ndarray, Weights, Weights] | None:
         sides = []
         for side in (step.then, step.other):
             held = _held(side)
