@@ -15,7 +15,7 @@ from rich.table import Table
 
 from gpubt import __version__
 from gpubt.errors import GpubtError
-from gpubt.metrics.labels import METRIC_ROWS, format_metric
+from gpubt.metrics.labels import METRIC_ROWS, format_metric, format_parameter
 
 console = Console()
 err_console = Console(stderr=True)
@@ -184,7 +184,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         for _, label, _ in shown:
             table.add_column(label, justify="right")
         for row in best.iter_rows(named=True):
-            cells = [str(row["variant"])] + [_param(row[name]) for name in result.parameters]
+            cells = [str(row["variant"])] + [format_parameter(row[name]) for name in result.parameters]
             cells += [format_metric(row[key], kind) for key, _, kind in shown]
             table.add_row(*cells)
         console.print(table)
@@ -233,14 +233,6 @@ def _sweep_outputs(args: argparse.Namespace, spec: Any, out: str | None,
         if out:
             curves_path = Path(out).with_suffix(".curves.parquet")
     return args.by, axes, curves_path
-
-
-def _param(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

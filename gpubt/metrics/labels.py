@@ -39,3 +39,12 @@ def format_metric(value: Any, kind: str) -> str:
     if kind == "f":
         return f"{value:,.3f}"
     return str(value)
+
+
+def format_parameter(value: Any) -> str:
+    """A swept parameter's value: numbers as short as they go, lists as "A,B", null as a dash."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "—" if value is None else str(value)

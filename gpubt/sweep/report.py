@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from gpubt.errors import GpubtError
-from gpubt.metrics.labels import LOWER_IS_BETTER, METRIC_ROWS, format_metric
+from gpubt.metrics.labels import LOWER_IS_BETTER, METRIC_ROWS, format_metric, format_parameter
 from gpubt.report import figure_divs, html_page, layout
 from gpubt.sweep.run import VARIANT, SweepResult
 
@@ -132,18 +132,10 @@ def top_table(best: pl.DataFrame, parameters: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in [VARIANT, *parameters, *(LABELS[m][0] for m in metrics)])
     rows = []
     for row in best.iter_rows(named=True):
-        cells = [str(row[VARIANT]), *(_cell(row[p]) for p in parameters),
+        cells = [str(row[VARIANT]), *(format_parameter(row[p]) for p in parameters),
                  *(format_metric(row[m], LABELS[m][1]) for m in metrics)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f'<table class="top"><tr>{head}</tr>{"".join(rows)}</table>'
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return "—" if value is None else str(value)
 
 
 def figures(result: SweepResult, by: str = "sharpe", axes: tuple[str, str] | None = None,
