@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import gpubt
@@ -28,6 +30,7 @@ from gpubt.sweep import load_spec, make_spec, parse_memory, run_chunk, run_sweep
 from gpubt.sweep.run import MAX_CHUNK, METRIC_COLUMNS, chunk_size_for, chunks_of, merge_frames
 from gpubt.sweep.spec import SweepSpec
 from tests.conftest import backend_params, make_market
+from tests.strategies import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 TQQQ = ROOT / "examples" / "tqqq_rsi.json"
@@ -833,3 +836,35 @@ def test_a_refused_variant_is_worded_as_a_whole_parse_words_it() -> None:
     assert "6000 is over the limit" in whole.value.message
     assert fast.value.message.endswith(whole.value.message) and fast.value.path == whole.value.path
     assert spec.strategy(0).request == parse_request(spec.body(0), spec.limits).request
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=requests(), data=st.data())
+def test_random_trees_variants_parse_as_their_whole_body_does(body: dict, data: Any) -> None:
+    """On hypothesis-drawn requests: a few node and condition fields swept to values drawn like
+    the trees' own, each variant parsed from the base's parse equals `parse_request` of it."""
+    from gpubt.schema.parse import parse_request
+    from gpubt.sweep.variants import _walk
+
+    request = parse_request(body).request
+    targets: list[tuple[str, list[Any]]] = []
+    for _, node in _walk(request):
+        if node.kind == "position":
+            targets.append((f"{node.id}.positions", [["SPY"], ["TLT", "GLD"], []]))
+        if node.kind == "function":
+            targets += [(f"{node.id}.window", [3, 40]), (f"{node.id}.bottom", [0, 2])]
+        for cond in (*node.conditions, *node.entry_conditions, *node.exit_conditions):
+            if cond.metric != "Date":
+                targets += [(f"{cond.id}.forDays", [1, 3]), (f"{cond.id}.ticker", ["QQQ", "IWM/SPY"])]
+    chosen = data.draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3, unique_by=lambda t: t[0])) \
+        if targets else [("costBps", [0, 3])]
+    try:
+        spec = make_spec(body, dict(chosen))
+    except GpubtError:  # a value this tree refuses (a window a custom formula cannot take)
+        assume(False)
+    base = dict(_walk(spec._parser.strategy.request))
+    for i in range(spec.n_variants):
+        whole, fast = parse_request(spec.body(i), spec.limits), spec.strategy(i)
+        assert fast.request == whole.request and fast.tickers == whole.tickers, spec.label(i)
+        nodes = dict(_walk(fast.request))
+        assert [p for p in nodes if nodes[p] is not base[p]] == [p for p in base if p in spec._parser.rebuilt]

@@ -455,7 +455,6 @@ def _run_group(
 ) -> None:
     builder, series, counter = graph.builder, graph.series, graph.counter
     programs: list[Program] = []
-    starts: list[int] = []
     windows: list[tuple[int, int]] = []
     interned: dict[tuple[Any, ...], Step] = {}
     reused: dict[int, tuple[FlowNode, Step]] = {}
