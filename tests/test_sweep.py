@@ -30,7 +30,7 @@ from gpubt.sweep import load_spec, make_spec, parse_memory, run_chunk, run_sweep
 from gpubt.sweep.run import MAX_CHUNK, METRIC_COLUMNS, chunk_size_for, chunks_of, merge_frames
 from gpubt.sweep.spec import SweepSpec
 from tests.conftest import backend_params, make_market
-from tests.strategies import requests
+from tests.strategies import market_requests, requests
 
 ROOT = Path(__file__).resolve().parents[1]
 TQQQ = ROOT / "examples" / "tqqq_rsi.json"
@@ -838,7 +838,12 @@ def test_a_refused_variant_is_worded_as_a_whole_parse_words_it() -> None:
     assert spec.strategy(0).request == parse_request(spec.body(0), spec.limits).request
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Examples per property below (a long soak: SWEEP_EXAMPLES=1000).
+_EXAMPLES = int(os.environ.get("SWEEP_EXAMPLES", "0"))
+_PROPERTY = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+
+
+@settings(max_examples=_EXAMPLES or 60, **_PROPERTY)
 @given(body=requests(), data=st.data())
 def test_random_trees_variants_parse_as_their_whole_body_does(body: dict, data: Any) -> None:
     """On hypothesis-drawn requests: a few node and condition fields swept to values drawn like
@@ -868,3 +873,52 @@ def test_random_trees_variants_parse_as_their_whole_body_does(body: dict, data: 
         assert fast.request == whole.request and fast.tickers == whole.tickers, spec.label(i)
         nodes = dict(_walk(fast.request))
         assert [p for p in nodes if nodes[p] is not base[p]] == [p for p in base if p in spec._parser.rebuilt]
+
+
+def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) -> list[tuple[str, list[Any]]]:
+    """Parameters a random tree offers: costs, modes and start dates, its positions and
+    `defined` weights, function windows and counts, forDays."""
+    from gpubt.sweep.variants import _walk
+
+    out: list[tuple[str, list[Any]]] = [("costBps", [0, 4.5]), ("mode", ["CC", "OO"]), ("startDate", list(starts[1:3]))]
+    for _, node in _walk(request):
+        if node.kind == "position":
+            out += [(f"{node.id}.positions", [[tickers[0]], list(tickers[1:3])]), (f"{node.id}.window", [1, 3])]
+        if node.kind == "function":
+            out += [(f"{node.id}.window", [3, 12]), (f"{node.id}.bottom", [1, 2])]
+        for cond in (*node.conditions, *node.entry_conditions, *node.exit_conditions):
+            if cond.metric != "Date":
+                out.append((f"{cond.id}.forDays", [1, 2]))
+    return out
+
+
+@settings(max_examples=_EXAMPLES or 25, **_PROPERTY)
+@given(case=market_requests(), data=st.data())
+def test_random_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None:
+    """On hypothesis-drawn markets and trees, a general-path sweep (variants parsed from the
+    base, sub-trees compiled once and allocated once per chunk) gives every variant the metrics
+    of its own backtest."""
+    from gpubt.schema.parse import parse_request
+
+    market_spec, body = case
+    market = market_spec.build()
+    offered = _sweepable(parse_request(body).request, market_spec.tickers, market_spec.start_dates())
+    chosen = data.draw(st.lists(st.sampled_from(offered), min_size=1, max_size=3, unique_by=lambda t: t[0]))
+    try:
+        spec = make_spec(body, dict(chosen))
+    except GpubtError:  # a value this tree refuses (a window a custom formula cannot take)
+        assume(False)
+    try:
+        table = run_sweep(spec, market=market, backend="numba", chunk_size=3).table
+    except GpubtError as refused:  # then some variant's own backtest is refused too
+        failures = []
+        for i in range(spec.n_variants):
+            try:
+                run_backtest(spec.strategy(i), market, "numba")
+            except GpubtError as exc:
+                failures.append(exc.message)
+        assert any(message in refused.message for message in failures), (refused.message, failures)
+        return
+    for i in range(spec.n_variants):
+        single = run_backtest(spec.strategy(i), market, "numba").metrics
+        assert_metrics_equal(table.row(i, named=True), single, spec.label(i))

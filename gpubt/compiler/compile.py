@@ -69,8 +69,10 @@ class Compiler:
     interned: dict[tuple[Any, ...], Step] | None = None
     # a sweep's tree nodes (by identity: variants parsed from one base share their unchanged
     # nodes) and their steps, for the sub-trees whose compiling added no branch series, altExit
-    # or volatility child to the program: those the next variant takes without compiling
+    # or volatility child to the program and resolved no call (whose chain a variant may
+    # change): those the next variant takes without compiling
     reused: dict[int, tuple[FlowNode, Step]] | None = None
+    _calls: int = 0  # calls resolved so far
 
     def program(self) -> Program:
         root = self.step(self.strategy.root)
@@ -104,12 +106,16 @@ class Compiler:
             if seen is not None and seen[0] is node:
                 step = seen[1]
             else:
-                effects = (len(self.branches), len(self.latches), len(self.volatile))
+                effects = self._effects()
                 step = self._intern(self._build(node))
-                if self.reused is not None and effects == (len(self.branches), len(self.latches), len(self.volatile)):
+                if self.reused is not None and effects == self._effects():
                     self.reused[id(node)] = (node, step)
             self._steps[id(node)] = step
         return step
+
+    def _effects(self) -> tuple[int, int, int, int]:
+        """What compiling a sub-tree may add that is this program's own (see `reused`)."""
+        return len(self.branches), len(self.latches), len(self.volatile), self._calls
 
     def _intern(self, step: _S) -> _S:
         """The step, or the equal one another program of the sweep built first."""
@@ -121,6 +127,7 @@ class Compiler:
     def _build(self, node: FlowNode) -> Step:
         kind = node.kind
         if kind == "call":
+            self._calls += 1
             return self.step(self.strategy.request.call_chains[node.call_ref_id])
         if kind == "position":
             held = self._positions.get(node.positions)

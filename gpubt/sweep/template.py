@@ -307,7 +307,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
 
     values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
-    series = np.array([values[node] for node in table.series_nodes]).reshape(-1, tmarket.n_days)
+    series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
     bit_firsts = np.asarray(table.bit_firsts, dtype=np.int64)
     at, sides, ops, limits = table.compared()
