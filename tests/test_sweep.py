@@ -877,7 +877,8 @@ def test_random_trees_variants_parse_as_their_whole_body_does(body: dict, data: 
 
 def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) -> list[tuple[str, list[Any]]]:
     """Parameters a random tree offers: costs, modes and start dates, its positions and
-    `defined` weights, function windows and counts, forDays."""
+    `defined` weights, weightings, function, numbered and scaling fields, condition lines'
+    windows, thresholds, tickers and forDays."""
     from gpubt.sweep.variants import _walk
 
     out: list[tuple[str, list[Any]]] = [("costBps", [0, 4.5]), ("mode", ["CC", "OO"]), ("startDate", list(starts[1:3]))]
@@ -885,10 +886,18 @@ def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) 
         if node.kind == "position":
             out += [(f"{node.id}.positions", [[tickers[0]], list(tickers[1:3])]), (f"{node.id}.window", [1, 3])]
         if node.kind == "function":
-            out += [(f"{node.id}.window", [3, 12]), (f"{node.id}.bottom", [1, 2])]
+            out += [(f"{node.id}.window", [3, 12]), (f"{node.id}.bottom", [1, 2]),
+                    (f"{node.id}.metric", ["Cumulative Return", "Relative Strength Index"])]
+        if node.kind == "numbered":
+            out += [(f"{node.id}.quantifier", ["any", "atLeast", "ladder"]), (f"{node.id}.n", [1, 2])]
+        if node.kind == "scaling":
+            out += [(f"{node.id}.scaleWindow", [5, 14]), (f"{node.id}.scaleTicker", [tickers[0], "/".join(tickers[1:3])])]
+        if node.kind == "basic":
+            out.append((f"{node.id}.weighting", ["equal", "inverse", "defined"]))
         for cond in (*node.conditions, *node.entry_conditions, *node.exit_conditions):
             if cond.metric != "Date":
-                out.append((f"{cond.id}.forDays", [1, 2]))
+                out += [(f"{cond.id}.forDays", [1, 2]), (f"{cond.id}.window", [2, 9]),
+                        (f"{cond.id}.threshold", [20, 55]), (f"{cond.id}.ticker", [tickers[0], "/".join(tickers[1:3])])]
     return out
 
 
