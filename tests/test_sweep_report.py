@@ -104,6 +104,13 @@ def test_report_is_one_self_contained_page(result: SweepResult) -> None:
         render_sweep_html(result, by="startDate")
 
 
+def test_result_writes_its_report(result: SweepResult, tmp_path: Path) -> None:
+    path = result.report(tmp_path / "r.html", by="calmar", top=3, axes=("c2.threshold", "c1.window"), curves=True)
+    text = path.read_text()
+    assert 'id="fig-curves"' in text and "Calmar over c2.threshold × c1.window" in text
+    assert "Best 3 by Calmar" in text
+
+
 def test_cli_writes_table_curves_and_report(tmp_path: Path) -> None:
     out, report = tmp_path / "res.parquet", tmp_path / "sweep.html"
     assert main(["sweep", str(SPEC), "--out", str(out), "--top", "3", "--curves", "--report", str(report),

@@ -676,6 +676,16 @@ class SweepResult:
                                         "drawdown": pl.Float64, "benchmark": pl.Float64})
         return pl.concat(frames)
 
+    def report(self, path: str | Path, by: str = "sharpe", top: int = 10, axes: tuple[str, str] | None = None,
+               curves: bool = False, title: str = "Sweep report") -> Path:
+        """Write the HTML report (`gpubt.sweep.report`): a heatmap of ``by`` over ``axes`` (two
+        parameter columns; default the first two that vary), its spread, the best ``top``,
+        and with ``curves`` their equity curves."""
+        from gpubt.sweep.report import write_sweep_report
+
+        return write_sweep_report(self, path, by=by, top=top, axes=axes, title=title,
+                                  curves=self.curves(top, by) if curves else None)
+
     def __repr__(self) -> str:
         return f"SweepResult({self.spec.describe()}, backend={self.backend!r}, {self.elapsed_s:.2f} s)"
 
