@@ -1,8 +1,9 @@
 """Parameter sweeps: one template strategy, many variants, one deduplicated column graph.
 
 `sweep()` is the Python entry point (also exported as `gpubt.sweep`); `gpubt sweep SPEC` the
-command line. Specs and variants are in `spec`, chunked execution and the result table in
-`run`, the Dask runner in `distributed`.
+command line. Specs are in `spec`, variants parsed from the base's parse in `variants`, chunked
+execution and the result table in `run`, the fused path in `template` (on a GPU: `device`),
+the Dask runner in `distributed`, the HTML report in `report`.
 """
 
 import sys
