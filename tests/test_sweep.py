@@ -353,6 +353,27 @@ def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, ticker
         assert turn[a].tobytes() == day_two.tobytes()
 
 
+def test_swept_dates_stay_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """startDate and endDate only move a variant's backtest window (one per warm-up and asked
+    dates); the fused path runs them, as the general path and single runs do."""
+    from gpubt.sweep.run import fused_template
+
+    body = {"costBps": 7, "benchmark": "SPY", "payload": FUSED_TREE}
+    spec = make_spec(body, {"startDate": ["2010-03-01", "2011-06-15", "2009-01-01"], "ca.window": [5, 30],
+                            "endDate": ["2013-12-31", "2014-12-31"], "cb.rightWindow": [40, 120]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and len(template.starts) >= 6
+    fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=7).table
+    assert fused["request.startDate"].n_unique() == 3 and fused["endDate"].n_unique() == 2
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=short_market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    for i in range(0, spec.n_variants, 5):
+        single = run_backtest(spec.strategy(i), short_market, "polars").metrics
+        assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
+
+
 @pytest.mark.parametrize("parameters", [
     {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
     {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field

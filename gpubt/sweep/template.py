@@ -248,7 +248,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     whether comparisons of two series may run inside the kernel)."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
-    if not spec.parameters or len(conditions) + len(costs) != len(spec.parameters):
+    dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",))]
+    if not spec.parameters or len(conditions) + len(costs) + len(dates) != len(spec.parameters):
         return None
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
@@ -334,7 +335,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
-    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, cost)
+    # a variant's backtest window: its warm-up and the start and end dates it asks for
+    windows = warmups.astype(np.int64)
+    for j in dates:
+        windows = windows * len(spec.parameters[j].values) + indices[:, j]
+    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost)
 
 
 class _Rows:
@@ -577,21 +582,24 @@ def _tables(
     weights: np.ndarray,
     signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     warmups: np.ndarray,
+    windows: np.ndarray,
     cost: np.ndarray,
 ) -> Template:
-    """Per-pattern returns, turnovers and positions; per-warm-up backtest windows and centred
-    benchmark returns (the benchmark's mean is over each window's own days). ``signals``:
-    bits, series, pairs, kinds and rows, as `Template` holds them."""
+    """Per-pattern returns, turnovers and positions; per-window (``windows``: a key of each
+    variant's warm-up and asked dates) backtest windows and centred benchmark returns (the
+    benchmark's mean is over each window's own days). ``signals``: bits, series, pairs, kinds
+    and rows, as `Template` holds them."""
     request = strategy.request
     lag = LAG[request.mode]
     T = market.n_days
-    distinct, start_of = _unique(warmups)
+    distinct, start_of = _unique(windows)
+    first = np.full(distinct.size, windows.size)
+    np.minimum.at(first, start_of, np.arange(windows.size))  # a variant of each window
     starts, stops, start_dates, end_dates = [], [], [], []
-    for w in distinct.tolist():
-        try:
-            start, end, _ = backtest_window(strategy, market.dates, w)
+    for i in first.tolist():
+        try:  # the dates of the variant's own request (the base's when no date is swept)
+            start, end, _ = backtest_window(spec.strategy(i), market.dates, int(warmups[i]))
         except GpubtError as exc:
-            i = int(np.argmax(warmups == w))
             raise GpubtError(f"variant {i} ({spec.label(i)}): {exc.message}", exc.path, exc.status) from None
         stop = max(start, min(end, T - 1) - lag + 1)
         starts.append(start)
