@@ -202,7 +202,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     console.print(
         f"{result.table.height:,} variants · {result.elapsed_s:.1f} s this run"
         + (f" ({rate:,.0f} strategies/s)" if result.elapsed_s > 0 else "")
-        + f" · chunks of {result.chunk_size:,} · {result.workers}"
+        + f" · {result.path} · chunks of {result.chunk_size:,} · {result.workers}"
         + (f" · wrote {out}" if out else "")
     )
     return 0

@@ -374,28 +374,47 @@ def test_swept_dates_stay_on_the_fused_path(short_market: Market, monkeypatch: p
         assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
 
 
-@pytest.mark.parametrize("parameters", [
-    {"ca.window": [5, 10], "mode": ["CC", "OO"]},  # a request field other than costBps
-    {"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]},  # a node field
-    {"a.window": [10, 20]},  # a node field that changes weights
+@pytest.mark.parametrize("parameters, why", [
+    ({"ca.window": [5, 10], "mode": ["CC", "OO"]}, "mode is not a field"),  # a request field other than costBps
+    ({"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]}, "hedge.positions is not a field"),
+    ({"a.window": [10, 20]}, "a.window is not a field"),  # a node field that changes weights
 ])
-def test_other_sweeps_take_the_general_path(short_market: Market, parameters: dict) -> None:
-    from gpubt.sweep.run import fused_template
+def test_other_sweeps_take_the_general_path(short_market: Market, parameters: dict, why: str) -> None:
+    from gpubt.sweep.run import fused_template, sweep_path
 
     spec = make_spec({"payload": FUSED_TREE}, parameters)
     assert fused_template(spec, short_market, "numba") is None
+    assert sweep_path(spec, short_market, "numba").startswith(f"general path: {why} of an if/else node's condition")
 
 
 def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
-    from gpubt.sweep.run import fused_template
+    """Each says why (`gpubt sweep` prints it with the rate)."""
+    from gpubt.sweep.run import fused_template, sweep_path
 
     inverse = json.loads(json.dumps(FUSED_TREE))
     inverse["weighting"] = "inverse"
     spec = make_spec({"payload": inverse}, {"ca.window": [5, 10]})
     assert fused_template(spec, short_market, "numba") is None
+    assert sweep_path(spec, short_market, "numba") == "general path: the tree has inverse weights"
+    cases = {
+        "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has an altExit node"),
+        "regime_ladder.json": ({"n2.window": [30, 60]}, "the tree has a numbered node"),
+        "momentum_rotation.json": ({"trend.window": [100, 150]}, "the tree has a function node"),
+    }
+    for example, (parameters, why) in cases.items():
+        assert sweep_path(make_spec(ROOT / "examples" / example, parameters), short_market, "numba") == (
+            f"general path: {why}")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
+    assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"
     assert fused_template(tqqq, short_market, "reference") is None
+    assert sweep_path(tqqq, short_market, "reference") == "general path: the reference backend runs every variant whole"
+    many = {"payload": {"id": "root", "kind": "basic", "children": {"next": [
+        {"id": f"n{i}", "kind": "indicator", "conditions": [
+            {"id": f"c{i}", "metric": "RSI", "ticker": "SPY", "window": 5 + i, "comparator": "gt", "threshold": 50}],
+         "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(13)]}}}
+    assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
+        "general path: the tree has 13 if/else nodes; the fused path takes at most 12")
 
 
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:

@@ -66,7 +66,7 @@ from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns, simulate
 from gpubt.sweep.spec import WINDOW_COLUMNS, SweepSpec, load_spec, make_spec, parse_memory
-from gpubt.sweep.template import Template, prepare
+from gpubt.sweep.template import NotFused, Template, prepare
 
 METRIC_COLUMNS = (*WINDOW_COLUMNS, *METRIC_KEYS)
 VARIANT = "variant"
@@ -356,22 +356,40 @@ def _general(spec: SweepSpec, lo: int, hi: int, market: Market, backend: str) ->
     return metrics
 
 
-# market -> {(spec fingerprint, backend): Template or None}: prepared once per process, used by
-# every chunk of the sweep that runs there.
-_TEMPLATES: weakref.WeakKeyDictionary[Market, dict[tuple[str, str], Template | None]] = weakref.WeakKeyDictionary()
+# market -> {(spec fingerprint, backend): the fused plan, or why the sweep takes the general
+# path}: prepared once per process, used by every chunk of the sweep that runs there.
+_TEMPLATES: weakref.WeakKeyDictionary[Market, dict[tuple[str, str], Template | str]] = weakref.WeakKeyDictionary()
 
 
-def fused_template(spec: SweepSpec, market: Market, backend: str) -> Template | None:
-    """The fused plan of the sweep (`gpubt.sweep.template`) when its variants allow one."""
-    if backend == "reference":  # the oracle runs every variant whole
-        return None
+def fused_plan(spec: SweepSpec, market: Market, backend: str) -> Template | str:
+    """The fused plan of the sweep (`gpubt.sweep.template`), or why its variants take the
+    general path."""
+    if backend == "reference":
+        return "the reference backend runs every variant whole"
     key = (spec.fingerprint(), backend)
     with _GRAPHS_LOCK:
         templates = _TEMPLATES.setdefault(market, {})
         if key not in templates:
             with _phase("prepare"), paused():
-                templates[key] = prepare(spec, market, get_backend(backend))
+                try:
+                    templates[key] = prepare(spec, market, get_backend(backend))
+                except NotFused as why:
+                    templates[key] = str(why)
         return templates[key]
+
+
+def fused_template(spec: SweepSpec, market: Market, backend: str) -> Template | None:
+    """The fused plan of the sweep when its variants allow one."""
+    plan = fused_plan(spec, market, backend)
+    return plan if isinstance(plan, Template) else None
+
+
+def sweep_path(spec: SweepSpec, market: Market, backend: str) -> str:
+    """Which path runs the sweep, in words (and why not the fused one)."""
+    plan = fused_plan(spec, market, backend)
+    if isinstance(plan, str):
+        return f"general path: {plan}"
+    return "fused path, " + ("GPU kernel" if gpu_sweeps(backend, spec.n_variants) else "CPU kernel")
 
 
 # Template -> its tables on the GPU (`gpubt.sweep.device.DeviceTemplate`), made on first use.
@@ -632,6 +650,7 @@ class SweepResult:
     chunk_size: int = 0
     workers: str = "local"
     market: Market | None = field(default=None, repr=False, compare=False)
+    path: str = ""  # `sweep_path`: fused or general, and why
 
     @property
     def parameters(self) -> list[str]:
@@ -813,6 +832,7 @@ def run_sweep(
     source: MarketSource = market if market is not None else data
     local_market = sweep_market(spec, source)  # refuses missing tickers before anything runs
     n_tickers = len(set(spec.tickers) | {b for b in spec.benchmarks if local_market.has(b)})
+    path = sweep_path(spec, local_market, backend)
     if chunk_size is None:
         fused = fused_template(spec, local_market, backend) is not None
         if not fused:
@@ -861,7 +881,7 @@ def run_sweep(
         table = store.merge(spec)
     else:
         table = merge_frames(frames, spec)
-    return SweepResult(table, spec, backend, elapsed, chunk_size, where, local_market)
+    return SweepResult(table, spec, backend, elapsed, chunk_size, where, local_market, path)
 
 
 def sweep(

@@ -55,6 +55,7 @@ from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 # conditions vary by day takes the general path.
 MAX_BITS = 12
 STATIC_WEIGHTINGS = ("equal", "defined", "capped")
+_KINDS = {"Rank": "function", "Count": "numbered", "Blend": "scaling"}  # plan steps, as the user names nodes
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,14 +244,22 @@ def _pattern_weights(root: Step, chooses: list[Choose], tickers: tuple[str, ...]
     return Allocator(market, values, 0).allocation(plan)
 
 
-def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template | None:
-    """The fused plan of a sweep, or None when its variants need the general path (``pairs``:
-    whether comparisons of two series may run inside the kernel)."""
+class NotFused(Exception):
+    """A sweep the fused path does not take; the message says why (shown to the user)."""
+
+
+def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template:
+    """The fused plan of a sweep (``pairs``: whether comparisons of two series may run inside
+    the kernel); `NotFused` when its variants need the general path."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
     dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",))]
-    if not spec.parameters or len(conditions) + len(costs) + len(dates) != len(spec.parameters):
-        return None
+    if not spec.parameters:
+        raise NotFused("no parameters")
+    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *dates}]
+    if others:
+        raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, costBps, startDate "
+                       "or endDate")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -267,17 +276,24 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     base = compiler(strategy0)
     program = base.program()
     steps = _reachable(program.root)
-    if program.branches or program.latches or not _static_plan(steps):
-        return None
+    if program.branches:
+        raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
+    if program.latches:
+        raise NotFused("the tree has an altExit node")
+    other = next((s for s in steps if not _static_plan([s])), None)
+    if other is not None:
+        raise NotFused("the tree has " + (f"{other.weighting} weights" if isinstance(other, Combine) else
+                                          f"a {_KINDS.get(type(other).__name__, type(other).__name__)} node"))
     chooses = [s for s in steps if isinstance(s, Choose) and s.truth is not None]
     if len(chooses) > MAX_BITS:
-        return None
+        raise NotFused(f"the tree has {len(chooses)} if/else nodes; the fused path takes at most {MAX_BITS}")
     holds = [t for s in steps if isinstance(s, Hold) for t in s.tickers]
     if market.has(request.benchmark):
         holds.append(request.benchmark)
     everyone = tmarket.observed[:, [tmarket.column(t) for t in dict.fromkeys(holds)]].any(axis=1)
     if not everyone.all():  # a swept ticker could add days to some variants' calendars
-        return None
+        raise NotFused("the held tickers and the benchmark do not all trade on the same days "
+                       "(variants could have different calendars)")
 
     # One row per distinct setting of each if/else node: bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -295,10 +311,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         if step is None:  # an unreachable node: its settings change nothing
             continue
         if id(step) not in position:
-            return None
+            raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else")
         found = _setting_rows(spec, base, strategy0, node_path, members, indices, table, pairs)
         if found is None:
-            return None
+            raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
+                           "or has no condition")
         k = position[id(step)]
         kinds[k], rows[:, k] = found
         swept.add(k)
