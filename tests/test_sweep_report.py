@@ -76,10 +76,26 @@ def test_heatmap_cells_are_medians_over_the_other_parameters(result: SweepResult
         heatmap_axes(result, ("c1.window", "nope"))
 
 
+def test_each_parameter_has_a_panel_of_median_and_best(result: SweepResult) -> None:
+    panels = figures(result, by="sortino")["marginals"]
+    assert [a.text for a in panels.layout.annotations] == result.parameters  # one titled panel each
+    traces = {(t.name, t.xaxis): t for t in panels.data}
+    assert len(traces) == 2 * 4
+    table = result.table
+    for k, column in enumerate(result.parameters):
+        axis = "x" if k == 0 else f"x{k + 1}"
+        median, best = traces["median", axis], traces["best", axis]
+        labels = table[column].list.join(",") if table[column].dtype == pl.List(pl.String()) else table[column]
+        for x, m, b in zip(median.x, median.y, best.y):
+            values = table.filter(labels.cast(pl.String) == x)["sortino"].to_numpy()
+            assert m == pytest.approx(np.median(values), rel=1e-12) and b == values.max()
+
+
 def test_fewer_parameters_give_a_line_or_no_chart() -> None:
     market = market_slice(synthetic_market(), "2012-01-03", "2013-12-31")
     one = run_sweep(make_spec(TQQQ, {"c1.window": [6, 10, 14], "c2.threshold": [25]}), market=market)
-    line = figures(one, by="cagr")["heatmap"]
+    assert list(figures(one, by="cagr")) == ["marginals", "spread"]  # no heatmap over one parameter
+    line = figures(one, by="cagr")["marginals"]
     assert [t.name for t in line.data] == ["median", "best"] and list(line.data[0].x) == ["6", "10", "14"]
     assert line.data[0].y[1] == pytest.approx(100 * one.table["cagr"][1])
     single = run_sweep(make_spec(TQQQ, {"c1.window": [10]}), market=market)
@@ -92,7 +108,7 @@ def test_report_is_one_self_contained_page(result: SweepResult) -> None:
     assert text.startswith("<!DOCTYPE html>") and "sweep &lt;x&gt;" in text
     assert not REMOTE.search(text)
     assert text.count("<script") >= 3 and text.count("plotly.js v") <= 2  # one inlined bundle
-    for name in ("heatmap", "spread", "curves"):
+    for name in ("heatmap", "marginals", "spread", "curves"):
         assert f'id="fig-{name}"' in text
     assert "Best 4 by Sortino (highest first)" in text
     top_rows = re.search(r'<table class="top">(.*?)</table>', text, re.S).group(1)

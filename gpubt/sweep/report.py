@@ -1,5 +1,6 @@
 """A self-contained HTML report of a sweep: a heatmap of one metric over two parameters, the
-metric's spread over every variant, the best variants, and (when asked) their equity curves.
+metric against each parameter, its spread over every variant, the best variants, and (when
+asked) their equity curves.
 
 A cell of the heatmap holds the median of the metric over the variants sharing its two values
 (every combination of the other parameters): a region that stays good whatever the rest is
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import polars as pl
 
 from gpubt.errors import GpubtError
@@ -25,6 +27,7 @@ from gpubt.sweep.run import VARIANT, SweepResult
 LABELS = {key: (label, kind) for key, label, kind in METRIC_ROWS}
 TABLE_METRICS = ("sharpe", "cagr", "maxDrawdown", "sortino", "calmar", "vol", "totalReturn")
 BINS = 60
+MAX_MARGINALS = 9  # panels of the by-parameter figure
 
 
 def heatmap_axes(result: SweepResult, axes: tuple[str, str] | None = None) -> tuple[str, ...]:
@@ -36,8 +39,12 @@ def heatmap_axes(result: SweepResult, axes: tuple[str, str] | None = None) -> tu
             raise GpubtError(f"heatmap axes must be two different parameters of the sweep, got {list(axes)}; "
                              f"parameters: {', '.join(result.parameters)}", "heatmap")
         return tuple(axes)
-    varied = [p.column for p in result.spec.parameters if len(set(map(repr, p.values))) > 1]
-    return tuple(varied[:2])
+    return tuple(_varied(result)[:2])
+
+
+def _varied(result: SweepResult) -> list[str]:
+    """The parameter columns that take more than one value."""
+    return [p.column for p in result.spec.parameters if len(set(map(repr, p.values))) > 1]
 
 
 def _labels(column: pl.Series) -> pl.Series:
@@ -84,18 +91,26 @@ def heatmap_figure(table: pl.DataFrame, metric: str, x: str, y: str) -> go.Figur
     return layout(fig, title, height=max(380, min(900, 22 * len(ys) + 160)))
 
 
-def line_figure(table: pl.DataFrame, metric: str, x: str) -> go.Figure:
-    """The metric against the one varied parameter (median and best over the others)."""
-    cells = table.select(_labels(table[x]).alias("x"), metric).group_by("x").agg(
-        pl.col(metric).median().alias("median"),
-        (pl.col(metric).min() if metric in LOWER_IS_BETTER else pl.col(metric).max()).alias("best"),
-    ).sort("x")
+def marginals_figure(table: pl.DataFrame, metric: str, parameters: list[str]) -> go.Figure:
+    """The metric against each varied parameter, one panel each: its median and best over the
+    variants that share the value (every combination of the others)."""
     label, kind = LABELS.get(metric, (metric, "f"))
     scale = 100.0 if kind == "%" else 1.0
-    fig = go.Figure([go.Scatter(x=[str(v) for v in cells["x"]], y=scale * cells[name].to_numpy().astype(float),
-                                name=name, mode="lines+markers") for name in ("median", "best")])
-    fig.update_xaxes(title=x, type="category")
-    return layout(fig, f"{label} over {x}")
+    best = pl.col(metric).min() if metric in LOWER_IS_BETTER else pl.col(metric).max()
+    cols = min(3, len(parameters))
+    rows = -(-len(parameters) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=parameters, shared_yaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.18 if rows > 1 else 0.1)
+    for i, x in enumerate(parameters):
+        cells = (table.select(_labels(table[x]).alias("x"), metric).group_by("x")
+                 .agg(pl.col(metric).median().alias("median"), best.alias("best")).sort("x"))
+        for name, color in (("median", "#1f77b4"), ("best", "#2ca02c")):
+            fig.add_trace(go.Scatter(x=[str(v) for v in cells["x"]], y=scale * cells[name].to_numpy().astype(float),
+                                     name=name, mode="lines+markers", line=dict(color=color),
+                                     legendgroup=name, showlegend=i == 0),
+                          row=i // cols + 1, col=i % cols + 1)
+        fig.update_xaxes(type="category", row=i // cols + 1, col=i % cols + 1)
+    return layout(fig, f"{label} by parameter (median and best over the others)", height=max(380, 300 * rows))
 
 
 def spread_figure(table: pl.DataFrame, metric: str) -> go.Figure:
@@ -146,8 +161,9 @@ def figures(result: SweepResult, by: str = "sharpe", axes: tuple[str, str] | Non
     out: dict[str, go.Figure] = {}
     if len(found) == 2:
         out["heatmap"] = heatmap_figure(table, by, *found)
-    elif len(found) == 1:
-        out["heatmap"] = line_figure(table, by, found[0])
+    varied = _varied(result)
+    if varied:
+        out["marginals"] = marginals_figure(table, by, varied[:MAX_MARGINALS])
     out["spread"] = spread_figure(table, by)
     if curves is not None:
         out["curves"] = curves_figure(curves, result.spec.base.get("benchmark") or "benchmark")
