@@ -353,6 +353,52 @@ def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, ticker
         assert turn[a].tobytes() == day_two.tobytes()
 
 
+def test_fused_path_reads_call_chains_nodes_not_the_calls(short_market: Market) -> None:
+    """An if/else node that a call reaches: its conditions are the chain root's (a call node
+    has none; the fused path once read the call node's and failed)."""
+    from gpubt.sweep.run import fused_template
+
+    chain = {"id": "cr", "kind": "indicator", "conditions": [
+        {"id": "c2", "metric": "RSI", "ticker": "QQQ", "window": 14, "comparator": "lt", "threshold": 40}],
+        "children": {"then": [{"id": "x", "kind": "position", "positions": ["GLD"]}],
+                     "else": [{"id": "y", "kind": "position", "positions": ["SPY"]}]}}
+    body = {"payload": {"id": "root", "kind": "basic", "children": {"next": [
+        {"id": "k", "kind": "call", "callRefId": "ch"},
+        {"id": "u", "kind": "indicator", "conditions": [
+            {"id": "c1", "metric": "RSI", "ticker": "SPY", "window": 10, "comparator": "gt", "threshold": 50}],
+         "children": {"then": [{"id": "a", "kind": "position", "positions": ["QQQ"]}],
+                      "else": [{"id": "b", "kind": "position", "positions": ["TLT"]}]}}]}},
+        "callChains": {"ch": chain}}
+    spec = make_spec(body, {"c1.threshold": [45, 55], "costBps": [0, 5]})
+    assert fused_template(spec, short_market, "numba") is not None
+    table = run_sweep(spec, market=short_market, backend="numba").table
+    for i in range(spec.n_variants):
+        assert_metrics_equal(table.row(i, named=True), run_backtest(spec.strategy(i), short_market, "numba").metrics,
+                             spec.label(i))
+
+
+def test_function_nodes_over_positions_run_on_the_fused_path(short_market: Market,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function node ranking positions adds a branch bit per child (picked that day or not):
+    its window, metric, count and order sweep on the fused path, as the general path and single
+    runs do (here under an if/else node, beside another function node; a count of 0 picks none)."""
+    from gpubt.sweep.run import sweep_path
+
+    spec = make_spec(ROOT / "examples" / "momentum_rotation.json", {
+        "top3.window": [20, 63], "top3.bottom": [0, 2, 5], "top3.metric": ["Cumulative Return", "RSI"],
+        "top3.rank": ["Top", "Bottom"], "trend.window": [50, 150], "defense.window": [20, 60]})
+    assert sweep_path(spec, short_market, "numba") == "fused path, CPU kernel"
+    fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=11).table
+    with monkeypatch.context() as patch:
+        _general_path(patch)
+        general = run_sweep(spec, market=short_market, backend="numba").table
+    assert_frame_equal(fused, general, check_exact=False, rel_tol=REL, abs_tol=1e-12)
+    assert fused["avgHoldings"].n_unique() > 3
+    for i in range(0, spec.n_variants, 13):
+        assert_metrics_equal(fused.row(i, named=True), run_backtest(spec.strategy(i), short_market, "polars").metrics,
+                             spec.label(i))
+
+
 def test_swept_dates_stay_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """startDate and endDate only move a variant's backtest window (one per warm-up and asked
     dates); the fused path runs them, as the general path and single runs do."""
@@ -399,11 +445,15 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     cases = {
         "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has an altExit node"),
         "regime_ladder.json": ({"n2.window": [30, 60]}, "the tree has a numbered node"),
-        "momentum_rotation.json": ({"trend.window": [100, 150]}, "the tree has a function node"),
     }
     for example, (parameters, why) in cases.items():
         assert sweep_path(make_spec(ROOT / "examples" / example, parameters), short_market, "numba") == (
             f"general path: {why}")
+    ranked = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "children": {
+        "next": [{"id": "b1", "kind": "basic", "children": {"next": [{"id": "x", "kind": "position", "positions": ["SPY"]}]}},
+                 {"id": "x2", "kind": "position", "positions": ["TLT"]}]}}}
+    assert sweep_path(make_spec(ranked, {"f.window": [10, 20]}), short_market, "numba") == (
+        "general path: the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
     assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"
@@ -414,7 +464,8 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
             {"id": f"c{i}", "metric": "RSI", "ticker": "SPY", "window": 5 + i, "comparator": "gt", "threshold": 50}],
          "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(13)]}}}
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
-        "general path: the tree has 13 if/else nodes; the fused path takes at most 12")
+        "general path: the tree has 13 if/else nodes and 0 children of function nodes; the fused path takes "
+        "at most 12 together")
 
 
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:

@@ -34,10 +34,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from gpubt.alloc.allocate import Allocator
+from gpubt.alloc.allocate import Allocator, _best
 from gpubt.backends.base import TRUE, Backend
-from gpubt.compiler.compile import Compiler
-from gpubt.compiler.plan import Choose, Combine, Hold, Step
+from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
+from gpubt.compiler.plan import Choose, Combine, Hold, Rank, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -55,6 +55,7 @@ from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 # conditions vary by day takes the general path.
 MAX_BITS = 12
 STATIC_WEIGHTINGS = ("equal", "defined", "capped")
+FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
 _KINDS = {"Rank": "function", "Count": "numbered", "Blend": "scaling"}  # plan steps, as the user names nodes
 
 
@@ -207,13 +208,14 @@ def _reachable(root: Step) -> list[Step]:
 
 def _static_plan(steps: list[Step]) -> bool:
     return all(
-        isinstance(s, (Hold, Choose)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
+        isinstance(s, (Hold, Choose, Rank)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
         for s in steps
     )
 
 
-def _with_truths(step: Step, truths: dict[int, Node], memo: dict[int, Step]) -> Step:
-    """A copy of the plan whose if/else truths are the given stand-in nodes."""
+def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> Step:
+    """A copy of the plan whose if/else truths (and function nodes' scores, which then pick
+    every child with a finite score) are the given stand-in nodes."""
     done = memo.get(id(step))
     if done is None:
         if isinstance(step, Choose):
@@ -222,25 +224,38 @@ def _with_truths(step: Step, truths: dict[int, Node], memo: dict[int, Step]) -> 
                 other=_with_truths(step.other, truths, memo))
         elif isinstance(step, Combine):
             done = dataclasses.replace(step, children=tuple(_with_truths(c, truths, memo) for c in step.children))
+        elif isinstance(step, Rank):
+            done = dataclasses.replace(step, scores=truths[id(step)], top=True, bottom=len(step.children))
         else:
             done = step
         memo[id(step)] = done
     return done
 
 
-def _pattern_weights(root: Step, chooses: list[Choose], tickers: tuple[str, ...]) -> np.ndarray:
+def _pattern_weights(root: Step, chooses: list[Choose], ranks: list[Rank], tickers: tuple[str, ...]) -> np.ndarray:
     """(2^K, N) allocation of every branch pattern, by the Allocator itself: pseudo-day p has
-    if/else node k True exactly when bit k of p is set."""
-    P, N = 1 << len(chooses), len(tickers)
+    if/else node k True exactly when bit k of p is set, and a function node picks its child c
+    exactly when the bit after its node's and the earlier children's is set (its children are
+    positions: what it holds depends on which it picks alone)."""
+    K = len(chooses) + sum(len(r.children) for r in ranks)
+    P, N = 1 << K, len(tickers)
     stand_in = Builder()
-    truths = {id(c): stand_in.const(float(k)) for k, c in enumerate(chooses)}
+    digit = (stand_in.const(float(k)) for k in range(K))
+    truths: dict[int, Any] = {id(c): next(digit) for c in chooses}
+    truths.update({id(r): tuple(next(digit) for _ in r.children) for r in ranks})
     plan = _with_truths(root, truths, {})
     ones = np.ones((P, N))
     days = np.arange(P).astype("datetime64[D]")
     market = Market(days, tickers, ones, ones, ones, ones, ones, np.ones((P, N), bool), "patterns")
     patterns = np.arange(P)
-    values = {truths[id(c)]: np.where((patterns >> k) & 1 == 1, TRUE, 0).astype(np.int8)
-              for k, c in enumerate(chooses)}
+    values: dict[Node, np.ndarray] = {}
+    for c in chooses:
+        k = int(truths[id(c)].params[0])
+        values[truths[id(c)]] = np.where((patterns >> k) & 1 == 1, TRUE, 0).astype(np.int8)
+    for r in ranks:
+        for node in truths[id(r)]:
+            k = int(node.params[0])
+            values[node] = np.where((patterns >> k) & 1 == 1, 1.0, np.nan)
     return Allocator(market, values, 0).allocation(plan)
 
 
@@ -254,12 +269,14 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
     dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",))]
+    functions = [j for j, p in enumerate(spec.parameters) if p.target == "node" and p.path[-1] in FUNCTION_FIELDS
+                 and dict_at(spec.base, p.path[:-1]).get("kind") == "function"]
     if not spec.parameters:
         raise NotFused("no parameters")
-    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *dates}]
+    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *dates, *functions}]
     if others:
-        raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, costBps, startDate "
-                       "or endDate")
+        raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
+                       f"{', '.join(FUNCTION_FIELDS)}, costBps, startDate or endDate")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -285,8 +302,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         raise NotFused("the tree has " + (f"{other.weighting} weights" if isinstance(other, Combine) else
                                           f"a {_KINDS.get(type(other).__name__, type(other).__name__)} node"))
     chooses = [s for s in steps if isinstance(s, Choose) and s.truth is not None]
-    if len(chooses) > MAX_BITS:
-        raise NotFused(f"the tree has {len(chooses)} if/else nodes; the fused path takes at most {MAX_BITS}")
+    ranks = [s for s in steps if isinstance(s, Rank) and s.children]
+    K = len(chooses) + sum(len(r.children) for r in ranks)  # branch bits: one per if/else, per ranked child
+    if K > MAX_BITS:
+        raise NotFused(f"the tree has {len(chooses)} if/else nodes and {K - len(chooses)} children of function "
+                       f"nodes; the fused path takes at most {MAX_BITS} together")
     holds = [t for s in steps if isinstance(s, Hold) for t in s.tickers]
     if market.has(request.benchmark):
         holds.append(request.benchmark)
@@ -300,10 +320,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for j in conditions:
         groups.setdefault(spec.parameters[j].path[:-3], []).append(j)
     table = _Rows()
-    rows = np.empty((spec.n_variants, len(chooses)), dtype=np.int32)
-    kinds = np.zeros(len(chooses), dtype=np.int8)
+    rows = np.empty((spec.n_variants, K), dtype=np.int32)
+    kinds = np.zeros(K, dtype=np.int8)
     flow = _flow_nodes(request)
-    node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow}
+    # each step's own node (a call node's step is its chain's: the chain root is the one)
+    node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow and flow[key].kind != "call"}
     position = {id(c): k for k, c in enumerate(chooses)}
     swept: set[int] = set()
     for node_path, members in groups.items():
@@ -323,6 +344,32 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         if k not in swept:
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+    # A function node: one bit row per child and setting (picked that day or not).
+    first_bit = dict(zip((id(r) for r in ranks), np.cumsum([len(chooses), *(len(r.children) for r in ranks)]).tolist()))
+    by_node: dict[tuple[Any, ...], list[int]] = {}
+    for j in functions:
+        by_node.setdefault(spec.parameters[j].path[:-1], []).append(j)
+    set_ranks: set[int] = set()
+    for node_path, members in by_node.items():
+        step = base._steps.get(id(_node_at(request, node_path)))
+        if step is None:  # an unreachable node
+            continue
+        if id(step) not in first_bit:
+            raise NotFused(f"{spec.parameters[members[0]].name} is a field of a function node without children")
+        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+        example = np.full(len(settings), spec.n_variants)
+        np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
+        firsts = np.array([_picks(base, _node_at(spec.strategy(i).request, node_path), step, table)
+                           for i in example.tolist()], dtype=np.int64)
+        k0 = first_bit[id(step)]
+        for c in range(len(step.children)):
+            rows[:, k0 + c] = firsts[inverse] + c
+        set_ranks.add(id(step))
+    for r in ranks:
+        if id(r) not in set_ranks:
+            row = _picks(base, node_of[id(r)], r, table)
+            for c in range(len(r.children)):
+                rows[:, first_bit[id(r)] + c] = row + c
 
     values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
@@ -336,6 +383,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     bits = np.empty((len(bit_firsts), tmarket.n_days), dtype=np.uint8)
     for truth, r in table.bits.items():
         bits[r] = values[truth] == TRUE
+    for r, scored, top, bottom in table.picks:  # the children a function node picks, as the Allocator
+        scores = np.ascontiguousarray(series[scored].T)
+        bits[r : r + len(scored)] = _best(scores, np.ones(scores.shape, dtype=np.bool_), top, bottom)
     # comparisons with thresholds, as the graph's (the series is finite where read): one
     # broadcast comparison per series and comparator
     order = np.lexsort((ops, sides))
@@ -343,10 +393,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         group = order[lo:hi]
         x, limit = series[sides[group[0]]], limits[group, None]
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
-    weights = _pattern_weights(program.root, chooses, tmarket.tickers)
+    weights = _pattern_weights(program.root, chooses, ranks, tmarket.tickers)
     static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
     warmups = np.full(spec.n_variants, static)
-    for k in range(len(chooses)):
+    for k in range(K):
         firsts = np.asarray(table.pair_firsts, dtype=np.int64) if kinds[k] else bit_firsts
         np.maximum(warmups, firsts[rows[:, k]], out=warmups)
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
@@ -371,6 +421,16 @@ class _Rows:
         self.pairs: dict[tuple[int, int, int], int] = {}
         self.pair_firsts: list[int] = []
         self._compared: list[tuple[np.ndarray, ...]] = []  # (rows, series rows, ops, limits)
+        self.picks: list[tuple[int, np.ndarray, bool, int]] = []  # (first row, score rows, top, bottom)
+
+    def pick(self, scores: list[Node], top: bool, bottom: int, first: int) -> int:
+        """New bit rows, one per child of a function node: whether it is among the ``bottom``
+        best ``scores`` (computed after the backend call); returns the first row."""
+        sides = np.array([self.series_nodes.setdefault(s, len(self.series_nodes)) for s in scores], dtype=np.int64)
+        row = len(self.bit_firsts)
+        self.bit_firsts.extend([first] * len(scores))
+        self.picks.append((row, sides, top, bottom))
+        return row
 
     def bit(self, truth: Node, first: int) -> int:
         row = self.bits.get(truth)
@@ -406,6 +466,17 @@ class _Rows:
         if row == len(self.pair_firsts):
             self.pair_firsts.append(first)
         return row
+
+
+def _picks(compiler: Compiler, node: FlowNode, step: Rank, table: _Rows) -> int:
+    """The bit rows of a function node's setting (``node``: the parsed node with it; ``step``:
+    its step, whose children are positions), as `Compiler._function` scores them."""
+    window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
+    if not all(isinstance(c, Hold) and len(c.tickers) == 1 for c in step.children):
+        raise NotFused(f"function node {node.id!r} ranks children that are not single-ticker positions")
+    scored = [compiler.series(node.metric, c.tickers[0], window, node) for c in step.children]  # type: ignore[union-attr]
+    first = max([step.combine.warmup, *(f for _, f in scored)])
+    return table.pick([s for s, _ in scored], node.rank == "Top", max(0, min(node.bottom, len(step.children))), first)
 
 
 def _finite_from(series: np.ndarray, rows: Sequence[int] | np.ndarray, firsts: Sequence[int]) -> bool:
