@@ -350,6 +350,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for j in functions:
         by_node.setdefault(spec.parameters[j].path[:-1], []).append(j)
     set_ranks: set[int] = set()
+    most: dict[int, int] = {}  # the largest count each function node takes
     for node_path, members in by_node.items():
         step = base._steps.get(id(_node_at(request, node_path)))
         if step is None:  # an unreachable node
@@ -359,8 +360,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
         example = np.full(len(settings), spec.n_variants)
         np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
-        firsts = np.array([_picks(base, _node_at(spec.strategy(i).request, node_path), step, table)
-                           for i in example.tolist()], dtype=np.int64)
+        nodes = [_node_at(spec.strategy(i).request, node_path) for i in example.tolist()]
+        firsts = np.array([_picks(base, fn, step, table) for fn in nodes], dtype=np.int64)
+        most[id(step)] = max(fn.bottom for fn in nodes)
         k0 = first_bit[id(step)]
         for c in range(len(step.children)):
             rows[:, k0 + c] = firsts[inverse] + c
@@ -368,6 +370,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for r in ranks:
         if id(r) not in set_ranks:
             row = _picks(base, node_of[id(r)], r, table)
+            most[id(r)] = node_of[id(r)].bottom
             for c in range(len(r.children)):
                 rows[:, first_bit[id(r)] + c] = row + c
 
@@ -406,7 +409,14 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     windows = warmups.astype(np.int64)
     for j in dates:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
-    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost)
+    # the patterns variants can form: a function node picks at most its largest count
+    patterns = np.arange(len(weights))
+    formed = np.ones(len(weights), dtype=bool)
+    for r in ranks:
+        picked = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
+        formed &= np.bitwise_count(picked) <= most[id(r)]
+    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost,
+                   formed)
 
 
 class _Rows:
@@ -672,8 +682,10 @@ def _tables(
     warmups: np.ndarray,
     windows: np.ndarray,
     cost: np.ndarray,
+    formed: np.ndarray,
 ) -> Template:
-    """Per-pattern returns, turnovers and positions; per-window (``windows``: a key of each
+    """Per-pattern returns, turnovers and positions (of the patterns variants can form,
+    ``formed``; the others' rows stay 0, never read); per-window (``windows``: a key of each
     variant's warm-up and asked dates) backtest windows and centred benchmark returns (the
     benchmark's mean is over each window's own days). ``signals``: bits, series, pairs, kinds
     and rows, as `Template` holds them."""
@@ -697,8 +709,10 @@ def _tables(
 
     _, _, R = period_returns(market.open, market.close, request.mode)
     gross = np.zeros((weights.shape[0], T))
-    gross[:, : R.shape[0]] = weights @ np.where(np.isfinite(R), R, 0.0).T
-    turn = _turnovers(weights)
+    used = np.flatnonzero(formed)
+    gross[used, : R.shape[0]] = weights[used] @ np.where(np.isfinite(R), R, 0.0).T
+    turn = np.zeros((len(weights) + 1, len(weights)))
+    turn[np.ix_(np.append(used, len(weights)), used)] = _turnovers(weights[used])
     held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
 
     bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
