@@ -12,11 +12,12 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds three sweeps on the general path (each variant parsed, compiled, allocated and
-simulated in batches): the template's 1,024-variant pilot grid with the fused path switched off,
-a function-node sweep of examples/momentum_rotation.json (1,024 variants), which no fused path
-covers, and one function node's window and count on a 601-node tree (`wide_template`, 64
-variants: what is per variant scales with what a variant changes, not with the tree).
+--general adds three sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+grid with the fused path switched off (the general path: each variant parsed, compiled,
+allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
+(1,024 variants; the fused path since session 16), and one function node's window and count on
+a 601-node tree (`wide_template`, 64 variants, the general path: what is per variant scales
+with what a variant changes, not with the tree). The note says which path each took.
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         "rss_before_mb": rss0 / 1024, "worker_rss_mb": worker_rss, "workers": workers,
         "days": int(result.table["days"][0]), "phases": {k: v / spec.n_variants * 1e6 for k, v in phases.items()},
         "best_sharpe": result.top(1)["sharpe"][0],
+        "path": result.path,
     }
 
 
@@ -320,7 +322,7 @@ def main() -> None:
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
             elif kind in ("general", "momentum", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
-                grid_note = f"{backend}: the general path, " + {
+                grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
                     "momentum": "momentum_rotation.json: top3.window (16) × top3.bottom (4) × trend.window (4) × "
                                 "defense.window (4) = 1,024 variants",
@@ -337,6 +339,8 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
+            if kind in ("general", "momentum", "wide"):
+                grid_note += " (" + ("general path: fused path switched off" if kind == "general" else r["path"]) + ")"
             if r.get("kernels"):
                 k = r["kernels"]
                 grid_note += (f" (the kernel alone: {k['inline']:.1f} ms with the pattern formed inline, "
