@@ -15,7 +15,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 --general adds three sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
-(1,024 variants; the fused path since session 16), and one function node's window and count on
+(16,384 variants; the fused path since session 16), and one function node's window and count on
 a 601-node tree (`wide_template`, 64 variants, the general path: what is per variant scales
 with what a variant changes, not with the tree). The note says which path each took.
 """
@@ -91,9 +91,9 @@ MOMENTUM = ROOT / "examples" / "momentum_rotation.json"
 
 
 def momentum_parameters() -> dict:
-    """16 ranking windows × 4 counts × 4 trend windows × 4 defensive windows = 1,024 variants."""
-    return {"top3.window": list(range(20, 276, 16)), "top3.bottom": [1, 2, 3, 4],
-            "trend.window": [100, 150, 200, 250], "defense.window": [20, 40, 60, 120]}
+    """64 ranking windows × 4 counts × 8 trend windows × 8 defensive windows = 16,384 variants."""
+    return {"top3.window": list(range(10, 266, 4)), "top3.bottom": [1, 2, 3, 4],
+            "trend.window": list(range(50, 250, 25)), "defense.window": list(range(10, 130, 15))}
 
 
 WIDE_NODES = 200
@@ -154,7 +154,7 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(wide_template(), {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]})
     elif grid == "general":
         spec = make_spec(template(), parameters("pilot"))
-        runner.fused_template = lambda *args: None  # type: ignore[assignment]  # this process only
+        runner.fused_plan = lambda *args: "switched off"  # type: ignore[assignment]  # this process only
     else:
         spec = make_spec(template(), parameters(grid))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -281,7 +281,7 @@ def main() -> None:
                         help="also run the batch case: 1,000 random strategies of 10 indicator nodes each")
     parser.add_argument("--general", action="store_true",
                         help="also run three general-path sweeps: the template's 1,024-variant pilot grid with "
-                             "the fused path off, a 1,024-variant momentum-rotation (function node) sweep, and a "
+                             "the fused path off, a 16,384-variant momentum-rotation (function node) sweep, and a "
                              "function node's 64 settings on a 601-node tree")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
@@ -324,8 +324,8 @@ def main() -> None:
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
-                    "momentum": "momentum_rotation.json: top3.window (16) × top3.bottom (4) × trend.window (4) × "
-                                "defense.window (4) = 1,024 variants",
+                    "momentum": "momentum_rotation.json: top3.window (64) × top3.bottom (4) × trend.window (8) × "
+                                "defense.window (8) = 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -340,7 +340,7 @@ def main() -> None:
             if r is None:
                 continue
             if kind in ("general", "momentum", "wide"):
-                grid_note += " (" + ("general path: fused path switched off" if kind == "general" else r["path"]) + ")"
+                grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]
                 grid_note += (f" (the kernel alone: {k['inline']:.1f} ms with the pattern formed inline, "

@@ -230,7 +230,7 @@ FUSED_PARAMETERS = {  # costBps: a number per variant inside the kernel
 def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpubt.sweep import run as runner
 
-    monkeypatch.setattr(runner, "fused_template", lambda *args: None)
+    monkeypatch.setattr(runner, "fused_plan", lambda *args: "switched off")
 
 
 def _fused_equals_general_and_single(spec: Any, market: Market, monkeypatch: pytest.MonkeyPatch,
