@@ -71,6 +71,7 @@ class Template:
     gross: np.ndarray  # (P, T) return of pattern p's allocation over the period decided on day t
     turn: np.ndarray  # (P + 1, P) turnover from pattern a (P = all cash) to b
     held: np.ndarray  # (P,) positions of pattern p
+    dense: np.ndarray  # (2^K,) int32: the row p of the patterns variants can form, by branch bits
     start_of: np.ndarray  # (n_variants,) index into `starts`
     starts: np.ndarray  # (n_starts,) first decision day
     stops: np.ndarray  # (n_starts,) one past the last decision day
@@ -84,7 +85,7 @@ class Template:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
         _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
-               self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
+               self.dense, self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
                self.cost[lo:hi], out)
         return out
 
@@ -102,7 +103,7 @@ INLINE_PATTERN = False
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
-                    start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
+                    dense: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
                     bench_squares: np.ndarray, cost: np.ndarray, pattern: np.ndarray, net: np.ndarray,
                     out: np.ndarray) -> None:
     """Every metric of variant s (a row of ``rows``, ``start_of`` and ``cost``) into ``out``
@@ -156,6 +157,7 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                     p |= np.int32(series[pairs[r, 0], lo + i] < series[pairs[r, 1], lo + i]) << k
         else:
             p = pattern[i]
+        p = dense[p]
         net[i] = gross[p, lo + i]
         if p != prev:
             traded = turn[prev, p]
@@ -173,11 +175,11 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
-           held: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+           held: np.ndarray, dense: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, start_of, starts, stops,
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, start_of, starts, stops,
                         bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
@@ -684,8 +686,8 @@ def _tables(
     cost: np.ndarray,
     formed: np.ndarray,
 ) -> Template:
-    """Per-pattern returns, turnovers and positions (of the patterns variants can form,
-    ``formed``; the others' rows stay 0, never read); per-window (``windows``: a key of each
+    """Per-pattern returns, turnovers and positions of the patterns variants can form
+    (``formed``; ``dense`` maps a day's branch bits to their rows); per-window (``windows``: a key of each
     variant's warm-up and asked dates) backtest windows and centred benchmark returns (the
     benchmark's mean is over each window's own days). ``signals``: bits, series, pairs, kinds
     and rows, as `Template` holds them."""
@@ -708,12 +710,13 @@ def _tables(
         end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
 
     _, _, R = period_returns(market.open, market.close, request.mode)
-    gross = np.zeros((weights.shape[0], T))
-    used = np.flatnonzero(formed)
-    gross[used, : R.shape[0]] = weights[used] @ np.where(np.isfinite(R), R, 0.0).T
-    turn = np.zeros((len(weights) + 1, len(weights)))
-    turn[np.ix_(np.append(used, len(weights)), used)] = _turnovers(weights[used])
-    held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
+    used = weights[formed]
+    gross = np.zeros((used.shape[0], T))
+    gross[:, : R.shape[0]] = used @ np.where(np.isfinite(R), R, 0.0).T
+    turn = _turnovers(used)
+    dense = np.full(len(weights), used.shape[0], dtype=np.int32)  # a pattern never formed: never read
+    dense[formed] = np.arange(used.shape[0], dtype=np.int32)
+    held = (np.abs(used) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
 
     bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
     squares = np.zeros(len(starts))
@@ -723,7 +726,7 @@ def _tables(
         for k, (start, stop) in enumerate(zip(starts, stops)):
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, dense, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(start_dates), tuple(end_dates),
     )
