@@ -399,16 +399,19 @@ def test_function_nodes_over_positions_run_on_the_fused_path(short_market: Marke
                              spec.label(i))
 
 
-def test_swept_dates_stay_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
-    """startDate and endDate only move a variant's backtest window (one per warm-up and asked
-    dates); the fused path runs them, as the general path and single runs do."""
+def test_swept_dates_and_modes_stay_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """startDate and endDate only move a variant's backtest window, and a mode its periods (one
+    window per warm-up, mode and asked dates, pattern returns per mode); the fused path runs
+    them, as the general path and single runs do."""
     from gpubt.sweep.run import fused_template
 
     body = {"costBps": 7, "benchmark": "SPY", "payload": FUSED_TREE}
     spec = make_spec(body, {"startDate": ["2010-03-01", "2011-06-15", "2009-01-01"], "ca.window": [5, 30],
-                            "endDate": ["2013-12-31", "2014-12-31"], "cb.rightWindow": [40, 120]})
+                            "endDate": ["2013-12-31", "2014-12-31"], "cb.rightWindow": [40, 120],
+                            "mode": ["CC", "oo", "OC", "CO"]})
     template = fused_template(spec, short_market, "numba")
-    assert template is not None and len(template.starts) >= 6
+    assert template is not None and len(template.starts) >= 24 and set(template.gross_at) == {
+        0, *(k * len(template.held) for k in range(1, 4))}
     fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=7).table
     assert fused["request.startDate"].n_unique() == 3 and fused["endDate"].n_unique() == 2
     with monkeypatch.context() as patch:
@@ -421,7 +424,7 @@ def test_swept_dates_stay_on_the_fused_path(short_market: Market, monkeypatch: p
 
 
 @pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "mode": ["CC", "OO"]}, "mode is not a field"),  # a request field other than costBps
+    ({"ca.window": [5, 10], "benchmark": ["SPY", "QQQ"]}, "benchmark is not a field"),  # a request field
     ({"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]}, "hedge.positions is not a field"),
     ({"a.window": [10, 20]}, "a.window is not a field"),  # a node field that changes weights
 ])

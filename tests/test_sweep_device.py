@@ -88,7 +88,7 @@ def test_the_kernel_compiles_for_hopper() -> None:
     _, template = small_sweep()
     device._compiled.cache_clear()
     t = template
-    arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.start_of, t.starts, t.stops,
+    arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.gross_at, t.start_of, t.starts, t.stops,
               t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)), np.empty((16, 2)))
     with exact_arithmetic():
         root, _ = cuda.compile_ptx(_root, (numba.float64[::1],), cc=(9, 0))

@@ -68,10 +68,11 @@ class Template:
     pairs: np.ndarray  # (Q, 3) int64: (left row, right row, 0 for > or 1 for <) of `series`
     kinds: np.ndarray  # (K,) int8: 0 when node k's rows are `bits` rows, 1 when `pairs` rows
     rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
-    gross: np.ndarray  # (P, T) return of pattern p's allocation over the period decided on day t
+    gross: np.ndarray  # (M·P, T) return of pattern p's allocation over the period decided on day t, per mode
     turn: np.ndarray  # (P + 1, P) turnover from pattern a (P = all cash) to b
     held: np.ndarray  # (P,) positions of pattern p
     dense: np.ndarray  # (2^K,) int32: the row p of the patterns variants can form, by branch bits
+    gross_at: np.ndarray  # (n_starts,) int64: the first row of `gross` for each window's mode
     start_of: np.ndarray  # (n_variants,) index into `starts`
     starts: np.ndarray  # (n_starts,) first decision day
     stops: np.ndarray  # (n_starts,) one past the last decision day
@@ -85,7 +86,7 @@ class Template:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
         _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
-               self.dense, self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
+               self.dense, self.gross_at, self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
                self.cost[lo:hi], out)
         return out
 
@@ -103,7 +104,7 @@ INLINE_PATTERN = False
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
-                    dense: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
+                    dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
                     bench_squares: np.ndarray, cost: np.ndarray, pattern: np.ndarray, net: np.ndarray,
                     out: np.ndarray) -> None:
     """Every metric of variant s (a row of ``rows``, ``start_of`` and ``cost``) into ``out``
@@ -112,8 +113,9 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     where INLINE_PATTERN). Written in the subset that also compiles for CUDA: the CPU kernel and
     the GPU kernel run this one source."""
     K = rows.shape[1]
-    cash = gross.shape[0]
+    cash = held.shape[0]
     which = start_of[s]
+    mode_rows = gross_at[which]
     lo = starts[which]
     n = stops[which] - lo
     if not INLINE_PATTERN:
@@ -158,7 +160,7 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
         else:
             p = pattern[i]
         p = dense[p]
-        net[i] = gross[p, lo + i]
+        net[i] = gross[mode_rows + p, lo + i]
         if p != prev:
             traded = turn[prev, p]
             net[i] -= traded * cost[s]
@@ -175,11 +177,12 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
-           held: np.ndarray, dense: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+           held: np.ndarray, dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray,
+           stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, start_of, starts, stops,
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, gross_at, start_of, starts, stops,
                         bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
@@ -270,7 +273,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     the kernel); `NotFused` when its variants need the general path."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
-    dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",))]
+    dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",), ("mode",))]
     functions = [j for j, p in enumerate(spec.parameters) if p.target == "node" and p.path[-1] in FUNCTION_FIELDS
                  and dict_at(spec.base, p.path[:-1]).get("kind") == "function"]
     if not spec.parameters:
@@ -278,7 +281,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *dates, *functions}]
     if others:
         raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
-                       f"{', '.join(FUNCTION_FIELDS)}, costBps, startDate or endDate")
+                       f"{', '.join(FUNCTION_FIELDS)}, costBps, mode, startDate or endDate")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -407,7 +410,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
-    # a variant's backtest window: its warm-up and the start and end dates it asks for
+    # a variant's backtest window: its warm-up and the mode and dates it asks for
     windows = warmups.astype(np.int64)
     for j in dates:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
@@ -687,46 +690,52 @@ def _tables(
     formed: np.ndarray,
 ) -> Template:
     """Per-pattern returns, turnovers and positions of the patterns variants can form
-    (``formed``; ``dense`` maps a day's branch bits to their rows); per-window (``windows``: a key of each
-    variant's warm-up and asked dates) backtest windows and centred benchmark returns (the
+    (``formed``; ``dense`` maps a day's branch bits to their rows), over each mode's periods;
+    per-window (``windows``: a key of each variant's warm-up, mode and asked dates) backtest windows and centred benchmark returns (the
     benchmark's mean is over each window's own days). ``signals``: bits, series, pairs, kinds
     and rows, as `Template` holds them."""
     request = strategy.request
-    lag = LAG[request.mode]
     T = market.n_days
     distinct, start_of = _unique(windows)
     first = np.full(distinct.size, windows.size)
     np.minimum.at(first, start_of, np.arange(windows.size))  # a variant of each window
-    starts, stops, start_dates, end_dates = [], [], [], []
+    starts, stops, start_dates, end_dates, modes = [], [], [], [], []
     for i in first.tolist():
-        try:  # the dates of the variant's own request (the base's when no date is swept)
-            start, end, _ = backtest_window(spec.strategy(i), market.dates, int(warmups[i]))
+        variant = spec.strategy(i)  # its own mode and dates (the base's when none is swept)
+        try:
+            start, end, _ = backtest_window(variant, market.dates, int(warmups[i]))
         except GpubtError as exc:
             raise GpubtError(f"variant {i} ({spec.label(i)}): {exc.message}", exc.path, exc.status) from None
+        lag = LAG[variant.request.mode]
         stop = max(start, min(end, T - 1) - lag + 1)
         starts.append(start)
         stops.append(stop)
+        modes.append(variant.request.mode)
         start_dates.append(str(market.dates[start]))
         end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
 
-    _, _, R = period_returns(market.open, market.close, request.mode)
     used = weights[formed]
-    gross = np.zeros((used.shape[0], T))
-    gross[:, : R.shape[0]] = used @ np.where(np.isfinite(R), R, 0.0).T
     turn = _turnovers(used)
     dense = np.full(len(weights), used.shape[0], dtype=np.int32)  # a pattern never formed: never read
     dense[formed] = np.arange(used.shape[0], dtype=np.int32)
     held = (np.abs(used) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
+    # returns of every pattern over each period, one block of rows per mode the windows use
+    distinct_modes = list(dict.fromkeys(modes))
+    gross = np.zeros((len(distinct_modes) * used.shape[0], T))
+    for b, mode in enumerate(distinct_modes):
+        _, _, R = period_returns(market.open, market.close, mode)
+        gross[b * used.shape[0] : (b + 1) * used.shape[0], : R.shape[0]] = used @ np.where(np.isfinite(R), R, 0.0).T
+    gross_at = np.array([distinct_modes.index(m) * used.shape[0] for m in modes], dtype=np.int64)
 
     bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
     squares = np.zeros(len(starts))
     if bench.shape[1]:
         j = market.column(request.benchmark)
-        _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], request.mode)
-        for k, (start, stop) in enumerate(zip(starts, stops)):
+        for k, (start, stop, mode) in enumerate(zip(starts, stops, modes)):
+            _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, dense, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, dense, gross_at, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(start_dates), tuple(end_dates),
     )
