@@ -140,28 +140,33 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                 else:
                     for i in range(n):
                         pattern[i] |= np.int32(left[i] < right[i]) << k
-    # Patterns hold for weeks: turnover, costs and position counts are booked when the pattern
-    # changes (a well-predicted branch), the day loop only copies returns.
+    # Patterns hold for weeks: the pattern's row, turnover, costs and position counts are booked
+    # when the day's branch bits change (a well-predicted branch), the day loop only copies
+    # returns.
     prev = cash
+    prev_bits = np.int32(-1)
+    row = 0
     since = 0
     turnover = 0.0
     positions = 0.0
     for i in range(n):
         if INLINE_PATTERN:  # the same bits as the passes above, day by day
-            p = np.int32(0)
+            b = np.int32(0)
             for k in range(K):
                 r = rows[s, k]
                 if kinds[k] == 0:
-                    p |= np.int32(bits[r, lo + i]) << k
+                    b |= np.int32(bits[r, lo + i]) << k
                 elif pairs[r, 2] == 0:
-                    p |= np.int32(series[pairs[r, 0], lo + i] > series[pairs[r, 1], lo + i]) << k
+                    b |= np.int32(series[pairs[r, 0], lo + i] > series[pairs[r, 1], lo + i]) << k
                 else:
-                    p |= np.int32(series[pairs[r, 0], lo + i] < series[pairs[r, 1], lo + i]) << k
+                    b |= np.int32(series[pairs[r, 0], lo + i] < series[pairs[r, 1], lo + i]) << k
         else:
-            p = pattern[i]
-        p = dense[p]
-        net[i] = gross[mode_rows + p, lo + i]
-        if p != prev:
+            b = pattern[i]
+        if b != prev_bits:  # a new pattern (distinct bits are distinct rows)
+            prev_bits = b
+            p = dense[b]
+            row = mode_rows + p
+            net[i] = gross[row, lo + i]
             traded = turn[prev, p]
             net[i] -= traded * cost[s]
             turnover += traded
@@ -169,6 +174,8 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                 positions += held[prev] * (i - since)
             since = i
             prev = p
+        else:
+            net[i] = gross[row, lo + i]
     if prev != cash:
         positions += held[prev] * (n - since)
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
