@@ -104,9 +104,9 @@ INLINE_PATTERN = False
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
-                    dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray,
-                    bench_squares: np.ndarray, cost: np.ndarray, pattern: np.ndarray, net: np.ndarray,
-                    out: np.ndarray) -> None:
+                    dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray,
+                    stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray,
+                    pattern: np.ndarray, net: np.ndarray, out: np.ndarray) -> None:
     """Every metric of variant s (a row of ``rows``, ``start_of`` and ``cost``) into ``out``
     (its column of the (N_KEYS, variants) result);
     ``pattern`` and ``net`` are its scratch, at least as long as its window (``pattern`` unread
@@ -189,8 +189,8 @@ def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.nd
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, gross_at, start_of, starts, stops,
-                        bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, gross_at, start_of, starts,
+                        stops, bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -280,12 +280,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     the kernel); `NotFused` when its variants need the general path."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
-    dates = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",), ("mode",))]
+    windowed = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",), ("mode",))]
     functions = [j for j, p in enumerate(spec.parameters) if p.target == "node" and p.path[-1] in FUNCTION_FIELDS
                  and dict_at(spec.base, p.path[:-1]).get("kind") == "function"]
     if not spec.parameters:
         raise NotFused("no parameters")
-    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *dates, *functions}]
+    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *windowed, *functions}]
     if others:
         raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
                        f"{', '.join(FUNCTION_FIELDS)}, costBps, mode, startDate or endDate")
@@ -419,7 +419,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
     # a variant's backtest window: its warm-up and the mode and dates it asks for
     windows = warmups.astype(np.int64)
-    for j in dates:
+    for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
     # the patterns variants can form: a function node picks at most its largest count
     patterns = np.arange(len(weights))
@@ -697,10 +697,10 @@ def _tables(
     formed: np.ndarray,
 ) -> Template:
     """Per-pattern returns, turnovers and positions of the patterns variants can form
-    (``formed``; ``dense`` maps a day's branch bits to their rows), over each mode's periods;
-    per-window (``windows``: a key of each variant's warm-up, mode and asked dates) backtest windows and centred benchmark returns (the
-    benchmark's mean is over each window's own days). ``signals``: bits, series, pairs, kinds
-    and rows, as `Template` holds them."""
+    (``formed``; ``dense`` maps a day's branch bits to their rows), returns over each mode's
+    periods; per-window (``windows``: a key of each variant's warm-up, mode and asked dates)
+    backtest windows and centred benchmark returns (the benchmark's mean is over each window's
+    own days). ``signals``: bits, series, pairs, kinds and rows, as `Template` holds them."""
     request = strategy.request
     T = market.n_days
     distinct, start_of = _unique(windows)
