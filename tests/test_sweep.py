@@ -399,21 +399,25 @@ def test_function_nodes_over_positions_run_on_the_fused_path(short_market: Marke
                              spec.label(i))
 
 
-def test_swept_dates_and_modes_stay_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
-    """startDate and endDate only move a variant's backtest window, and a mode its periods (one
-    window per warm-up, mode and asked dates, pattern returns per mode); the fused path runs
-    them, as the general path and single runs do."""
+def test_swept_dates_modes_and_benchmarks_stay_on_the_fused_path(short_market: Market,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """startDate and endDate only move a variant's backtest window, a mode its periods and a
+    benchmark its beta (one window per warm-up, mode, dates and benchmark, pattern returns per
+    mode; a benchmark without data leaves beta missing); the fused path runs them, as the
+    general path and single runs do."""
     from gpubt.sweep.run import fused_template
 
     body = {"costBps": 7, "benchmark": "SPY", "payload": FUSED_TREE}
     spec = make_spec(body, {"startDate": ["2010-03-01", "2011-06-15", "2009-01-01"], "ca.window": [5, 30],
                             "endDate": ["2013-12-31", "2014-12-31"], "cb.rightWindow": [40, 120],
-                            "mode": ["CC", "oo", "OC", "CO"]})
+                            "mode": ["CC", "oo", "OC", "CO"], "benchmark": ["SPY", "QQQ", "NOPE"]})
     template = fused_template(spec, short_market, "numba")
-    assert template is not None and len(template.starts) >= 24 and set(template.gross_at) == {
+    assert template is not None and len(template.starts) >= 72 and set(template.gross_at) == {
         0, *(k * len(template.held) for k in range(1, 4))}
     fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=7).table
     assert fused["request.startDate"].n_unique() == 3 and fused["endDate"].n_unique() == 2
+    assert fused.filter(pl.col("benchmark") == "NOPE")["beta"].null_count() == spec.n_variants // 3
+    assert fused.filter(pl.col("benchmark") != "NOPE")["beta"].null_count() == 0
     with monkeypatch.context() as patch:
         _general_path(patch)
         general = run_sweep(spec, market=short_market, backend="numba").table
@@ -424,7 +428,7 @@ def test_swept_dates_and_modes_stay_on_the_fused_path(short_market: Market, monk
 
 
 @pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "benchmark": ["SPY", "QQQ"]}, "benchmark is not a field"),  # a request field
+    ({"ca.window": [5, 10], "a.weighting": ["equal", "defined"]}, "a.weighting is not a field"),  # a node field
     ({"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]}, "hedge.positions is not a field"),
     ({"a.window": [10, 20]}, "a.window is not a field"),  # a node field that changes weights
 ])
@@ -970,12 +974,13 @@ def test_random_trees_variants_parse_as_their_whole_body_does(body: dict, data: 
 
 
 def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) -> list[tuple[str, list[Any]]]:
-    """Parameters a random tree offers: costs, modes and start dates, its positions and
+    """Parameters a random tree offers: costs, modes, start dates and benchmarks, its positions and
     `defined` weights, weightings, function, numbered and scaling fields, condition lines'
     windows, thresholds, tickers and forDays."""
     from gpubt.sweep.variants import _walk
 
-    out: list[tuple[str, list[Any]]] = [("costBps", [0, 4.5]), ("mode", ["CC", "OO"]), ("startDate", list(starts[1:3]))]
+    out: list[tuple[str, list[Any]]] = [("costBps", [0, 4.5]), ("mode", ["CC", "OO"]), ("startDate", list(starts[1:3])),
+                                        ("benchmark", [tickers[1], "XYZ"])]
     for _, node in _walk(request):
         if node.kind == "position":
             out += [(f"{node.id}.positions", [[tickers[0]], list(tickers[1:3])]), (f"{node.id}.window", [1, 3])]

@@ -56,6 +56,8 @@ from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 MAX_BITS = 12
 STATIC_WEIGHTINGS = ("equal", "defined", "capped")
 FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
+# request fields that only choose a variant's backtest window (its days, periods and benchmark)
+WINDOW_FIELDS = (("startDate",), ("endDate",), ("mode",), ("benchmark",))
 _KINDS = {"Rank": "function", "Count": "numbered", "Blend": "scaling"}  # plan steps, as the user names nodes
 
 
@@ -280,7 +282,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     the kernel); `NotFused` when its variants need the general path."""
     conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
-    windowed = [j for j, p in enumerate(spec.parameters) if p.path in (("startDate",), ("endDate",), ("mode",))]
+    windowed = [j for j, p in enumerate(spec.parameters) if p.path in WINDOW_FIELDS]
     functions = [j for j, p in enumerate(spec.parameters) if p.target == "node" and p.path[-1] in FUNCTION_FIELDS
                  and dict_at(spec.base, p.path[:-1]).get("kind") == "function"]
     if not spec.parameters:
@@ -288,14 +290,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *windowed, *functions}]
     if others:
         raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
-                       f"{', '.join(FUNCTION_FIELDS)}, costBps, mode, startDate or endDate")
+                       f"{', '.join(FUNCTION_FIELDS)}, costBps, mode, startDate, endDate or benchmark")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
-    tickers = [*spec.tickers]
-    if market.has(request.benchmark):
-        tickers.append(request.benchmark)
-    tmarket = market.select(list(dict.fromkeys(tickers)))
+    benchmarks = [b for b in spec.benchmarks if market.has(b)]  # every one some variant names
+    tmarket = market.select(list(dict.fromkeys([*spec.tickers, *benchmarks])))
 
     builder, series = Builder(), {}  # shared by every compile below
 
@@ -319,13 +319,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     if K > MAX_BITS:
         raise NotFused(f"the tree has {len(chooses)} if/else nodes and {K - len(chooses)} children of function "
                        f"nodes; the fused path takes at most {MAX_BITS} together")
-    holds = [t for s in steps if isinstance(s, Hold) for t in s.tickers]
-    if market.has(request.benchmark):
-        holds.append(request.benchmark)
-    everyone = tmarket.observed[:, [tmarket.column(t) for t in dict.fromkeys(holds)]].any(axis=1)
-    if not everyone.all():  # a swept ticker could add days to some variants' calendars
-        raise NotFused("the held tickers and the benchmark do not all trade on the same days "
-                       "(variants could have different calendars)")
+    holds = list(dict.fromkeys(t for s in steps if isinstance(s, Hold) for t in s.tickers))
+    held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
+    for b in benchmarks or [None]:  # a variant's calendar: the days its tickers or benchmark trade
+        days = held_days if b is None else held_days | tmarket.observed[:, tmarket.column(b)]
+        if not days.all():  # a swept ticker could add days to some variants' calendars
+            raise NotFused("the held tickers and the benchmark do not all trade on the same days "
+                           "(variants could have different calendars)")
 
     # One row per distinct setting of each if/else node: bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -417,7 +417,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
-    # a variant's backtest window: its warm-up and the mode and dates it asks for
+    # a variant's backtest window: its warm-up and the mode, dates and benchmark it asks for
     windows = warmups.astype(np.int64)
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
@@ -427,8 +427,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for r in ranks:
         picked = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
         formed &= np.bitwise_count(picked) <= most[id(r)]
-    return _tables(spec, strategy0, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost,
-                   formed)
+    return _tables(spec, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost, formed)
 
 
 class _Rows:
@@ -687,7 +686,6 @@ def _turnovers(weights: np.ndarray) -> np.ndarray:
 
 def _tables(
     spec: SweepSpec,
-    strategy: Strategy,
     market: Market,
     weights: np.ndarray,
     signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -698,17 +696,16 @@ def _tables(
 ) -> Template:
     """Per-pattern returns, turnovers and positions of the patterns variants can form
     (``formed``; ``dense`` maps a day's branch bits to their rows), returns over each mode's
-    periods; per-window (``windows``: a key of each variant's warm-up, mode and asked dates)
-    backtest windows and centred benchmark returns (the benchmark's mean is over each window's
-    own days). ``signals``: bits, series, pairs, kinds and rows, as `Template` holds them."""
-    request = strategy.request
+    periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and benchmark)
+    backtest windows and centred returns of each window's benchmark (their mean is over the
+    window's own days). ``signals``: bits, series, pairs, kinds and rows, as `Template` holds them."""
     T = market.n_days
     distinct, start_of = _unique(windows)
     first = np.full(distinct.size, windows.size)
     np.minimum.at(first, start_of, np.arange(windows.size))  # a variant of each window
-    starts, stops, start_dates, end_dates, modes = [], [], [], [], []
+    starts, stops, start_dates, end_dates, modes, benchmarks = [], [], [], [], [], []
     for i in first.tolist():
-        variant = spec.strategy(i)  # its own mode and dates (the base's when none is swept)
+        variant = spec.strategy(i)  # its own mode, dates and benchmark (the base's when none is swept)
         try:
             start, end, _ = backtest_window(variant, market.dates, int(warmups[i]))
         except GpubtError as exc:
@@ -718,6 +715,7 @@ def _tables(
         starts.append(start)
         stops.append(stop)
         modes.append(variant.request.mode)
+        benchmarks.append(variant.request.benchmark if market.has(variant.request.benchmark) else None)
         start_dates.append(str(market.dates[start]))
         end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
 
@@ -734,11 +732,13 @@ def _tables(
         gross[b * used.shape[0] : (b + 1) * used.shape[0], : R.shape[0]] = used @ np.where(np.isfinite(R), R, 0.0).T
     gross_at = np.array([distinct_modes.index(m) * used.shape[0] for m in modes], dtype=np.int64)
 
-    bench = np.zeros((len(starts), T if market.has(request.benchmark) else 0))
+    # a window whose benchmark has no data keeps a row of zeros with no variance: beta and
+    # treynor come out missing, as without a benchmark
+    bench = np.zeros((len(starts), T if any(benchmarks) else 0))
     squares = np.zeros(len(starts))
-    if bench.shape[1]:
-        j = market.column(request.benchmark)
-        for k, (start, stop, mode) in enumerate(zip(starts, stops, modes)):
+    for k, (start, stop, mode, b) in enumerate(zip(starts, stops, modes, benchmarks)):
+        if b is not None:
+            j = market.column(b)
             _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
