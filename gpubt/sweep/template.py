@@ -356,35 +356,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         if k not in swept:
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
-    # A function node: one bit row per child and setting (picked that day or not).
     first_bit = dict(zip((id(r) for r in ranks), np.cumsum([len(chooses), *(len(r.children) for r in ranks)]).tolist()))
-    by_node: dict[tuple[Any, ...], list[int]] = {}
-    for j in functions:
-        by_node.setdefault(spec.parameters[j].path[:-1], []).append(j)
-    set_ranks: set[int] = set()
-    most: dict[int, int] = {}  # the largest count each function node takes
-    for node_path, members in by_node.items():
-        step = base._steps.get(id(_node_at(request, node_path)))
-        if step is None:  # an unreachable node
-            continue
-        if id(step) not in first_bit:
-            raise NotFused(f"{spec.parameters[members[0]].name} is a field of a function node without children")
-        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
-        example = np.full(len(settings), spec.n_variants)
-        np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
-        nodes = [_node_at(spec.strategy(i).request, node_path) for i in example.tolist()]
-        firsts = np.array([_picks(base, fn, step, table) for fn in nodes], dtype=np.int64)
-        most[id(step)] = max(fn.bottom for fn in nodes)
-        k0 = first_bit[id(step)]
-        for c in range(len(step.children)):
-            rows[:, k0 + c] = firsts[inverse] + c
-        set_ranks.add(id(step))
-    for r in ranks:
-        if id(r) not in set_ranks:
-            row = _picks(base, node_of[id(r)], r, table)
-            most[id(r)] = node_of[id(r)].bottom
-            for c in range(len(r.children)):
-                rows[:, first_bit[id(r)] + c] = row + c
+    most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
 
     values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
@@ -487,6 +460,40 @@ class _Rows:
         if row == len(self.pair_firsts):
             self.pair_firsts.append(first)
         return row
+
+
+def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], indices: np.ndarray, ranks: list[Rank],
+                   first_bit: dict[int, int], node_of: dict[int, FlowNode], table: _Rows, rows: np.ndarray) -> dict[int, int]:
+    """Each function node's columns of ``rows`` (from ``first_bit``, one per child): a bit row per
+    child and setting of the node, picked that day or not; its swept fields (``functions``:
+    parameter positions) set per variant, the base's otherwise. Returns the largest count each
+    node takes: it never picks more children than that."""
+    request = compiler.strategy.request
+    by_node: dict[tuple[Any, ...], list[int]] = {}
+    for j in functions:
+        by_node.setdefault(spec.parameters[j].path[:-1], []).append(j)
+    most: dict[int, int] = {}
+    for node_path, members in by_node.items():
+        step = compiler._steps.get(id(_node_at(request, node_path)))
+        if step is None:  # an unreachable node
+            continue
+        if id(step) not in first_bit:
+            raise NotFused(f"{spec.parameters[members[0]].name} is a field of a function node without children")
+        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+        example = np.full(len(settings), spec.n_variants)
+        np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
+        nodes = [_node_at(spec.strategy(i).request, node_path) for i in example.tolist()]
+        firsts = np.array([_picks(compiler, fn, step, table) for fn in nodes], dtype=np.int64)  # type: ignore[arg-type]
+        most[id(step)] = max(fn.bottom for fn in nodes)
+        for c in range(len(step.children)):  # type: ignore[attr-defined]
+            rows[:, first_bit[id(step)] + c] = firsts[inverse] + c
+    for r in ranks:
+        if id(r) not in most:
+            row = _picks(compiler, node_of[id(r)], r, table)
+            most[id(r)] = node_of[id(r)].bottom
+            for c in range(len(r.children)):
+                rows[:, first_bit[id(r)] + c] = row + c
+    return most
 
 
 def _picks(compiler: Compiler, node: FlowNode, step: Rank, table: _Rows) -> int:
