@@ -356,6 +356,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         if k not in swept:
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+    weighed = {id(c) for s in steps if isinstance(s, Combine) and s.weighting != "equal" for c in s.children}
+    for j in functions:  # a child's window is also its weight (or cap) in a defined or capped group
+        p = spec.parameters[j]
+        if p.path[-1] == "window" and id(base._steps.get(id(_node_at(request, p.path[:-1])))) in weighed:
+            raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = dict(zip((id(r) for r in ranks), np.cumsum([len(chooses), *(len(r.children) for r in ranks)]).tolist()))
     most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
 
