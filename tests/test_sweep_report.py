@@ -10,16 +10,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-pytest.importorskip("plotly")
-
-from gpubt.cli import main  # noqa: E402
-from gpubt.data.synthetic import synthetic_market  # noqa: E402
-from gpubt.engine import run_backtest  # noqa: E402
-from gpubt.errors import GpubtError  # noqa: E402
-from gpubt.sweep import make_spec, run_sweep  # noqa: E402
-from gpubt.sweep.report import figures, heatmap_axes, render_sweep_html, surface  # noqa: E402
-from gpubt.sweep.run import SweepResult  # noqa: E402
-from tests.test_sweep import TQQQ, market_slice  # noqa: E402
+from gpubt.cli import main
+from gpubt.data.synthetic import synthetic_market
+from gpubt.engine import run_backtest
+from gpubt.errors import GpubtError
+from gpubt.sweep import make_spec, run_sweep
+from gpubt.sweep.report import figures, heatmap_axes, render_sweep_html, surface
+from gpubt.sweep.run import SweepResult
+from tests.test_sweep import TQQQ, market_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "sweeps" / "sweep_tqqq_rsi.json"

@@ -102,15 +102,21 @@ class Compiler:
     def step(self, node: FlowNode) -> Step:
         step = self._steps.get(id(node))
         if step is None:
-            seen = None if self.reused is None else self.reused.get(id(node))
-            if seen is not None and seen[0] is node:
-                step = seen[1]
-            else:
-                effects = self._effects()
-                step = self._intern(self._build(node))
-                if self.reused is not None and effects == self._effects():
-                    self.reused[id(node)] = (node, step)
-            self._steps[id(node)] = step
+            step = self._steps[id(node)] = (
+                self._reuse(node) if self.reused is not None else self._intern(self._build(node)))
+        return step
+
+    def _reuse(self, node: FlowNode) -> Step:
+        """A sweep's step for the node: the one an earlier variant compiled from this very node,
+        or a new (interned) one, kept for later variants when compiling it added nothing that
+        is this program's own."""
+        seen = self.reused.get(id(node))  # type: ignore[union-attr]
+        if seen is not None and seen[0] is node:
+            return seen[1]
+        effects = self._effects()
+        step = self._intern(self._build(node))
+        if effects == self._effects():
+            self.reused[id(node)] = (node, step)  # type: ignore[index]
         return step
 
     def _effects(self) -> tuple[int, int, int, int]:

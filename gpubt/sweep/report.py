@@ -54,12 +54,22 @@ def _labels(column: pl.Series) -> pl.Series:
     return column
 
 
+def _best(metric: str) -> pl.Expr:
+    """The best value of a metric column: its lowest where less is better, else its highest."""
+    return pl.col(metric).min() if metric in LOWER_IS_BETTER else pl.col(metric).max()
+
+
+def _shown(metric: str) -> tuple[str, str, float]:
+    """A metric's label, format kind and the factor its values are drawn with (100 for %)."""
+    label, kind = LABELS.get(metric, (metric, "f"))
+    return label, kind, 100.0 if kind == "%" else 1.0
+
+
 def surface(table: pl.DataFrame, metric: str, x: str, y: str) -> pl.DataFrame:
     """Per (x, y): the median, the best and the count of the metric over the variants there."""
-    best = pl.col(metric).min() if metric in LOWER_IS_BETTER else pl.col(metric).max()
     return (table.select(_labels(table[x]).alias("x"), _labels(table[y]).alias("y"), metric)
             .group_by("x", "y")
-            .agg(pl.col(metric).median().alias("median"), best.alias("best"), pl.len().alias("count"))
+            .agg(pl.col(metric).median().alias("median"), _best(metric).alias("best"), pl.len().alias("count"))
             .sort("y", "x"))
 
 
@@ -74,8 +84,7 @@ def heatmap_figure(table: pl.DataFrame, metric: str, x: str, y: str) -> go.Figur
         z[at] = np.nan if median is None else median
         best[at] = np.nan if top is None else top
         count[at] = n
-    label, kind = LABELS.get(metric, (metric, "f"))
-    scale = 100.0 if kind == "%" else 1.0
+    label, kind, scale = _shown(metric)
     others = table.height // max(1, len(cells))
     fig = go.Figure(go.Heatmap(
         z=scale * z, x=[str(v) for v in xs], y=[str(v) for v in ys],
@@ -94,16 +103,14 @@ def heatmap_figure(table: pl.DataFrame, metric: str, x: str, y: str) -> go.Figur
 def marginals_figure(table: pl.DataFrame, metric: str, parameters: list[str]) -> go.Figure:
     """The metric against each varied parameter, one panel each: its median and best over the
     variants that share the value (every combination of the others)."""
-    label, kind = LABELS.get(metric, (metric, "f"))
-    scale = 100.0 if kind == "%" else 1.0
-    best = pl.col(metric).min() if metric in LOWER_IS_BETTER else pl.col(metric).max()
+    label, _, scale = _shown(metric)
     cols = min(3, len(parameters))
     rows = -(-len(parameters) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=parameters, shared_yaxes=True,
                         horizontal_spacing=0.04, vertical_spacing=0.18 if rows > 1 else 0.1)
     for i, x in enumerate(parameters):
         cells = (table.select(_labels(table[x]).alias("x"), metric).group_by("x")
-                 .agg(pl.col(metric).median().alias("median"), best.alias("best")).sort("x"))
+                 .agg(pl.col(metric).median().alias("median"), _best(metric).alias("best")).sort("x"))
         for name, color in (("median", "#1f77b4"), ("best", "#2ca02c")):
             fig.add_trace(go.Scatter(x=[str(v) for v in cells["x"]], y=scale * cells[name].to_numpy().astype(float),
                                      name=name, mode="lines+markers", line=dict(color=color),
@@ -118,8 +125,7 @@ def spread_figure(table: pl.DataFrame, metric: str) -> go.Figure:
     few kilobytes of page)."""
     values = table[metric].drop_nulls().to_numpy().astype(float)
     values = values[np.isfinite(values)]
-    label, kind = LABELS.get(metric, (metric, "f"))
-    scale = 100.0 if kind == "%" else 1.0
+    label, kind, scale = _shown(metric)
     counts, edges = np.histogram(scale * values, bins=BINS) if values.size else (np.zeros(0), np.zeros(1))
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=label,
                            hovertemplate="%{x:.3f}: %{y} variants<extra></extra>"))
