@@ -12,12 +12,14 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds three sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds four sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
-(16,384 variants; the fused path since session 16), and one function node's window and count on
-a 601-node tree (`wide_template`, 64 variants, the general path: what is per variant scales
-with what a variant changes, not with the tree). The note says which path each took.
+(16,384 variants; the fused path since session 16), the template with its positions swept
+beside two conditions (`allocation_parameters`, 16,384 variants; the fused path since session
+17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+the general path: what is per variant scales with what a variant changes, not with the tree).
+The note says which path each took.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def momentum_parameters() -> dict:
             "trend.window": list(range(50, 250, 25)), "defense.window": list(range(10, 130, 15))}
 
 
+def allocation_parameters() -> dict:
+    """The template's hedge and risk-on tickers swept (4 × 4) beside RSI(SPY)'s window and
+    threshold (16 × 16) and the inner threshold (4): 16,384 variants, 16 allocation settings."""
+    return {"a.window": list(range(5, 21)), "a.threshold": list(range(65, 81)),
+            "hedge.positions": [["UVXY"], ["TLT"], ["GLD"], ["SHY"]],
+            "bounce.positions": [["TQQQ"], ["UPRO"], ["SOXL"], ["QQQ"]], "b.threshold": [20, 25, 30, 35]}
+
+
 WIDE_NODES = 200
 
 
@@ -150,6 +160,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
     elif grid == "momentum":
         spec = make_spec(MOMENTUM, momentum_parameters())
+    elif grid == "allocations":
+        spec = make_spec(template(), allocation_parameters())
     elif grid == "wide":
         spec = make_spec(wide_template(), {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]})
     elif grid == "general":
@@ -311,7 +323,7 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0), ("wide", 0)]
+            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -320,12 +332,14 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "wide"):
+            elif kind in ("general", "momentum", "allocations", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
                     "momentum": "momentum_rotation.json: top3.window (64) × top3.bottom (4) × trend.window (8) × "
                                 "defense.window (8) = 16,384 variants",
+                    "allocations": "the template with hedge.positions (4) × bounce.positions (4) × a.window (16) × "
+                                   "a.threshold (16) × b.threshold (4) = 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -339,7 +353,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "wide"):
+            if kind in ("general", "momentum", "allocations", "wide"):
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]

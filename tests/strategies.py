@@ -156,6 +156,9 @@ class _Ctx:
     ratios: tuple[str, ...] = RATIOS  # the ratios conditions may name (both legs in `universe`)
     max_window: int = 60  # the largest window drawn for conditions, functions and scaling
     heavy: bool = True  # whether the 252-day metrics of HEAVY are drawn at all
+    kinds: tuple[str, ...] = KINDS  # the node kinds drawn
+    branch_refs: bool = True  # whether conditions may read a branch: ticker
+    weightings: tuple[str, ...] = WEIGHTINGS  # the weightings drawn besides equal and none
 
     def new_id(self, prefix: str) -> str:
         self.next_id += 1
@@ -216,7 +219,7 @@ def condition(draw, ctx: _Ctx, slots: tuple[str, ...] = (), *, first: bool = Fal
         return cond
 
     branch = None
-    if slots and draw(st.integers(0, 4)) == 0:
+    if slots and ctx.branch_refs and draw(st.integers(0, 4)) == 0:
         slot = draw(st.sampled_from(slots))
         alias = {"then": ("then", "from", "enter"), "else": ("else", "to", "exit")}.get(slot, (slot,))
         branch = "branch:" + draw(st.sampled_from(alias))
@@ -291,7 +294,7 @@ def _position(draw, ctx: _Ctx) -> dict[str, Any]:
 def _apply_weighting(draw, ctx: _Ctx, node: dict, children: list[dict], key: str = "") -> None:
     """Pick a weighting for a slot (`key` is "", "Then" or "Else") and give the children the
     `window` values it reads (defined: weight; capped: cap in percent)."""
-    weighting = draw(st.sampled_from(WEIGHTINGS + ("equal", None)))
+    weighting = draw(st.sampled_from(ctx.weightings + ("equal", None)))
     if weighting is None:
         return
     node["weighting" + key] = weighting
@@ -318,7 +321,7 @@ def node(draw, ctx: _Ctx, depth: int = 1, *, in_chain: bool = False) -> dict[str
             ctx.budget -= 1
             return {"id": ctx.new_id("k"), "kind": "call", "callRefId": draw(st.sampled_from(ctx.chains))}
         return _position(draw, ctx)
-    kinds = [k for k in KINDS if k != "call" or (ctx.chains and not in_chain)]
+    kinds = [k for k in ctx.kinds if k != "call" or (ctx.chains and not in_chain)]
     if depth == 1 and draw(st.integers(0, 9)) > 0:  # mostly a root that branches
         kinds = [k for k in kinds if k not in ("position", "call")]
     kind = draw(st.sampled_from(kinds))
@@ -463,15 +466,20 @@ def requests(
     start_dates: tuple[str, ...] = START_DATES,
     end_dates: tuple[str, ...] = END_DATES,
     benchmarks: tuple[str, ...] = UNIVERSE,
+    kinds: tuple[str, ...] = KINDS,
+    branch_refs: bool = True,
+    weightings: tuple[str, ...] = WEIGHTINGS,
 ) -> dict[str, Any]:
-    """A random valid request body (a dict in the wire format).
+    """A random valid request body (a dict in the wire format), of nodes of `kinds` (conditions
+    reading branch: tickers where `branch_refs`; groups weighted by `weightings`, equal or none).
 
     Positions, conditions and scaling name tickers of `universe` (ratios of two of them); windows
     are at most `max_window`; `heavy` allows the 252-day metrics. startDate/endDate, when present,
     are one of `start_dates`/`end_dates`, a benchmark one of `benchmarks` (which may hold tickers
     the market lacks: the response then only warns)."""
     universe = tuple(universe)
-    ctx = _Ctx(universe=universe, ratios=ratios_of(universe), max_window=max_window, heavy=heavy)
+    ctx = _Ctx(universe=universe, ratios=ratios_of(universe), max_window=max_window, heavy=heavy, kinds=kinds,
+               branch_refs=branch_refs, weightings=weightings)
     body: dict[str, Any] = {}
     if draw(st.integers(0, 2)) == 0:
         ctx.customs = tuple(draw(st.lists(st.sampled_from(CUSTOM_INDICATORS), min_size=1, max_size=3,
@@ -658,9 +666,10 @@ def markets(
 
 
 @st.composite
-def market_requests(draw, max_window: int = RANDOM_MAX_WINDOW) -> tuple[MarketSpec, dict[str, Any]]:
+def market_requests(draw, max_window: int = RANDOM_MAX_WINDOW, **tree: Any) -> tuple[MarketSpec, dict[str, Any]]:
     """A random market and a random valid request on its tickers (dates inside or around it; a
-    benchmark now and then one the market lacks)."""
+    benchmark now and then one the market lacks; ``tree``: `requests`' kinds, branch_refs and
+    weightings)."""
     spec = draw(markets())
     body = draw(requests(
         spec.tickers,
@@ -668,5 +677,6 @@ def market_requests(draw, max_window: int = RANDOM_MAX_WINDOW) -> tuple[MarketSp
         start_dates=spec.start_dates(),
         end_dates=spec.end_dates(),
         benchmarks=UNIVERSE,
+        **tree,
     ))
     return spec, body

@@ -449,17 +449,87 @@ def test_swept_dates_modes_and_benchmarks_stay_on_the_fused_path(short_market: M
         assert_metrics_equal(fused.row(i, named=True), single, spec.label(i))
 
 
+def test_swept_positions_weights_and_weightings_stay_on_the_fused_path(short_market: Market,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A position's tickers, a node's weight (its window in a defined group, its cap in a capped
+    one), a group's weighting and fallback change only what each branch pattern holds: the fused
+    path keeps tables per allocation setting (here 2 × 2 × 3 × 2 × 2 = 48, beside swept
+    conditions and costs), equal to the general path and to single runs."""
+    from gpubt.sweep.run import fused_template
+
+    parameters = {"hedge.positions": [["TLT", "GLD"], ["UVXY"]], "a.window": [60, 15], "s1.window": [30, 5, 80],
+                  "capped.weighting": ["capped", "equal"], "capped.cappedFallback": ["BIL", ""],
+                  "ca.window": [5, 14], "cb.rightWindow": [40, 120], "costBps": [0, 12.5]}
+    spec = make_spec({"costBps": 7, "payload": FUSED_TREE}, parameters)
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.alloc.max() + 1 == 48
+    assert len(template.held) == 48 * len(template.turn[0]) and template.turn.shape[0] == 48 * (template.turn.shape[1] + 1)
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 23)))
+    fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=9).table
+    assert fused.group_by("hedge.positions", "s1.window").agg(pl.col("cagr").mean())["cagr"].n_unique() == 6
+    assert fused["avgHoldings"].n_unique() > 8  # UVXY alone, caps that bind or not, the fallback
+
+
+def test_positions_a_function_node_ranks_are_not_fused(short_market: Market) -> None:
+    """A ranked position's ticker is also its score: that sweep takes the general path."""
+    from gpubt.sweep.run import sweep_path
+
+    spec = make_spec(ROOT / "examples" / "momentum_rotation.json", {"top3.window": [20, 63]})
+    assert sweep_path(spec, short_market, "numba") == "fused path, CPU kernel"
+    ranked = json.loads((ROOT / "examples" / "momentum_rotation.json").read_text())
+    child = ranked["payload"]["children"]["then"][0]["children"]["next"][0]
+    spec = make_spec(ranked, {"top3.window": [20, 63], f"{child['id']}.positions": [child["positions"], ["GLD"]]})
+    assert sweep_path(spec, short_market, "numba").startswith("general path: variant 1 (")
+    assert sweep_path(spec, short_market, "numba").endswith(
+        "changes a position a function node ranks (its scores change with it)")
+
+
 @pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "a.weighting": ["equal", "defined"]}, "a.weighting is not a field"),  # a node field
-    ({"ca.window": [5, 10], "hedge.positions": [["UVXY"], ["TLT"]]}, "hedge.positions is not a field"),
-    ({"a.window": [10, 20]}, "a.window is not a field"),  # a node field that changes weights
+    ({"ca.window": [5, 10], "a.weighting": ["equal", "inverse"]}, "the tree has inverse weights"),
+    ({"cb.window": [5, 10], "capped.weighting": ["capped", "pro"]}, "the tree has pro weights"),
 ])
-def test_other_sweeps_take_the_general_path(short_market: Market, parameters: dict, why: str) -> None:
+def test_allocations_the_fused_path_cannot_take(short_market: Market, parameters: dict, why: str) -> None:
     from gpubt.sweep.run import fused_template, sweep_path
 
     spec = make_spec({"payload": FUSED_TREE}, parameters)
     assert fused_template(spec, short_market, "numba") is None
-    assert sweep_path(spec, short_market, "numba").startswith(f"general path: {why} of an if/else node's condition")
+    assert sweep_path(spec, short_market, "numba") == f"general path: {why}"
+
+
+def test_a_swept_benchmark_the_market_lacks_keeps_the_held_tickers_calendar() -> None:
+    """A benchmark without data adds no days: that variant's calendar is its tickers' alone
+    (found by the static-tree property, with the fused path since benchmarks were swept there):
+    SPY's last day missing ends it a day early, and a variant holding nothing has no days."""
+    from gpubt.sweep.run import sweep_path
+    from tests.strategies import MarketSpec
+
+    tickers = ("SPY", "QQQ", "TLT")
+    market = MarketSpec(seed=0, start="2010-01-04", n_days=150, tickers=tickers, vols=(0.005,) * 3,
+                        first=(0, 0, 0), last=(148, 149, 149)).build()
+    spec = make_spec({"startDate": "2010-01-11", "benchmark": "QQQ",
+                      "payload": {"id": "p1", "kind": "position", "positions": ["SPY"]}}, {"benchmark": ["QQQ", "XYZ"]})
+    assert sweep_path(spec, market, "numba").startswith("general path: the held tickers and the benchmark")
+    table = run_sweep(spec, market=market, backend="numba").table
+    assert table["endDate"].to_list() == ["2010-07-30", "2010-07-29"]
+    for i in range(2):
+        assert_metrics_equal(table.row(i, named=True), run_backtest(spec.strategy(i), market, "numba").metrics,
+                             spec.label(i))
+    empty = make_spec({"startDate": "2010-01-11", "benchmark": "QQQ",
+                       "payload": {"id": "p1", "kind": "position", "positions": ["Empty"]}}, {"benchmark": ["QQQ", "XYZ"]})
+    with pytest.raises(GpubtError, match="not enough data"):
+        run_sweep(empty, market=market, backend="numba")
+
+
+def test_allocation_tables_beyond_the_budget_take_the_general_path(short_market: Market,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpubt.sweep import template
+    from gpubt.sweep.run import sweep_path
+
+    monkeypatch.setattr(template, "TABLE_BYTES", 1 << 20)
+    spec = make_spec({"payload": FUSED_TREE}, {"s1.window": list(range(5, 45))})
+    assert sweep_path(spec, short_market, "numba") == (
+        "general path: the tables of 40 allocation settings × 8 branch patterns would take 0.0 GiB (the fused "
+        "path keeps them within 0.0 GiB)")
 
 
 def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
@@ -1014,7 +1084,8 @@ def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) 
         if node.kind == "scaling":
             out += [(f"{node.id}.scaleWindow", [5, 14]), (f"{node.id}.scaleTicker", [tickers[0], "/".join(tickers[1:3])])]
         if node.kind == "basic":
-            out.append((f"{node.id}.weighting", ["equal", "inverse", "defined"]))
+            out += [(f"{node.id}.weighting", ["equal", "inverse", "defined", "capped"]),
+                    (f"{node.id}.cappedFallback", ["", tickers[0]])]
         for cond in (*node.conditions, *node.entry_conditions, *node.exit_conditions):
             if cond.metric != "Date":
                 out += [(f"{cond.id}.forDays", [1, 2]), (f"{cond.id}.window", [2, 9]),
@@ -1025,9 +1096,29 @@ def _sweepable(request: Any, tickers: tuple[str, ...], starts: tuple[str, ...]) 
 @settings(max_examples=_EXAMPLES or 25, **_PROPERTY)
 @given(case=market_requests(), data=st.data())
 def test_random_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None:
-    """On hypothesis-drawn markets and trees, a general-path sweep (variants parsed from the
-    base, sub-trees compiled once and allocated once per chunk) gives every variant the metrics
-    of its own backtest."""
+    """On hypothesis-drawn markets and trees, a sweep (mostly the general path: variants parsed
+    from the base, sub-trees compiled once and allocated once per chunk) gives every variant the
+    metrics of its own backtest."""
+    _sweeps_like_single_runs(case, data)
+
+
+# trees the fused path takes: if/else nodes, groups and positions (call nodes resolving to them),
+# static weights, no branch: tickers (function nodes have their own fused tests; swept inverse
+# weightings still send some sweeps to the general path)
+_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "call"), "branch_refs": False,
+                 "weightings": ("equal", "defined", "capped")}
+
+
+@settings(max_examples=_EXAMPLES or 25, **_PROPERTY)
+@given(case=market_requests(**_STATIC_TREES), data=st.data())
+def test_random_static_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None:
+    """The same on trees the fused path takes: most of these sweeps run there (swept positions,
+    weights and weightings included: tables per allocation setting; 226 of 262 in an ad-hoc
+    count)."""
+    _sweeps_like_single_runs(case, data)
+
+
+def _sweeps_like_single_runs(case: Any, data: Any) -> None:
     from gpubt.schema.parse import parse_request
 
     market_spec, body = case

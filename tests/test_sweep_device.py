@@ -30,7 +30,8 @@ DEVICE_REL = 1e-12
 
 
 def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: ignore[no-untyped-def]
-    """A fused sweep over bits, series pairs, forDays, two warm-ups and costs, with its market."""
+    """A fused sweep over bits, series pairs, forDays, two warm-ups, two allocation settings and
+    costs, with its market."""
     from gpubt.backends import get_backend
     from gpubt.data.synthetic import synthetic_market
     from gpubt.sweep import make_spec
@@ -40,9 +41,10 @@ def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: i
     market = market_slice(synthetic_market(), first, last)
     spec = make_spec({"costBps": 7, "benchmark": "SPY", "payload": FUSED_TREE},
                      {"ca.window": [5, 14], "ca.threshold": [55, 70], "cb.window": [5, 20],
-                      "cb.rightWindow": [40, 60], "cb.comparator": ["gt"], "costBps": [0, 12.5]})
+                      "cb.rightWindow": [40, 60], "cb.comparator": ["gt"], "costBps": [0, 12.5],
+                      "hedge.positions": [["TLT", "GLD"], ["IEF"]]})
     template = prepare(spec, market, get_backend("numba"))
-    assert template is not None and template.kinds.tolist() == [0, 0, 1]
+    assert template is not None and template.kinds.tolist() == [0, 0, 1] and template.alloc.max() == 1
     return spec, template
 
 
@@ -74,7 +76,7 @@ def test_the_kernel_in_the_cuda_simulator_equals_the_cpu_kernel() -> None:
     done = subprocess.run([sys.executable, "-c", _SIMULATED], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "simulated 29 variants inline" in done.stdout and "simulated 29 variants passes" in done.stdout
+    assert "simulated 61 variants inline" in done.stdout and "simulated 61 variants passes" in done.stdout
     assert "uploaded 6" in done.stdout
 
 
@@ -88,8 +90,9 @@ def test_the_kernel_compiles_for_hopper() -> None:
     _, template = small_sweep()
     device._compiled.cache_clear()
     t = template
-    arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.gross_at, t.start_of, t.starts, t.stops,
-              t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)), np.empty((16, 2)))
+    arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.alloc, t.gross_at, t.start_of,
+              t.starts, t.stops, t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)),
+              np.empty((16, 2)))
     with exact_arithmetic():
         root, _ = cuda.compile_ptx(_root, (numba.float64[::1],), cc=(9, 0))
         for inline in (True, False):
@@ -165,7 +168,7 @@ def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.
     with caplog.at_level("WARNING", logger="gpubt.sweep.run"):
         got = run_sweep(spec, market=market, backend="numba").table
     assert got.equals(expected)
-    assert "GPU sweep kernel failed for variants 0..31" in caplog.text and "running them on the CPU" in caplog.text
+    assert "GPU sweep kernel failed for variants 0..63" in caplog.text and "running them on the CPU" in caplog.text
 
 
 def test_a_twin_constant_must_name_a_global_of_a_twins_module() -> None:

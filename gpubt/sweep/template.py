@@ -58,6 +58,13 @@ STATIC_WEIGHTINGS = ("equal", "defined", "capped")
 FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
 # request fields that only choose a variant's backtest window (its days, periods and benchmark)
 WINDOW_FIELDS = (("startDate",), ("endDate",), ("mode",), ("benchmark",))
+# node fields that change only what a pattern holds (a node's window is its weight, or cap, in a
+# defined or capped group; a function node's is its score's lookback)
+ALLOCATION_FIELDS = ("positions", "weighting", "weightingThen", "weightingElse", "volWindow", "volWindowThen",
+                     "volWindowElse", "cappedFallback", "cappedFallbackThen", "cappedFallbackElse")
+# At most this many bytes of per-pattern tables (returns per mode and turnovers, for each
+# allocation setting); a sweep that needs more takes the general path.
+TABLE_BYTES = 512 << 20
 _KINDS = {"Rank": "function", "Count": "numbered", "Blend": "scaling"}  # plan steps, as the user names nodes
 
 
@@ -70,10 +77,13 @@ class Template:
     pairs: np.ndarray  # (Q, 3) int64: (left row, right row, 0 for > or 1 for <) of `series`
     kinds: np.ndarray  # (K,) int8: 0 when node k's rows are `bits` rows, 1 when `pairs` rows
     rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
-    gross: np.ndarray  # (M·P, T) return of pattern p's allocation over the period decided on day t, per mode
-    turn: np.ndarray  # (P + 1, P) turnover from pattern a (P = all cash) to b
-    held: np.ndarray  # (P,) positions of pattern p
+    # with A allocation settings (values of swept positions, weights and weightings) and P
+    # patterns variants can form:
+    gross: np.ndarray  # (M·A·P, T) return of pattern p's allocation over the period decided on day t (M modes)
+    turn: np.ndarray  # (A·(P + 1), P) turnover from pattern a (P = all cash) to b, per setting
+    held: np.ndarray  # (A·P,) positions of pattern p, per setting
     dense: np.ndarray  # (2^K,) int32: the row p of the patterns variants can form, by branch bits
+    alloc: np.ndarray  # (n_variants,) int32: the allocation setting of each variant
     gross_at: np.ndarray  # (n_starts,) int64: the first row of `gross` for each window's mode
     start_of: np.ndarray  # (n_variants,) index into `starts`
     starts: np.ndarray  # (n_starts,) first decision day
@@ -88,8 +98,8 @@ class Template:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
         _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
-               self.dense, self.gross_at, self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares,
-               self.cost[lo:hi], out)
+               self.dense, self.alloc[lo:hi], self.gross_at, self.start_of[lo:hi], self.starts, self.stops, self.bench,
+               self.bench_squares, self.cost[lo:hi], out)
         return out
 
 
@@ -106,18 +116,20 @@ INLINE_PATTERN = False
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
-                    dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray,
-                    stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray,
-                    pattern: np.ndarray, net: np.ndarray, out: np.ndarray) -> None:
-    """Every metric of variant s (a row of ``rows``, ``start_of`` and ``cost``) into ``out``
-    (its column of the (N_KEYS, variants) result);
+                    dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
+                    starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
+                    cost: np.ndarray, pattern: np.ndarray, net: np.ndarray, out: np.ndarray) -> None:
+    """Every metric of variant s (a row of ``rows``, ``alloc``, ``start_of`` and ``cost``) into
+    ``out`` (its column of the (N_KEYS, variants) result);
     ``pattern`` and ``net`` are its scratch, at least as long as its window (``pattern`` unread
     where INLINE_PATTERN). Written in the subset that also compiles for CUDA: the CPU kernel and
     the GPU kernel run this one source."""
     K = rows.shape[1]
-    cash = held.shape[0]
+    cash = turn.shape[1]  # patterns per allocation setting; the row of cash in its turnovers
+    setting = alloc[s] * cash
     which = start_of[s]
-    mode_rows = gross_at[which]
+    mode_rows = gross_at[which] + setting
+    turn_rows = setting + alloc[s]  # the first turnover row of the setting: alloc[s] · (P + 1)
     lo = starts[which]
     n = stops[which] - lo
     if not INLINE_PATTERN:
@@ -169,30 +181,30 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
             p = dense[b]
             row = mode_rows + p
             net[i] = gross[row, lo + i]
-            traded = turn[prev, p]
+            traded = turn[turn_rows + prev, p]
             net[i] -= traded * cost[s]
             turnover += traded
             if prev != cash:
-                positions += held[prev] * (i - since)
+                positions += held[setting + prev] * (i - since)
             since = i
             prev = p
         else:
             net[i] = gross[row, lo + i]
     if prev != cash:
-        positions += held[prev] * (n - since)
+        positions += held[setting + prev] * (n - since)
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
 
 
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
-           held: np.ndarray, dense: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray,
-           stops: np.ndarray,
+           held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
+           starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, gross_at, start_of, starts,
-                        stops, bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
+        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, alloc, gross_at, start_of,
+                        starts, stops, bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -277,6 +289,57 @@ class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
 
+def _static_steps(program: Any) -> list[Step]:
+    """The program's reachable steps; `NotFused` unless they are positions, if/else nodes,
+    function nodes and groups with static weights."""
+    if program.branches:
+        raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
+    if program.latches:
+        raise NotFused("the tree has an altExit node")
+    steps = _reachable(program.root)
+    other = next((s for s in steps if not _static_plan([s])), None)
+    if other is not None:
+        raise NotFused("the tree has " + (f"{other.weighting} weights" if isinstance(other, Combine) else
+                                          f"a {_KINDS.get(type(other).__name__, type(other).__name__)} node"))
+    return steps
+
+
+def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, chooses: list[Choose],
+                 ranks: list[Rank], paths: list[tuple[Any, ...]],
+                 compiler: Any) -> tuple[np.ndarray, list[tuple[Step, list[Choose], list[Rank]]]]:
+    """Each variant's allocation setting (its values of the swept positions, weights and
+    weightings ``members``) and each setting's plan: its root and its if/else and function
+    steps, those of the nodes at ``paths`` (in the base's bit order). One compile per setting,
+    whose plan the Allocator then runs on the branch patterns, so every weighting rule is a
+    single backtest's."""
+    if not members:
+        return np.zeros(spec.n_variants, dtype=np.int64), [(program.root, chooses, ranks)]
+    settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+    example = np.full(len(settings), spec.n_variants)
+    np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
+    plans: list[tuple[Step, list[Choose], list[Rank]]] = []
+    for i in example.tolist():
+        if i == 0:  # the base's own
+            plans.append((program.root, chooses, ranks))
+            continue
+        strategy = spec.strategy(i)
+        found = compiler(strategy)
+        plan = found.program()
+        branching = {id(s) for s in _static_steps(plan)
+                     if isinstance(s, Choose) and s.truth is not None or isinstance(s, Rank) and s.children}
+        at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
+        if branching != {id(s) for s in at}:
+            raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else or function nodes than the base")
+        plan_ranks: list[Rank] = at[len(chooses):]  # type: ignore[assignment]
+        for r, mine in zip(ranks, plan_ranks):
+            ranked = [c.tickers for c in r.children]  # type: ignore[attr-defined]
+            if [getattr(c, "tickers", None) for c in mine.children] != ranked:
+                raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
+                               "(its scores change with it)")
+        plans.append((plan.root, at[: len(chooses)], plan_ranks))  # type: ignore[arg-type]
+    return alloc_of, plans
+
+
 def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template:
     """The fused plan of a sweep (``pairs``: whether comparisons of two series may run inside
     the kernel); `NotFused` when its variants need the general path."""
@@ -287,10 +350,14 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                  and dict_at(spec.base, p.path[:-1]).get("kind") == "function"]
     if not spec.parameters:
         raise NotFused("no parameters")
-    others = [p.name for j, p in enumerate(spec.parameters) if j not in {*conditions, *costs, *windowed, *functions}]
+    allocations = [j for j, p in enumerate(spec.parameters) if p.target == "node" and j not in functions
+                   and (p.path[-1] in ALLOCATION_FIELDS or p.path[-1] == "window")]
+    others = [p.name for j, p in enumerate(spec.parameters)
+              if j not in {*conditions, *costs, *windowed, *functions, *allocations}]
     if others:
         raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
-                       f"{', '.join(FUNCTION_FIELDS)}, costBps, mode, startDate, endDate or benchmark")
+                       f"{', '.join(FUNCTION_FIELDS)}, a position, weight or weighting, costBps, mode, startDate, "
+                       "endDate or benchmark")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -304,28 +371,30 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     base = compiler(strategy0)
     program = base.program()
-    steps = _reachable(program.root)
-    if program.branches:
-        raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
-    if program.latches:
-        raise NotFused("the tree has an altExit node")
-    other = next((s for s in steps if not _static_plan([s])), None)
-    if other is not None:
-        raise NotFused("the tree has " + (f"{other.weighting} weights" if isinstance(other, Combine) else
-                                          f"a {_KINDS.get(type(other).__name__, type(other).__name__)} node"))
+    steps = _static_steps(program)
     chooses = [s for s in steps if isinstance(s, Choose) and s.truth is not None]
     ranks = [s for s in steps if isinstance(s, Rank) and s.children]
     K = len(chooses) + sum(len(r.children) for r in ranks)  # branch bits: one per if/else, per ranked child
     if K > MAX_BITS:
         raise NotFused(f"the tree has {len(chooses)} if/else nodes and {K - len(chooses)} children of function "
                        f"nodes; the fused path takes at most {MAX_BITS} together")
-    holds = list(dict.fromkeys(t for s in steps if isinstance(s, Hold) for t in s.tickers))
-    held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
-    for b in benchmarks or [None]:  # a variant's calendar: the days its tickers or benchmark trade
-        days = held_days if b is None else held_days | tmarket.observed[:, tmarket.column(b)]
-        if not days.all():  # a swept ticker could add days to some variants' calendars
-            raise NotFused("the held tickers and the benchmark do not all trade on the same days "
-                           "(variants could have different calendars)")
+    flow = _flow_paths(request)
+    # each step's own node (a call node's step is its chain's: the chain root is the one)
+    node_of = {id(step): flow[key][0] for key, step in base._steps.items()
+               if key in flow and flow[key][0].kind != "call"}
+    paths = [flow[id(node_of[id(s)])][1] for s in [*chooses, *ranks]]
+    alloc_of, plans = _allocations(spec, indices, allocations, program, chooses, ranks, paths, compiler)
+    # a variant's calendar: the days its tickers or its benchmark trade (its tickers' alone where
+    # the market lacks the benchmark)
+    calendars = list(dict.fromkeys(b if market.has(b) else None for b in spec.benchmarks)) or [None]
+    for root, _, _ in plans:
+        holds = list(dict.fromkeys(t for s in _reachable(root) if isinstance(s, Hold) for t in s.tickers))
+        held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
+        for b in calendars:
+            days = held_days if b is None else held_days | tmarket.observed[:, tmarket.column(b)]
+            if not days.all():  # a swept ticker could add days to some variants' calendars
+                raise NotFused("the held tickers and the benchmark do not all trade on the same days "
+                               "(variants could have different calendars)")
 
     # One row per distinct setting of each if/else node: bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -334,9 +403,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     table = _Rows()
     rows = np.empty((spec.n_variants, K), dtype=np.int32)
     kinds = np.zeros(K, dtype=np.int8)
-    flow = _flow_nodes(request)
-    # each step's own node (a call node's step is its chain's: the chain root is the one)
-    node_of = {id(step): flow[key] for key, step in base._steps.items() if key in flow and flow[key].kind != "call"}
     position = {id(c): k for k, c in enumerate(chooses)}
     swept: set[int] = set()
     for node_path, members in groups.items():
@@ -356,10 +422,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         if k not in swept:
             fn = node_of[id(c)]
             rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
-    weighed = {id(c) for s in steps if isinstance(s, Combine) and s.weighting != "equal" for c in s.children}
     for j in functions:  # a child's window is also its weight (or cap) in a defined or capped group
         p = spec.parameters[j]
-        if p.path[-1] == "window" and id(base._steps.get(id(_node_at(request, p.path[:-1])))) in weighed:
+        k = paths.index(p.path[:-1]) - len(chooses) if p.path[:-1] in paths else None
+        if p.path[-1] == "window" and k is not None and any(
+                id(plan_ranks[k]) in {id(c) for s in _reachable(root) if isinstance(s, Combine)
+                                      and s.weighting != "equal" for c in s.children}
+                for root, _, plan_ranks in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = dict(zip((id(r) for r in ranks), np.cumsum([len(chooses), *(len(r.children) for r in ranks)]).tolist()))
     most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
@@ -386,9 +455,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         group = order[lo:hi]
         x, limit = series[sides[group[0]]], limits[group, None]
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
-    weights = _pattern_weights(program.root, chooses, ranks, tmarket.tickers)
-    static = max((s.warmup for s in steps if isinstance(s, Hold)), default=0)
-    warmups = np.full(spec.n_variants, static)
+    static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold)), default=0)
+                       for root, _, _ in plans], dtype=np.int64)
+    warmups = static[alloc_of]
     for k in range(K):
         firsts = np.asarray(table.pair_firsts, dtype=np.int64) if kinds[k] else bit_firsts
         np.maximum(warmups, firsts[rows[:, k]], out=warmups)
@@ -400,12 +469,21 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
     # the patterns variants can form: a function node picks at most its largest count
-    patterns = np.arange(len(weights))
-    formed = np.ones(len(weights), dtype=bool)
+    patterns = np.arange(1 << K)
+    formed = np.ones(1 << K, dtype=bool)
     for r in ranks:
         picked = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
         formed &= np.bitwise_count(picked) <= most[id(r)]
-    return _tables(spec, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost, formed)
+    modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
+    size = len(plans) * int(formed.sum()) * (modes * tmarket.n_days + int(formed.sum()) + 1) * 8
+    if size > TABLE_BYTES:
+        raise NotFused(f"the tables of {len(plans)} allocation settings × {int(formed.sum())} branch patterns "
+                       f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
+                       f"{TABLE_BYTES / 2**30:.1f} GiB)")
+    weights = np.stack([_pattern_weights(root, plan_chooses, plan_ranks, tmarket.tickers)[formed]
+                        for root, plan_chooses, plan_ranks in plans])
+    return _tables(spec, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost, formed,
+                   alloc_of)
 
 
 class _Rows:
@@ -662,15 +740,18 @@ def _field_values(p: Parameter, raw: dict[str, Any]) -> tuple[int, str, list[Any
 _FIELD_NAMES = {field.alias or name: name for name, field in Condition.model_fields.items()}
 
 
-def _flow_nodes(request: BacktestRequest) -> dict[int, FlowNode]:
-    """Every node of the tree and the call chains, by id()."""
-    found: dict[int, FlowNode] = {}
-    stack = [request.payload, *request.call_chains.values()]
+def _flow_paths(request: BacktestRequest) -> dict[int, tuple[FlowNode, tuple[Any, ...]]]:
+    """Every node of the tree and the call chains, by id(), with its wire path (as `_node_at`
+    reads it)."""
+    found: dict[int, tuple[FlowNode, tuple[Any, ...]]] = {}
+    stack: list[tuple[FlowNode, tuple[Any, ...]]] = [
+        (request.payload, ("payload",)), *((n, ("callChains", k)) for k, n in request.call_chains.items())]
     while stack:
-        node = stack.pop()
+        node, path = stack.pop()
         if id(node) not in found:
-            found[id(node)] = node
-            stack.extend(c for kids in node.children.values() for c in kids or () if c is not None)
+            found[id(node)] = (node, path)
+            stack.extend((c, (*path, "children", slot, i)) for slot, kids in node.children.items()
+                         for i, c in enumerate(kids or ()) if c is not None)
     return found
 
 
@@ -705,11 +786,13 @@ def _tables(
     windows: np.ndarray,
     cost: np.ndarray,
     formed: np.ndarray,
+    alloc_of: np.ndarray,
 ) -> Template:
     """Per-pattern returns, turnovers and positions of the patterns variants can form
-    (``formed``; ``dense`` maps a day's branch bits to their rows), returns over each mode's
-    periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and benchmark)
-    backtest windows and centred returns of each window's benchmark (their mean is over the
+    (``formed``; ``dense`` maps a day's branch bits to their rows; ``weights``: (allocation
+    settings, formed patterns, tickers), ``alloc_of`` each variant's setting), returns over each
+    mode's periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and
+    benchmark) backtest windows and centred returns of each window's benchmark (their mean is over the
     window's own days). ``signals``: bits, series, pairs, kinds and rows, as `Template` holds them."""
     T = market.n_days
     distinct, start_of = _unique(windows)
@@ -731,18 +814,22 @@ def _tables(
         start_dates.append(str(market.dates[start]))
         end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
 
-    used = weights[formed]
-    turn = _turnovers(used)
-    dense = np.full(len(weights), used.shape[0], dtype=np.int32)  # a pattern never formed: never read
-    dense[formed] = np.arange(used.shape[0], dtype=np.int32)
-    held = (np.abs(used) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
-    # returns of every pattern over each period, one block of rows per mode the windows use
+    A, P, N = weights.shape
+    turn = np.concatenate([_turnovers(w) for w in weights])
+    dense = np.full(len(formed), P, dtype=np.int32)  # a pattern never formed: never read
+    dense[formed] = np.arange(P, dtype=np.int32)
+    held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=2).astype(np.float64).ravel()
+    # returns of every pattern over each period, a block of rows per mode the windows use and
+    # within it per allocation setting
     distinct_modes = list(dict.fromkeys(modes))
-    gross = np.zeros((len(distinct_modes) * used.shape[0], T))
+    gross = np.zeros((len(distinct_modes) * A * P, T))
     for b, mode in enumerate(distinct_modes):
         _, _, R = period_returns(market.open, market.close, mode)
-        gross[b * used.shape[0] : (b + 1) * used.shape[0], : R.shape[0]] = used @ np.where(np.isfinite(R), R, 0.0).T
-    gross_at = np.array([distinct_modes.index(m) * used.shape[0] for m in modes], dtype=np.int64)
+        returns = np.where(np.isfinite(R), R, 0.0).T
+        for a in range(A):  # into the table, without a temporary as large as it
+            at = (b * A + a) * P
+            np.matmul(weights[a], returns, out=gross[at : at + P, : R.shape[0]])
+    gross_at = np.array([distinct_modes.index(m) * A * P for m in modes], dtype=np.int64)
 
     # a window whose benchmark has no data keeps a row of zeros with no variance: beta and
     # treynor come out missing, as without a benchmark
@@ -754,7 +841,7 @@ def _tables(
             _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, dense, gross_at, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, dense, alloc_of.astype(np.int32), gross_at, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(start_dates), tuple(end_dates),
     )
