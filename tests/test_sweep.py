@@ -496,6 +496,48 @@ def test_allocations_the_fused_path_cannot_take(short_market: Market, parameters
     assert sweep_path(spec, short_market, "numba") == f"general path: {why}"
 
 
+def test_numbered_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A numbered node's item is a branch bit (True or not), and one more (Null) where a setting's
+    quantifier counts Nulls (all, none); its n and quantifier, like weights, pick the pattern
+    tables. regime_ladder.json (a ladder, a custom formula, a Date item, an item of two lines)
+    swept over every quantifier, n and an item's threshold: equal to the general path and to
+    single runs."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec(ROOT / "examples" / "regime_ladder.json", {
+        "root.quantifier": ["ladder", "all", "none", "atLeast", "any", "exactly", "atMost"], "root.n": [1, 3],
+        "n3.threshold": [18, 25], "n2.window": [21, 63]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.rows.shape[1] == 9 and template.alloc.max() + 1 == 14  # 4 items × 2, a chain's if/else
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 7)))
+
+
+def test_numbered_items_null_inside_the_window_are_counted_as_null(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item whose ticker stops trading is Null from then on: "all" and "none" then fail while
+    "any" and "atMost" count Trues only; the fused path keeps a Null bit per item for them."""
+    from gpubt.sweep.run import fused_template
+    from tests.strategies import MarketSpec
+
+    market = MarketSpec(seed=3, start="2010-01-04", n_days=150, tickers=("SPY", "QQQ", "TLT"), vols=(0.01,) * 3,
+                        first=(0, 0, 0), last=(149, 110, 149)).build()
+    body = {"payload": {"id": "count", "kind": "numbered", "numbered": {"quantifier": "all", "n": 1, "items": [
+        {"id": "i1", "conditions": [{"id": "q", "metric": "RSI", "ticker": "QQQ", "window": 5, "comparator": "gt",
+                                     "threshold": 20}]},
+        {"id": "i2", "conditions": [{"id": "s", "metric": "RSI", "ticker": "SPY", "window": 5, "comparator": "gt",
+                                     "threshold": 20}]}]},
+        "children": {"then": [{"id": "on", "kind": "position", "positions": ["SPY"]}],
+                     "else": [{"id": "off", "kind": "position", "positions": ["TLT"]}]}}}
+    spec = make_spec(body, {"count.quantifier": ["all", "none", "any", "atMost"], "q.threshold": [20, 80],
+                            "s.threshold": [20, 80]})
+    template = fused_template(spec, market, "numba")
+    assert template is not None and template.rows.shape[1] == 4  # a True and a Null bit per item
+    _fused_equals_general_and_single(spec, market, monkeypatch, tuple(range(spec.n_variants)))
+    table = run_sweep(spec, market=market, backend="numba").table
+    # "all" with both thresholds low: SPY until QQQ's Null, TLT after
+    low = table.filter((pl.col("count.quantifier") == "all") & (pl.col("q.threshold") == 20) & (pl.col("s.threshold") == 20))
+    assert low["avgTurnover"][0] > 0
+
+
 def test_a_swept_benchmark_the_market_lacks_keeps_the_held_tickers_calendar() -> None:
     """A benchmark without data adds no days: that variant's calendar is its tickers' alone
     (found by the static-tree property, with the fused path since benchmarks were swept there):
@@ -543,11 +585,16 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     assert sweep_path(spec, short_market, "numba") == "general path: the tree has inverse weights"
     cases = {
         "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has an altExit node"),
-        "regime_ladder.json": ({"n2.window": [30, 60]}, "the tree has a numbered node"),
     }
     for example, (parameters, why) in cases.items():
         assert sweep_path(make_spec(ROOT / "examples" / example, parameters), short_market, "numba") == (
             f"general path: {why}")
+    scaling = {"payload": {"id": "scale", "kind": "scaling", "scaleMetric": "Relative Strength Index",
+                           "scaleWindow": 14, "scaleTicker": "QQQ", "scaleFrom": 60, "scaleTo": 85, "children": {
+                               "then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                               "else": [{"id": "unlev", "kind": "position", "positions": ["QQQ"]}]}}}
+    assert sweep_path(make_spec(scaling, {"costBps": [0, 5]}), short_market, "numba") == (
+        "general path: the tree has a scaling node")
     ranked = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "children": {
         "next": [{"id": "b1", "kind": "basic", "children": {"next": [{"id": "x", "kind": "position", "positions": ["SPY"]}]}},
                  {"id": "x2", "kind": "position", "positions": ["TLT"]}]}}}
@@ -563,8 +610,8 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
             {"id": f"c{i}", "metric": "RSI", "ticker": "SPY", "window": 5 + i, "comparator": "gt", "threshold": 50}],
          "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(13)]}}}
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
-        "general path: the tree has 13 if/else nodes and 0 children of function nodes; the fused path takes "
-        "at most 12 together")
+        "general path: the tree has 13 if/else nodes, 0 children of function nodes and 0 numbered items: 13 "
+        "branch bits; the fused path takes at most 12")
 
 
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:
@@ -1102,10 +1149,11 @@ def test_random_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None
     _sweeps_like_single_runs(case, data)
 
 
-# trees the fused path takes: if/else nodes, groups and positions (call nodes resolving to them),
-# static weights, no branch: tickers (function nodes have their own fused tests; swept inverse
-# weightings still send some sweeps to the general path)
-_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "call"), "branch_refs": False,
+# trees the fused path takes: if/else, numbered and group nodes and positions (call nodes
+# resolving to them), static weights, no branch: tickers (function nodes have their own fused
+# tests; swept inverse weightings and more than 12 branch bits still send some sweeps to the
+# general path)
+_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "numbered", "call"), "branch_refs": False,
                  "weightings": ("equal", "defined", "capped")}
 
 

@@ -1,28 +1,31 @@
-"""The fused path of a sweep whose variants differ only in the conditions of if/else nodes.
+"""The fused path of a sweep whose variants differ in conditions, counts, holdings and weights,
+not in the shape of the tree.
 
-When every swept parameter is a field of a condition line of an `indicator` node (or the
-request's `costBps`, a number per variant in the kernel), and the tree is made of positions,
-if/else nodes and groups with static weights (equal, defined, capped), a variant's allocation
-on a day is fixed by which branch each of its K if/else nodes takes that day. Then the work is:
+When the tree is made of positions, if/else nodes, numbered nodes, function nodes ranking
+positions and groups with static weights (equal, defined, capped), a variant's allocation on a
+day is fixed by its K branch bits that day (an if/else node's truth, a ranked child picked or
+not, a numbered node's item True, and Null where a quantifier counts Nulls) and by its
+allocation setting (its values of swept positions, weights, weightings and numbered counts).
+Every swept parameter must be one of those, a condition line's field, a function node's
+window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). Then the work is:
 
-1. each swept node's distinct condition settings are compiled once (a 16 × 16 × 16 × 16 grid
+1. each swept condition list's distinct settings are compiled once (a 16 × 16 × 16 × 16 grid
    over two nodes is 2 × 256 condition lists, not 65,536 trees) and all of them evaluated in ONE
    backend call, kept as one bit per (setting, day); a node whose one line compares two series
    with > or < keeps the series instead (a 100 × 100 crossover grid is 200 series, compared in
    the kernel, not 10,000 conditions), and one whose line compares a series with a threshold
    gets its bits from the series (16 windows × 16 thresholds are 16 series);
-2. the allocation of each of the 2^K branch patterns is built once by the ordinary `Allocator`
-   (on a market of 2^K pseudo-days, day p taking pattern p), so weights follow exactly the rules
-   of a single backtest, and turned into tables: the pattern's return on every day, the
-   turnover between two patterns, its number of positions;
+2. the allocation of each of the 2^K branch patterns is built once per allocation setting by the
+   ordinary `Allocator` (on a market of 2^K pseudo-days, day p taking pattern p), so weights
+   follow exactly the rules of a single backtest, and turned into tables: the pattern's return
+   on every day, the turnover between two patterns, its number of positions;
 3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
-   return from the tables, then `row_metrics` on those returns while they are in cache.
+   return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(other node kinds, volatility weightings, branch references, request-level parameters, variants
-whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
+(scaling and altExit nodes, volatility weightings, branch references, more than `MAX_BITS` bits,
+variants whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +38,9 @@ import numba
 import numpy as np
 
 from gpubt.alloc.allocate import Allocator, _best
-from gpubt.backends.base import TRUE, Backend
+from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
-from gpubt.compiler.plan import Choose, Combine, Hold, Rank, Step
+from gpubt.compiler.plan import Choose, Combine, Count, Hold, Rank, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -234,7 +237,7 @@ def _reachable(root: Step) -> list[Step]:
 
 def _static_plan(steps: list[Step]) -> bool:
     return all(
-        isinstance(s, (Hold, Choose, Rank)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
+        isinstance(s, (Hold, Choose, Rank, Count)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
         for s in steps
     )
 
@@ -252,36 +255,56 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
             done = dataclasses.replace(step, children=tuple(_with_truths(c, truths, memo) for c in step.children))
         elif isinstance(step, Rank):
             done = dataclasses.replace(step, scores=truths[id(step)], top=True, bottom=len(step.children))
+        elif isinstance(step, Count):
+            done = dataclasses.replace(
+                step, items=truths.get(id(step), step.items), then=_with_truths(step.then, truths, memo),
+                other=_with_truths(step.other, truths, memo),
+                ladder={rung: _with_truths(c, truths, memo) for rung, c in step.ladder.items()})
         else:
             done = step
         memo[id(step)] = done
     return done
 
 
-def _pattern_weights(root: Step, chooses: list[Choose], ranks: list[Rank], tickers: tuple[str, ...]) -> np.ndarray:
-    """(2^K, N) allocation of every branch pattern, by the Allocator itself: pseudo-day p has
-    if/else node k True exactly when bit k of p is set, and a function node picks its child c
-    exactly when the bit after its node's and the earlier children's is set (its children are
-    positions: what it holds depends on which it picks alone)."""
-    K = len(chooses) + sum(len(r.children) for r in ranks)
+# The branch bits of a step, in bit order: an if/else node's one, a function node's one per child,
+# a numbered node's (True bit, Null bit or None) per item (None for an item without conditions).
+Bits = list[Any]
+
+
+def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, tickers: tuple[str, ...]) -> np.ndarray:
+    """(2^K, N) allocation of every branch pattern, by the Allocator itself: on pseudo-day p an
+    if/else node is True exactly when its bit of p is set; a function node picks a child exactly
+    when that child's bit is set (its children are positions: what it holds depends on which it
+    picks alone); a numbered node's item is True when its True bit is set, else Null when its
+    Null bit is."""
     P, N = 1 << K, len(tickers)
+    patterns = np.arange(P)
     stand_in = Builder()
-    digit = (stand_in.const(float(k)) for k in range(K))
-    truths: dict[int, Any] = {id(c): next(digit) for c in chooses}
-    truths.update({id(r): tuple(next(digit) for _ in r.children) for r in ranks})
+    truths: dict[int, Any] = {}
+    values: dict[Node, np.ndarray] = {}
+
+    def digit(k: int, value: np.ndarray) -> Node:
+        node = stand_in.const(float(k))
+        values[node] = value
+        return node
+
+    def on(k: int) -> np.ndarray:
+        return (patterns >> k) & 1 == 1
+
+    for step, bits in zip(steps, layout):
+        if isinstance(step, Choose):
+            truths[id(step)] = digit(bits[0], np.where(on(bits[0]), TRUE, 0).astype(np.int8))
+        elif isinstance(step, Rank):
+            truths[id(step)] = tuple(digit(k, np.where(on(k), 1.0, np.nan)) for k in bits)
+        else:
+            truths[id(step)] = tuple(
+                None if item is None else digit(item[0], np.where(
+                    on(item[0]), TRUE, np.where(on(item[1]), NULL, 0) if item[1] is not None else 0).astype(np.int8))
+                for item in bits)
     plan = _with_truths(root, truths, {})
     ones = np.ones((P, N))
     days = np.arange(P).astype("datetime64[D]")
     market = Market(days, tickers, ones, ones, ones, ones, ones, np.ones((P, N), bool), "patterns")
-    patterns = np.arange(P)
-    values: dict[Node, np.ndarray] = {}
-    for c in chooses:
-        k = int(truths[id(c)].params[0])
-        values[truths[id(c)]] = np.where((patterns >> k) & 1 == 1, TRUE, 0).astype(np.int8)
-    for r in ranks:
-        for node in truths[id(r)]:
-            k = int(node.params[0])
-            values[node] = np.where((patterns >> k) & 1 == 1, 1.0, np.nan)
     return Allocator(market, values, 0).allocation(plan)
 
 
@@ -304,40 +327,44 @@ def _static_steps(program: Any) -> list[Step]:
     return steps
 
 
-def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, chooses: list[Choose],
-                 ranks: list[Rank], paths: list[tuple[Any, ...]],
-                 compiler: Any) -> tuple[np.ndarray, list[tuple[Step, list[Choose], list[Rank]]]]:
-    """Each variant's allocation setting (its values of the swept positions, weights and
-    weightings ``members``) and each setting's plan: its root and its if/else and function
-    steps, those of the nodes at ``paths`` (in the base's bit order). One compile per setting,
-    whose plan the Allocator then runs on the branch patterns, so every weighting rule is a
-    single backtest's."""
+def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, branching: list[Step],
+                 paths: list[tuple[Any, ...]], compiler: Any) -> tuple[np.ndarray, list[tuple[Step, list[Step]]]]:
+    """Each variant's allocation setting (its values of the swept positions, weights,
+    weightings and numbered nodes' counts ``members``) and each setting's plan: its root and its
+    if/else, function and numbered steps, those of the nodes at ``paths`` (the base's
+    ``branching`` steps, in bit order). One compile per setting, whose plan the Allocator then
+    runs on the branch patterns, so every weighting and counting rule is a single backtest's."""
     if not members:
-        return np.zeros(spec.n_variants, dtype=np.int64), [(program.root, chooses, ranks)]
+        return np.zeros(spec.n_variants, dtype=np.int64), [(program.root, branching)]
     settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     example = np.full(len(settings), spec.n_variants)
     np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
-    plans: list[tuple[Step, list[Choose], list[Rank]]] = []
+    plans: list[tuple[Step, list[Step]]] = []
     for i in example.tolist():
         if i == 0:  # the base's own
-            plans.append((program.root, chooses, ranks))
+            plans.append((program.root, branching))
             continue
         strategy = spec.strategy(i)
         found = compiler(strategy)
         plan = found.program()
-        branching = {id(s) for s in _static_steps(plan)
-                     if isinstance(s, Choose) and s.truth is not None or isinstance(s, Rank) and s.children}
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
-        if branching != {id(s) for s in at}:
-            raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else or function nodes than the base")
-        plan_ranks: list[Rank] = at[len(chooses):]  # type: ignore[assignment]
-        for r, mine in zip(ranks, plan_ranks):
-            ranked = [c.tickers for c in r.children]  # type: ignore[attr-defined]
-            if [getattr(c, "tickers", None) for c in mine.children] != ranked:
+        if {id(s) for s in _branching(_static_steps(plan))} != {id(s) for s in at}:
+            raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function or numbered nodes than the base")
+        for mine, step in zip(at, branching):
+            if isinstance(step, Rank) and [getattr(c, "tickers", None) for c in mine.children] != [  # type: ignore[union-attr]
+                    c.tickers for c in step.children]:  # type: ignore[attr-defined]
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
-        plans.append((plan.root, at[: len(chooses)], plan_ranks))  # type: ignore[arg-type]
+        plans.append((plan.root, at))  # type: ignore[arg-type]
     return alloc_of, plans
+
+
+def _branching(steps: list[Step]) -> list[Step]:
+    """The steps that read branch bits: if/else nodes with conditions, then function nodes with
+    children, then numbered nodes with an item that has conditions."""
+    return ([s for s in steps if isinstance(s, Choose) and s.truth is not None]
+            + [s for s in steps if isinstance(s, Rank) and s.children]
+            + [s for s in steps if isinstance(s, Count) and any(item is not None for item in s.items)])
 
 
 def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template:
@@ -351,13 +378,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     if not spec.parameters:
         raise NotFused("no parameters")
     allocations = [j for j, p in enumerate(spec.parameters) if p.target == "node" and j not in functions
-                   and (p.path[-1] in ALLOCATION_FIELDS or p.path[-1] == "window")]
+                   and (p.path[-1] in ALLOCATION_FIELDS or p.path[-1] == "window" or p.path[-2] == "numbered")]
     others = [p.name for j, p in enumerate(spec.parameters)
               if j not in {*conditions, *costs, *windowed, *functions, *allocations}]
     if others:
         raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
-                       f"{', '.join(FUNCTION_FIELDS)}, a position, weight or weighting, costBps, mode, startDate, "
-                       "endDate or benchmark")
+                       f"{', '.join(FUNCTION_FIELDS)}, a numbered node's n or quantifier, a position, weight or "
+                       "weighting, costBps, mode, startDate, endDate or benchmark")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -371,66 +398,93 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     base = compiler(strategy0)
     program = base.program()
-    steps = _static_steps(program)
-    chooses = [s for s in steps if isinstance(s, Choose) and s.truth is not None]
-    ranks = [s for s in steps if isinstance(s, Rank) and s.children]
-    K = len(chooses) + sum(len(r.children) for r in ranks)  # branch bits: one per if/else, per ranked child
-    if K > MAX_BITS:
-        raise NotFused(f"the tree has {len(chooses)} if/else nodes and {K - len(chooses)} children of function "
-                       f"nodes; the fused path takes at most {MAX_BITS} together")
+    branching = _branching(_static_steps(program))
+    chooses = [s for s in branching if isinstance(s, Choose)]
+    ranks = [s for s in branching if isinstance(s, Rank)]
+    counts = [s for s in branching if isinstance(s, Count)]
     flow = _flow_paths(request)
     # each step's own node (a call node's step is its chain's: the chain root is the one)
     node_of = {id(step): flow[key][0] for key, step in base._steps.items()
                if key in flow and flow[key][0].kind != "call"}
-    paths = [flow[id(node_of[id(s)])][1] for s in [*chooses, *ranks]]
-    alloc_of, plans = _allocations(spec, indices, allocations, program, chooses, ranks, paths, compiler)
+    paths = [flow[id(node_of[id(s)])][1] for s in branching]
+    alloc_of, plans = _allocations(spec, indices, allocations, program, branching, paths, compiler)
+    # Branch bits: one per if/else node, one per child of a function node, one per item of a
+    # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
+    # (all, none; the others count Trues only).
+    layout: list[Bits] = []
+    K = 0
+    for b, step in enumerate(branching):
+        if isinstance(step, Count):
+            nulls = any(at[b].quantifier in ("all", "none") for _, at in plans)  # type: ignore[attr-defined]
+            layout.append([])
+            for item in step.items:
+                layout[-1].append(None if item is None else (K, K + 1 if nulls else None))
+                K += 0 if item is None else 1 + nulls
+        else:
+            width = len(step.children) if isinstance(step, Rank) else 1
+            layout.append(list(range(K, K + width)))
+            K += width
+    if K > MAX_BITS:
+        raise NotFused(f"the tree has {len(chooses)} if/else nodes, {sum(len(r.children) for r in ranks)} children "
+                       f"of function nodes and {sum(len(c.items) for c in counts)} numbered items: {K} branch bits; "
+                       f"the fused path takes at most {MAX_BITS}")
     # a variant's calendar: the days its tickers or its benchmark trade (its tickers' alone where
     # the market lacks the benchmark)
     calendars = list(dict.fromkeys(b if market.has(b) else None for b in spec.benchmarks)) or [None]
-    for root, _, _ in plans:
+    for root, _ in plans:
         holds = list(dict.fromkeys(t for s in _reachable(root) if isinstance(s, Hold) for t in s.tickers))
         held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
-        for b in calendars:
-            days = held_days if b is None else held_days | tmarket.observed[:, tmarket.column(b)]
+        for bench in calendars:
+            days = held_days if bench is None else held_days | tmarket.observed[:, tmarket.column(bench)]
             if not days.all():  # a swept ticker could add days to some variants' calendars
                 raise NotFused("the held tickers and the benchmark do not all trade on the same days "
                                "(variants could have different calendars)")
 
-    # One row per distinct setting of each if/else node: bits, or a pair of series rows.
+    # One row per distinct setting of each condition list (an if/else node's, a numbered node's
+    # item's): bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for j in conditions:
         groups.setdefault(spec.parameters[j].path[:-3], []).append(j)
     table = _Rows()
     rows = np.empty((spec.n_variants, K), dtype=np.int32)
     kinds = np.zeros(K, dtype=np.int8)
-    position = {id(c): k for k, c in enumerate(chooses)}
-    swept: set[int] = set()
-    for node_path, members in groups.items():
-        step = base._steps.get(id(_node_at(request, node_path)))
-        if step is None:  # an unreachable node: its settings change nothing
-            continue
-        if id(step) not in position:
-            raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else")
-        found = _setting_rows(spec, base, strategy0, node_path, members, indices, table, pairs)
-        if found is None:
-            raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
-                           "or has no condition")
-        k = position[id(step)]
-        kinds[k], rows[:, k] = found
-        swept.add(k)
-    for k, c in enumerate(chooses):  # the others: one setting, the base's
-        if k not in swept:
-            fn = node_of[id(c)]
-            rows[:, k] = table.bit(*base.lines(fn, fn.conditions))  # type: ignore[arg-type]
+    lists: dict[tuple[Any, ...], tuple[int, int | None]] = {}  # condition list -> its True (and Null) bit
+    for step, path, bits in zip(branching, paths, layout):
+        if isinstance(step, Choose):
+            lists[path] = (bits[0], None)
+        elif isinstance(step, Count):
+            lists.update(((*path, "numbered", "items", m), bit) for m, bit in enumerate(bits) if bit is not None)
+    for holder, members in groups.items():
+        if holder not in lists:
+            node = _condition_list(request, holder)[0]
+            if id(node) in base._steps:
+                raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else "
+                               "or numbered node")
+            continue  # an unreachable node: its settings change nothing
+    for holder, (k, null) in lists.items():
+        members = groups.get(holder)
+        if members is None:  # one setting, the base's
+            node, lines, group = _condition_list(request, holder)
+            rows[:, k] = table.bit(*base.lines(node, lines, group))  # type: ignore[arg-type]
+        else:  # where Nulls count, rows of graph truths (whose Nulls are known)
+            found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and null is None)
+            if found is None:
+                raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
+                               "or has no condition")
+            kinds[k], rows[:, k] = found
+        if null is not None:
+            truth_of = {r: truth for truth, r in table.bits.items()}
+            distinct, inverse = _unique(rows[:, k].astype(np.int64))
+            rows[:, null] = np.array([table.null(truth_of[r]) for r in distinct.tolist()], dtype=np.int32)[inverse]
     for j in functions:  # a child's window is also its weight (or cap) in a defined or capped group
         p = spec.parameters[j]
-        k = paths.index(p.path[:-1]) - len(chooses) if p.path[:-1] in paths else None
-        if p.path[-1] == "window" and k is not None and any(
-                id(plan_ranks[k]) in {id(c) for s in _reachable(root) if isinstance(s, Combine)
-                                      and s.weighting != "equal" for c in s.children}
-                for root, _, plan_ranks in plans):
+        b = paths.index(p.path[:-1]) if p.path[:-1] in paths else None
+        if p.path[-1] == "window" and b is not None and any(
+                id(at[b]) in {id(c) for s in _reachable(root) if isinstance(s, Combine)
+                              and s.weighting != "equal" for c in s.children}
+                for root, at in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
-    first_bit = dict(zip((id(r) for r in ranks), np.cumsum([len(chooses), *(len(r.children) for r in ranks)]).tolist()))
+    first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
     most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
 
     values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
@@ -445,6 +499,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     bits = np.empty((len(bit_firsts), tmarket.n_days), dtype=np.uint8)
     for truth, r in table.bits.items():
         bits[r] = values[truth] == TRUE
+    for truth, r in table.nulls.items():
+        bits[r] = values[truth] == NULL
     for r, scored, top, bottom in table.picks:  # the children a function node picks, as the Allocator
         scores = np.ascontiguousarray(series[scored].T)
         bits[r : r + len(scored)] = _best(scores, np.ones(scores.shape, dtype=np.bool_), top, bottom)
@@ -456,7 +512,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         x, limit = series[sides[group[0]]], limits[group, None]
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
     static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold)), default=0)
-                       for root, _, _ in plans], dtype=np.int64)
+                       for root, _ in plans], dtype=np.int64)
     warmups = static[alloc_of]
     for k in range(K):
         firsts = np.asarray(table.pair_firsts, dtype=np.int64) if kinds[k] else bit_firsts
@@ -468,20 +524,24 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     windows = warmups.astype(np.int64)
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
-    # the patterns variants can form: a function node picks at most its largest count
+    # the patterns variants can form: a function node picks at most its largest count, an item
+    # is not both True and Null
     patterns = np.arange(1 << K)
     formed = np.ones(1 << K, dtype=bool)
     for r in ranks:
         picked = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
         formed &= np.bitwise_count(picked) <= most[id(r)]
+    for bits_of in layout:
+        for item in bits_of:
+            if isinstance(item, tuple) and item[1] is not None:
+                formed &= ((patterns >> item[0]) & (patterns >> item[1]) & 1) == 0
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
     size = len(plans) * int(formed.sum()) * (modes * tmarket.n_days + int(formed.sum()) + 1) * 8
     if size > TABLE_BYTES:
         raise NotFused(f"the tables of {len(plans)} allocation settings × {int(formed.sum())} branch patterns "
                        f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
                        f"{TABLE_BYTES / 2**30:.1f} GiB)")
-    weights = np.stack([_pattern_weights(root, plan_chooses, plan_ranks, tmarket.tickers)[formed]
-                        for root, plan_chooses, plan_ranks in plans])
+    weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
     return _tables(spec, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost, formed,
                    alloc_of)
 
@@ -493,6 +553,7 @@ class _Rows:
 
     def __init__(self) -> None:
         self.bits: dict[Node, int] = {}  # bit rows of graph truths
+        self.nulls: dict[Node, int] = {}  # bit rows of where graph truths are Null
         self.bit_firsts: list[int] = []  # of every bit row, truths' and thresholds'
         self.series_nodes: dict[Node, int] = {}
         self.pairs: dict[tuple[int, int, int], int] = {}
@@ -514,6 +575,14 @@ class _Rows:
         if row is None:
             row = self.bits[truth] = len(self.bit_firsts)
             self.bit_firsts.append(first)
+        return row
+
+    def null(self, truth: Node) -> int:
+        """The bit row of where a truth that has a bit row is Null (from the same first day)."""
+        row = self.nulls.get(truth)
+        if row is None:
+            row = self.nulls[truth] = len(self.bit_firsts)
+            self.bit_firsts.append(self.bit_firsts[self.bits[truth]])
         return row
 
     def thresholds(self, series: list[Node], shape: np.ndarray, ops: np.ndarray, limits: np.ndarray,
@@ -608,14 +677,15 @@ def _setting_rows(
     spec: SweepSpec,
     compiler: Compiler,
     strategy: Strategy,
-    node_path: tuple[Any, ...],
+    holder: tuple[Any, ...],
     members: list[int],
     indices: np.ndarray,
     table: _Rows,
     pairs: bool,
 ) -> tuple[int, np.ndarray] | None:
-    """(kind, each variant's row) for one swept if/else node: its distinct settings (of the
-    swept fields ``members``) compiled once each. A node whose one condition line compares with
+    """(kind, each variant's row) for one swept condition list (an if/else node's, or a numbered
+    node's item's, at the wire path ``holder``): its distinct settings (of the swept fields
+    ``members``) compiled once each. A node whose one condition line compares with
     > or < on every day (no forDays, no cross) keeps the series: two series become a pair of
     series rows (a grid of windows on both sides costs one series per window, not one condition
     per pair), a series and a threshold become a bit row computed from the series (a threshold
@@ -623,9 +693,10 @@ def _setting_rows(
     branch series."""
     sizes = [len(spec.parameters[j].values) for j in members]
     settings, inverse = _distinct_rows(indices[:, members], sizes)
-    node = _node_at(strategy.request, node_path)
-    raw = dict_at(spec.base, (*node_path, "conditions"))
+    node, base_lines, group = _condition_list(strategy.request, holder)
+    raw = dict_at(spec.base, (*holder, "conditions"))
     fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
+    node_path = holder[:-3] if _is_item(holder) else holder
     where = json_path(*node_path)
     # A line's threshold is read by no tree rule and only compared with the line's series, so
     # settings that differ in thresholds alone share one shape: one copy of the lines and one
@@ -638,7 +709,7 @@ def _setting_rows(
         shape_settings, shape_of = np.zeros((1, 0), dtype=np.int64), np.zeros(len(settings), dtype=np.int64)
     shapes = []
     for setting in shape_settings.tolist():
-        lines = list(node.conditions)
+        lines = list(base_lines)
         updates: dict[int, dict[str, Any]] = {}
         for m, v in zip(others, setting):
             line, name, values = fields[m]
@@ -658,8 +729,7 @@ def _setting_rows(
         # lookback depends on two fields (formula and window) together.
         if strategy.formulas:
             try:
-                check_conditions(node.model_copy(update={"conditions": lines}), where,
-                                 strategy.formulas, {}, spec.limits)
+                check_conditions(_with_lines(node, holder, lines), where, strategy.formulas, {}, spec.limits)
             except GpubtError:
                 spec.strategy(int(np.argmax(shape_of[inverse] == b)))  # raises, naming a variant
                 raise
@@ -691,11 +761,37 @@ def _setting_rows(
         thresholds = {k: values[setting[m]] for k, (values, m) in threshold_of.items()}
         lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
                       for k, line in enumerate(shapes[b]))
-        truth, first = compiler.lines(node, lines)
+        truth, first = compiler.lines(node, lines, group)
         if truth is None or compiler.branches:
             return None
         setting_rows[u] = table.bit(truth, first)
     return 0, setting_rows[inverse]
+
+
+def _is_item(holder: tuple[Any, ...]) -> bool:
+    return len(holder) > 3 and holder[-3:-1] == ("numbered", "items")
+
+
+def _condition_list(request: BacktestRequest, holder: tuple[Any, ...]) -> tuple[FlowNode, tuple[Condition, ...],
+                                                                                 str | None]:
+    """(node, condition lines, group logic) of the condition list at a wire path: an if/else
+    node's own, or a numbered node's item's (a path ending "numbered", "items", i)."""
+    if _is_item(holder):
+        node = _node_at(request, holder[:-3])
+        item = node.numbered.items[holder[-1]]  # type: ignore[union-attr]
+        return node, item.conditions, item.group_logic
+    node = _node_at(request, holder)
+    return node, node.conditions, None
+
+
+def _with_lines(node: FlowNode, holder: tuple[Any, ...], lines: tuple[Condition, ...]) -> FlowNode:
+    """A copy of the node whose condition list at ``holder`` has these lines."""
+    if not _is_item(holder):
+        return node.model_copy(update={"conditions": lines})
+    numbered = node.numbered
+    items = list(numbered.items)  # type: ignore[union-attr]
+    items[holder[-1]] = items[holder[-1]].model_copy(update={"conditions": lines})
+    return node.model_copy(update={"numbered": numbered.model_copy(update={"items": tuple(items)})})  # type: ignore[union-attr]
 
 
 def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
