@@ -12,12 +12,13 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds four sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds five sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
 beside two conditions (`allocation_parameters`, 16,384 variants; the fused path since session
-17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+17), a numbered-node sweep of examples/regime_ladder.json (`ladder_parameters`, 16,384 variants;
+the fused path since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
 """
@@ -106,6 +107,14 @@ def allocation_parameters() -> dict:
             "bounce.positions": [["TQQQ"], ["UPRO"], ["SOXL"], ["QQQ"]], "b.threshold": [20, 25, 30, 35]}
 
 
+def ladder_parameters() -> dict:
+    """regime_ladder.json: an item's window (16) and two thresholds (16 × 8), the quantifier (4,
+    `all` among them: a Null bit per item) and n (2) = 16,384 variants."""
+    return {"n2.window": list(range(21, 101, 5)), "n3.threshold": list(range(15, 31)),
+            "n4.threshold": list(range(6, 22, 2)), "root.quantifier": ["ladder", "atLeast", "all", "any"],
+            "root.n": [1, 2]}
+
+
 WIDE_NODES = 200
 
 
@@ -160,6 +169,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
     elif grid == "momentum":
         spec = make_spec(MOMENTUM, momentum_parameters())
+    elif grid == "ladder":
+        spec = make_spec(ROOT / "examples" / "regime_ladder.json", ladder_parameters())
     elif grid == "allocations":
         spec = make_spec(template(), allocation_parameters())
     elif grid == "wide":
@@ -323,7 +334,7 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("wide", 0)]
+            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -332,7 +343,7 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "allocations", "wide"):
+            elif kind in ("general", "momentum", "allocations", "ladder", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
@@ -340,6 +351,8 @@ def main() -> None:
                                 "defense.window (8) = 16,384 variants",
                     "allocations": "the template with hedge.positions (4) × bounce.positions (4) × a.window (16) × "
                                    "a.threshold (16) × b.threshold (4) = 16,384 variants",
+                    "ladder": "regime_ladder.json: n2.window (16) × n3.threshold (16) × n4.threshold (8) × "
+                              "root.quantifier (4) × root.n (2) = 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -353,7 +366,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "allocations", "wide"):
+            if kind in ("general", "momentum", "allocations", "ladder", "wide"):
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]
