@@ -538,6 +538,30 @@ def test_numbered_items_null_inside_the_window_are_counted_as_null(monkeypatch: 
     assert low["avgTurnover"][0] > 0
 
 
+def altexit_without_scaling() -> dict:
+    """examples/altexit_trend.json with its scaling node replaced by its first position."""
+    body = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
+    body["payload"]["children"]["then"] = [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}]
+    return body
+
+
+def test_altexit_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An altExit node's state is a branch bit the kernel scans from its entry and exit rows (out
+    before a variant's first day, in on an entry day, out on an exit day): its entry and exit
+    lines' fields sweep on the fused path beside an if/else node's window, a position and the
+    start date (which moves where each scan begins), equal to the general path and to single
+    runs."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec(altexit_without_scaling(), {
+        "exit-dd.threshold": [5, 12, 20], "enter-rsi.threshold": [60, 90], "exit-trend.forDays": [1, 5],
+        "enter-cross.rightWindow": [100, 200], "bond-trend.window": [30, 60], "lev.positions": [["TQQQ"], ["SPY"]],
+        "startDate": ["2010-06-01", "2012-01-03"]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.kinds.tolist() == [0, 2] and len(template.latches) == 3 * 2 * 2 * 2
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 11)))
+
+
 def test_a_swept_benchmark_the_market_lacks_keeps_the_held_tickers_calendar() -> None:
     """A benchmark without data adds no days: that variant's calendar is its tickers' alone
     (found by the static-tree property, with the fused path since benchmarks were swept there):
@@ -584,17 +608,11 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     assert fused_template(spec, short_market, "numba") is None
     assert sweep_path(spec, short_market, "numba") == "general path: the tree has inverse weights"
     cases = {
-        "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has an altExit node"),
+        "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has a scaling node"),
     }
     for example, (parameters, why) in cases.items():
         assert sweep_path(make_spec(ROOT / "examples" / example, parameters), short_market, "numba") == (
             f"general path: {why}")
-    scaling = {"payload": {"id": "scale", "kind": "scaling", "scaleMetric": "Relative Strength Index",
-                           "scaleWindow": 14, "scaleTicker": "QQQ", "scaleFrom": 60, "scaleTo": 85, "children": {
-                               "then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
-                               "else": [{"id": "unlev", "kind": "position", "positions": ["QQQ"]}]}}}
-    assert sweep_path(make_spec(scaling, {"costBps": [0, 5]}), short_market, "numba") == (
-        "general path: the tree has a scaling node")
     ranked = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "children": {
         "next": [{"id": "b1", "kind": "basic", "children": {"next": [{"id": "x", "kind": "position", "positions": ["SPY"]}]}},
                  {"id": "x2", "kind": "position", "positions": ["TLT"]}]}}}
@@ -610,8 +628,8 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
             {"id": f"c{i}", "metric": "RSI", "ticker": "SPY", "window": 5 + i, "comparator": "gt", "threshold": 50}],
          "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(13)]}}}
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
-        "general path: the tree has 13 if/else nodes, 0 children of function nodes and 0 numbered items: 13 "
-        "branch bits; the fused path takes at most 12")
+        "general path: the tree has 13 if/else and altExit nodes, 0 children of function nodes and 0 numbered "
+        "items: 13 branch bits; the fused path takes at most 12")
 
 
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:
@@ -1149,11 +1167,11 @@ def test_random_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None
     _sweeps_like_single_runs(case, data)
 
 
-# trees the fused path takes: if/else, numbered and group nodes and positions (call nodes
+# trees the fused path takes: if/else, numbered, altExit and group nodes and positions (call nodes
 # resolving to them), static weights, no branch: tickers (function nodes have their own fused
 # tests; swept inverse weightings and more than 12 branch bits still send some sweeps to the
 # general path)
-_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "numbered", "call"), "branch_refs": False,
+_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "numbered", "altExit", "call"), "branch_refs": False,
                  "weightings": ("equal", "defined", "capped")}
 
 

@@ -48,6 +48,22 @@ def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: i
     return spec, template
 
 
+def latch_sweep():  # type: ignore[no-untyped-def]
+    """A fused sweep of an altExit node's entry and exit thresholds (a state scanned per variant)."""
+    from gpubt.backends import get_backend
+    from gpubt.data.synthetic import synthetic_market
+    from gpubt.sweep import make_spec
+    from gpubt.sweep.template import prepare
+    from tests.test_sweep import altexit_without_scaling, market_slice
+
+    market = market_slice(synthetic_market(), "2010-03-01", "2011-06-30")
+    spec = make_spec(altexit_without_scaling(), {"exit-dd.threshold": [3, 8, 12], "enter-rsi.threshold": [50, 75],
+                                                 "enter-cross.rightWindow": [20, 40]})
+    template = prepare(spec, market, get_backend("numba"))
+    assert 2 in template.kinds.tolist()
+    return spec, template
+
+
 _SIMULATED = """
 import numpy as np
 from gpubt.sweep.device import DeviceTemplate
@@ -68,6 +84,15 @@ mixed = [np.arange(5, dtype=np.int8), np.empty((0, 3), np.int64), np.random.defa
 for a, d in zip(mixed, upload(mixed), strict=True):  # one allocation, a typed view each
     assert d.shape == a.shape and d.dtype == a.dtype and np.array_equal(d.copy_to_host(), a), (a, d)
 print("uploaded", len(mixed))
+from tests.test_sweep_device import latch_sweep
+spec, template = latch_sweep()
+want = template.run(0, spec.n_variants)
+from gpubt.metrics.core import KEYS
+assert len(np.unique(want[KEYS.index("totalReturn")])) > 2  # the thresholds move the states
+for inline in (True, False):
+    got = DeviceTemplate(template, memory=1, inline_pattern=inline).run(0, spec.n_variants)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0, equal_nan=True)
+    print("latches", spec.n_variants, "variants", "inline" if inline else "passes")
 """
 
 
@@ -78,6 +103,7 @@ def test_the_kernel_in_the_cuda_simulator_equals_the_cpu_kernel() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "simulated 61 variants inline" in done.stdout and "simulated 61 variants passes" in done.stdout
     assert "uploaded 6" in done.stdout
+    assert "latches 12 variants inline" in done.stdout and "latches 12 variants passes" in done.stdout
 
 
 @pytest.mark.usefixtures("stand_in_hopper")
@@ -90,7 +116,7 @@ def test_the_kernel_compiles_for_hopper() -> None:
     _, template = small_sweep()
     device._compiled.cache_clear()
     t = template
-    arrays = (t.bits, t.series, t.pairs, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.alloc, t.gross_at, t.start_of,
+    arrays = (t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.alloc, t.gross_at, t.start_of,
               t.starts, t.stops, t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)),
               np.empty((16, 2)))
     with exact_arithmetic():

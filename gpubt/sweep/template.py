@@ -1,10 +1,11 @@
 """The fused path of a sweep whose variants differ in conditions, counts, holdings and weights,
 not in the shape of the tree.
 
-When the tree is made of positions, if/else nodes, numbered nodes, function nodes ranking
+When the tree is made of positions, if/else, numbered and altExit nodes, function nodes ranking
 positions and groups with static weights (equal, defined, capped), a variant's allocation on a
 day is fixed by its K branch bits that day (an if/else node's truth, a ranked child picked or
-not, a numbered node's item True, and Null where a quantifier counts Nulls) and by its
+not, a numbered node's item True, and Null where a quantifier counts Nulls, an altExit node's
+state, which the kernel scans from the entry and exit bits from the variant's first day) and by its
 allocation setting (its values of swept positions, weights, weightings and numbered counts).
 Every swept parameter must be one of those, a condition line's field, a function node's
 window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). Then the work is:
@@ -23,7 +24,7 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(scaling and altExit nodes, volatility weightings, branch references, more than `MAX_BITS` bits,
+(scaling nodes, volatility weightings, branch references, more than `MAX_BITS` bits,
 variants whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 from gpubt.alloc.allocate import Allocator, _best
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
-from gpubt.compiler.plan import Choose, Combine, Count, Hold, Rank, Step
+from gpubt.compiler.plan import Choose, Combine, Count, Hold, Latch, Rank, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -78,7 +79,8 @@ class Template:
     bits: np.ndarray  # (R, T) uint8: 1 where condition setting r is True on day t
     series: np.ndarray  # (F, T) float64: the two sides of the comparisons in `pairs`
     pairs: np.ndarray  # (Q, 3) int64: (left row, right row, 0 for > or 1 for <) of `series`
-    kinds: np.ndarray  # (K,) int8: 0 when node k's rows are `bits` rows, 1 when `pairs` rows
+    latches: np.ndarray  # (L, 2) int64: the entry and exit `bits` rows of an altExit setting (-1: never)
+    kinds: np.ndarray  # (K,) int8: 0 when bit k's rows are `bits` rows, 1 `pairs` rows, 2 `latches` rows
     rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
     # with A allocation settings (values of swept positions, weights and weightings) and P
     # patterns variants can form:
@@ -100,7 +102,7 @@ class Template:
     def run(self, lo: int, hi: int) -> np.ndarray:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
-        _fused(self.bits, self.series, self.pairs, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
+        _fused(self.bits, self.series, self.pairs, self.latches, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
                self.dense, self.alloc[lo:hi], self.gross_at, self.start_of[lo:hi], self.starts, self.stops, self.bench,
                self.bench_squares, self.cost[lo:hi], out)
         return out
@@ -117,7 +119,8 @@ INLINE_PATTERN = False
 
 
 @numba.njit(**_JIT)
-def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
+def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray,
+                    kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
                     dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
                     starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
@@ -138,8 +141,9 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     if not INLINE_PATTERN:
         # The pattern of every day first (K passes over contiguous rows, vectorised: a bit row,
         # or a comparison of two series rows, which is False where a side is missing, as a
-        # condition that is not True), then its returns, without a dependency from one day to
-        # the next but the previous pattern.
+        # condition that is not True; an altExit state scanned from its entry and exit rows),
+        # then its returns, without a dependency from one day to the next but the previous
+        # pattern.
         for i in range(n):
             pattern[i] = 0
         for k in range(K):
@@ -148,6 +152,15 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                 bit = bits[r, lo : lo + n]
                 for i in range(n):
                     pattern[i] |= np.int32(bit[i]) << k
+            elif kinds[k] == 2:  # out before the first day, in on an entry day, out on an exit day
+                inside = np.int32(0)
+                for i in range(n):
+                    if inside == 0:
+                        if latches[r, 0] >= 0:
+                            inside = np.int32(bits[latches[r, 0], lo + i])
+                    elif latches[r, 1] >= 0 and bits[latches[r, 1], lo + i] != 0:
+                        inside = np.int32(0)
+                    pattern[i] |= inside << k
             else:
                 left = series[pairs[r, 0], lo : lo + n]
                 right = series[pairs[r, 1], lo : lo + n]
@@ -162,6 +175,7 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     # returns.
     prev = cash
     prev_bits = np.int32(-1)
+    state = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
     row = 0
     since = 0
     turnover = 0.0
@@ -173,10 +187,19 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                 r = rows[s, k]
                 if kinds[k] == 0:
                     b |= np.int32(bits[r, lo + i]) << k
+                elif kinds[k] == 2:
+                    inside = (state >> k) & 1
+                    if inside == 0:
+                        if latches[r, 0] >= 0:
+                            inside = np.int32(bits[latches[r, 0], lo + i])
+                    elif latches[r, 1] >= 0 and bits[latches[r, 1], lo + i] != 0:
+                        inside = np.int32(0)
+                    b |= inside << k
                 elif pairs[r, 2] == 0:
                     b |= np.int32(series[pairs[r, 0], lo + i] > series[pairs[r, 1], lo + i]) << k
                 else:
                     b |= np.int32(series[pairs[r, 0], lo + i] < series[pairs[r, 1], lo + i]) << k
+            state = b
         else:
             b = pattern[i]
         if b != prev_bits:  # a new pattern (distinct bits are distinct rows)
@@ -199,14 +222,14 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
 
 
 @parallel_kernel(**_JIT)
-def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, kinds: np.ndarray,
+def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
            held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
            starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, kinds, rows, gross, turn, held, dense, alloc, gross_at, start_of,
+        variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, dense, alloc, gross_at, start_of,
                         starts, stops, bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
@@ -237,14 +260,16 @@ def _reachable(root: Step) -> list[Step]:
 
 def _static_plan(steps: list[Step]) -> bool:
     return all(
-        isinstance(s, (Hold, Choose, Rank, Count)) or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
+        isinstance(s, (Hold, Choose, Rank, Count, Latch))
+        or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
         for s in steps
     )
 
 
 def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> Step:
     """A copy of the plan whose if/else truths (and function nodes' scores, which then pick
-    every child with a finite score) are the given stand-in nodes."""
+    every child with a finite score, numbered nodes' items, altExit nodes' states, as if/else
+    nodes) are the given stand-in nodes."""
     done = memo.get(id(step))
     if done is None:
         if isinstance(step, Choose):
@@ -255,6 +280,9 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
             done = dataclasses.replace(step, children=tuple(_with_truths(c, truths, memo) for c in step.children))
         elif isinstance(step, Rank):
             done = dataclasses.replace(step, scores=truths[id(step)], top=True, bottom=len(step.children))
+        elif isinstance(step, Latch):  # its state is a branch bit
+            done = Choose(truths[id(step)], _with_truths(step.then, truths, memo),  # type: ignore[arg-type]
+                          _with_truths(step.other, truths, memo), warmup=step.warmup)
         elif isinstance(step, Count):
             done = dataclasses.replace(
                 step, items=truths.get(id(step), step.items), then=_with_truths(step.then, truths, memo),
@@ -266,14 +294,14 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
     return done
 
 
-# The branch bits of a step, in bit order: an if/else node's one, a function node's one per child,
+# The branch bits of a step, in bit order: an if/else or altExit node's one, a function node's one per child,
 # a numbered node's (True bit, Null bit or None) per item (None for an item without conditions).
 Bits = list[Any]
 
 
 def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, tickers: tuple[str, ...]) -> np.ndarray:
     """(2^K, N) allocation of every branch pattern, by the Allocator itself: on pseudo-day p an
-    if/else node is True exactly when its bit of p is set; a function node picks a child exactly
+    if/else node is True (an altExit node in) exactly when its bit of p is set; a function node picks a child exactly
     when that child's bit is set (its children are positions: what it holds depends on which it
     picks alone); a numbered node's item is True when its True bit is set, else Null when its
     Null bit is."""
@@ -292,7 +320,7 @@ def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, 
         return (patterns >> k) & 1 == 1
 
     for step, bits in zip(steps, layout):
-        if isinstance(step, Choose):
+        if isinstance(step, (Choose, Latch)):
             truths[id(step)] = digit(bits[0], np.where(on(bits[0]), TRUE, 0).astype(np.int8))
         elif isinstance(step, Rank):
             truths[id(step)] = tuple(digit(k, np.where(on(k), 1.0, np.nan)) for k in bits)
@@ -317,8 +345,6 @@ def _static_steps(program: Any) -> list[Step]:
     function nodes and groups with static weights."""
     if program.branches:
         raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
-    if program.latches:
-        raise NotFused("the tree has an altExit node")
     steps = _reachable(program.root)
     other = next((s for s in steps if not _static_plan([s])), None)
     if other is not None:
@@ -361,16 +387,18 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], progr
 
 def _branching(steps: list[Step]) -> list[Step]:
     """The steps that read branch bits: if/else nodes with conditions, then function nodes with
-    children, then numbered nodes with an item that has conditions."""
+    children, then numbered nodes with an item that has conditions, then altExit nodes."""
     return ([s for s in steps if isinstance(s, Choose) and s.truth is not None]
             + [s for s in steps if isinstance(s, Rank) and s.children]
-            + [s for s in steps if isinstance(s, Count) and any(item is not None for item in s.items)])
+            + [s for s in steps if isinstance(s, Count) and any(item is not None for item in s.items)]
+            + [s for s in steps if isinstance(s, Latch)])
 
 
 def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True) -> Template:
     """The fused plan of a sweep (``pairs``: whether comparisons of two series may run inside
     the kernel); `NotFused` when its variants need the general path."""
-    conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition" and p.path[-3] == "conditions"]
+    conditions = [j for j, p in enumerate(spec.parameters) if p.target == "condition"
+                  and p.path[-3] in ("conditions", *LATCH_LISTS)]
     costs = [j for j, p in enumerate(spec.parameters) if p.path == ("costBps",)]
     windowed = [j for j, p in enumerate(spec.parameters) if p.path in WINDOW_FIELDS]
     functions = [j for j, p in enumerate(spec.parameters) if p.target == "node" and p.path[-1] in FUNCTION_FIELDS
@@ -382,7 +410,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     others = [p.name for j, p in enumerate(spec.parameters)
               if j not in {*conditions, *costs, *windowed, *functions, *allocations}]
     if others:
-        raise NotFused(f"{others[0]} is not a field of an if/else node's condition line, a function node's "
+        raise NotFused(f"{others[0]} is not a field of a condition line, a function node's "
                        f"{', '.join(FUNCTION_FIELDS)}, a numbered node's n or quantifier, a position, weight or "
                        "weighting, costBps, mode, startDate, endDate or benchmark")
     indices = spec.value_indices(0, spec.n_variants)
@@ -399,7 +427,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     base = compiler(strategy0)
     program = base.program()
     branching = _branching(_static_steps(program))
-    chooses = [s for s in branching if isinstance(s, Choose)]
+    chooses = [s for s in branching if isinstance(s, (Choose, Latch))]
     ranks = [s for s in branching if isinstance(s, Rank)]
     counts = [s for s in branching if isinstance(s, Count)]
     flow = _flow_paths(request)
@@ -408,7 +436,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                if key in flow and flow[key][0].kind != "call"}
     paths = [flow[id(node_of[id(s)])][1] for s in branching]
     alloc_of, plans = _allocations(spec, indices, allocations, program, branching, paths, compiler)
-    # Branch bits: one per if/else node, one per child of a function node, one per item of a
+    # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
     layout: list[Bits] = []
@@ -425,7 +453,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             layout.append(list(range(K, K + width)))
             K += width
     if K > MAX_BITS:
-        raise NotFused(f"the tree has {len(chooses)} if/else nodes, {sum(len(r.children) for r in ranks)} children "
+        raise NotFused(f"the tree has {len(chooses)} if/else and altExit nodes, {sum(len(r.children) for r in ranks)} children "
                        f"of function nodes and {sum(len(c.items) for c in counts)} numbered items: {K} branch bits; "
                        f"the fused path takes at most {MAX_BITS}")
     # a variant's calendar: the days its tickers or its benchmark trade (its tickers' alone where
@@ -441,41 +469,48 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                                "(variants could have different calendars)")
 
     # One row per distinct setting of each condition list (an if/else node's, a numbered node's
-    # item's): bits, or a pair of series rows.
+    # item's, an altExit node's entry and exit lists): bits, or a pair of series rows.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for j in conditions:
-        groups.setdefault(spec.parameters[j].path[:-3], []).append(j)
+        groups.setdefault(spec.parameters[j].path[:-2], []).append(j)
     table = _Rows()
     rows = np.empty((spec.n_variants, K), dtype=np.int32)
     kinds = np.zeros(K, dtype=np.int8)
-    lists: dict[tuple[Any, ...], tuple[int, int | None]] = {}  # condition list -> its True (and Null) bit
+
+    def list_rows(holder: tuple[Any, ...], truths: bool) -> tuple[int, np.ndarray]:
+        """(kind, each variant's row) of a condition list (-1: an empty list, never True);
+        ``truths``: bit rows of graph truths only (whose Nulls are known)."""
+        members = groups.pop(holder, None)
+        if members is None:  # one setting, the base's
+            truth, first = base.lines(*_condition_list(request, holder))
+            return 0, np.full(spec.n_variants, -1 if truth is None else table.bit(truth, first), dtype=np.int32)
+        found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and not truths)
+        if found is None:
+            raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
+                           "or has no condition")
+        return found
+
     for step, path, bits in zip(branching, paths, layout):
         if isinstance(step, Choose):
-            lists[path] = (bits[0], None)
+            kinds[bits[0]], rows[:, bits[0]] = list_rows((*path, "conditions"), False)
+        elif isinstance(step, Latch):  # its state is scanned in the kernel from the entry and exit rows
+            entry, leave = (list_rows((*path, name), True)[1] for name in LATCH_LISTS)
+            kinds[bits[0]], rows[:, bits[0]] = 2, table.latch(entry, leave)
         elif isinstance(step, Count):
-            lists.update(((*path, "numbered", "items", m), bit) for m, bit in enumerate(bits) if bit is not None)
-    for holder, members in groups.items():
-        if holder not in lists:
-            node = _condition_list(request, holder)[0]
-            if id(node) in base._steps:
-                raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else "
-                               "or numbered node")
-            continue  # an unreachable node: its settings change nothing
-    for holder, (k, null) in lists.items():
-        members = groups.get(holder)
-        if members is None:  # one setting, the base's
-            node, lines, group = _condition_list(request, holder)
-            rows[:, k] = table.bit(*base.lines(node, lines, group))  # type: ignore[arg-type]
-        else:  # where Nulls count, rows of graph truths (whose Nulls are known)
-            found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and null is None)
-            if found is None:
-                raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
-                               "or has no condition")
-            kinds[k], rows[:, k] = found
-        if null is not None:
-            truth_of = {r: truth for truth, r in table.bits.items()}
-            distinct, inverse = _unique(rows[:, k].astype(np.int64))
-            rows[:, null] = np.array([table.null(truth_of[r]) for r in distinct.tolist()], dtype=np.int32)[inverse]
+            for m, bit in enumerate(bits):
+                if bit is not None:
+                    k, null = bit
+                    kinds[k], rows[:, k] = list_rows((*path, "numbered", "items", m, "conditions"), null is not None)
+                    if null is not None:
+                        truth_of = {r: truth for truth, r in table.bits.items()}
+                        distinct, inverse = _unique(rows[:, k].astype(np.int64))
+                        rows[:, null] = np.array([table.null(truth_of[r]) for r in distinct.tolist()],
+                                                 dtype=np.int32)[inverse]
+    for holder, members in groups.items():  # conditions of nodes no branch bit reads
+        if id(_condition_list(request, holder)[0]) in base._steps:
+            raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else, "
+                           "numbered or altExit node")
+        # an unreachable node: its settings change nothing
     for j in functions:  # a child's window is also its weight (or cap) in a defined or capped group
         p = spec.parameters[j]
         b = paths.index(p.path[:-1]) if p.path[:-1] in paths else None
@@ -514,9 +549,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold)), default=0)
                        for root, _ in plans], dtype=np.int64)
     warmups = static[alloc_of]
+    firsts_of = (bit_firsts, np.asarray(table.pair_firsts, dtype=np.int64),
+                 np.asarray(table.latch_firsts, dtype=np.int64))  # by kind
     for k in range(K):
-        firsts = np.asarray(table.pair_firsts, dtype=np.int64) if kinds[k] else bit_firsts
-        np.maximum(warmups, firsts[rows[:, k]], out=warmups)
+        np.maximum(warmups, firsts_of[kinds[k]][rows[:, k]], out=warmups)
     cost = np.full(spec.n_variants, request.cost_bps / 10_000.0)
     for j in costs:  # validated numbers (the spec parsed every value)
         cost = np.array([float(v) / 10_000.0 for v in spec.parameters[j].values])[indices[:, j]]
@@ -542,7 +578,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                        f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
                        f"{TABLE_BYTES / 2**30:.1f} GiB)")
     weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
-    return _tables(spec, tmarket, weights, (bits, series, pair_rows, kinds, rows), warmups, windows, cost, formed,
+    latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
+    return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost, formed,
                    alloc_of)
 
 
@@ -554,6 +591,8 @@ class _Rows:
     def __init__(self) -> None:
         self.bits: dict[Node, int] = {}  # bit rows of graph truths
         self.nulls: dict[Node, int] = {}  # bit rows of where graph truths are Null
+        self.latches: dict[tuple[int, int], int] = {}  # (entry bit row, exit bit row; -1: none) -> latch row
+        self.latch_firsts: list[int] = []
         self.bit_firsts: list[int] = []  # of every bit row, truths' and thresholds'
         self.series_nodes: dict[Node, int] = {}
         self.pairs: dict[tuple[int, int, int], int] = {}
@@ -576,6 +615,19 @@ class _Rows:
             row = self.bits[truth] = len(self.bit_firsts)
             self.bit_firsts.append(first)
         return row
+
+    def latch(self, entry: np.ndarray, leave: np.ndarray) -> np.ndarray:
+        """Each variant's latch row: its (entry, exit) pair of bit rows (-1: an empty list),
+        first decided when both lists are."""
+        pairs, inverse = np.unique(np.stack([entry, leave], axis=1), axis=0, return_inverse=True)
+        found = []
+        for e, x in pairs.tolist():
+            row = self.latches.get((e, x))
+            if row is None:
+                row = self.latches[(e, x)] = len(self.latch_firsts)
+                self.latch_firsts.append(max(self.bit_firsts[e] if e >= 0 else 0, self.bit_firsts[x] if x >= 0 else 0))
+            found.append(row)
+        return np.array(found, dtype=np.int32)[inverse.ravel()]
 
     def null(self, truth: Node) -> int:
         """The bit row of where a truth that has a bit row is Null (from the same first day)."""
@@ -684,7 +736,7 @@ def _setting_rows(
     pairs: bool,
 ) -> tuple[int, np.ndarray] | None:
     """(kind, each variant's row) for one swept condition list (an if/else node's, or a numbered
-    node's item's, at the wire path ``holder``): its distinct settings (of the swept fields
+    node's item's, an altExit node's entry or exit list: ``holder``, its wire path): its distinct settings (of the swept fields
     ``members``) compiled once each. A node whose one condition line compares with
     > or < on every day (no forDays, no cross) keeps the series: two series become a pair of
     series rows (a grid of windows on both sides costs one series per window, not one condition
@@ -694,10 +746,9 @@ def _setting_rows(
     sizes = [len(spec.parameters[j].values) for j in members]
     settings, inverse = _distinct_rows(indices[:, members], sizes)
     node, base_lines, group = _condition_list(strategy.request, holder)
-    raw = dict_at(spec.base, (*holder, "conditions"))
+    raw = dict_at(spec.base, holder)
     fields = [_field_values(spec.parameters[j], raw[spec.parameters[j].path[-2]]) for j in members]
-    node_path = holder[:-3] if _is_item(holder) else holder
-    where = json_path(*node_path)
+    where = json_path(*_owner(holder))
     # A line's threshold is read by no tree rule and only compared with the line's series, so
     # settings that differ in thresholds alone share one shape: one copy of the lines and one
     # compile (a 16 × 16 window × threshold grid is 16 shapes, not 256).
@@ -768,29 +819,33 @@ def _setting_rows(
     return 0, setting_rows[inverse]
 
 
-def _is_item(holder: tuple[Any, ...]) -> bool:
-    return len(holder) > 3 and holder[-3:-1] == ("numbered", "items")
+LATCH_LISTS = {"entryConditions": "entry_conditions", "exitConditions": "exit_conditions"}  # wire -> model
+
+
+def _owner(holder: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The wire path of the node that holds the condition list at ``holder``."""
+    return holder[:-4] if holder[-4:-2] == ("numbered", "items") else holder[:-1]
 
 
 def _condition_list(request: BacktestRequest, holder: tuple[Any, ...]) -> tuple[FlowNode, tuple[Condition, ...],
                                                                                  str | None]:
-    """(node, condition lines, group logic) of the condition list at a wire path: an if/else
-    node's own, or a numbered node's item's (a path ending "numbered", "items", i)."""
-    if _is_item(holder):
-        node = _node_at(request, holder[:-3])
-        item = node.numbered.items[holder[-1]]  # type: ignore[union-attr]
+    """(node, condition lines, group logic) of the condition list at its wire path ``holder``:
+    an if/else node's ``conditions``, a numbered node's item's, or an altExit node's
+    ``entryConditions`` or ``exitConditions``."""
+    node = _node_at(request, _owner(holder))
+    if holder[-4:-2] == ("numbered", "items"):
+        item = node.numbered.items[holder[-2]]  # type: ignore[union-attr]
         return node, item.conditions, item.group_logic
-    node = _node_at(request, holder)
-    return node, node.conditions, None
+    return node, getattr(node, LATCH_LISTS.get(holder[-1], "conditions")), None
 
 
 def _with_lines(node: FlowNode, holder: tuple[Any, ...], lines: tuple[Condition, ...]) -> FlowNode:
     """A copy of the node whose condition list at ``holder`` has these lines."""
-    if not _is_item(holder):
-        return node.model_copy(update={"conditions": lines})
+    if holder[-4:-2] != ("numbered", "items"):
+        return node.model_copy(update={LATCH_LISTS.get(holder[-1], "conditions"): lines})
     numbered = node.numbered
     items = list(numbered.items)  # type: ignore[union-attr]
-    items[holder[-1]] = items[holder[-1]].model_copy(update={"conditions": lines})
+    items[holder[-2]] = items[holder[-2]].model_copy(update={"conditions": lines})
     return node.model_copy(update={"numbered": numbered.model_copy(update={"items": tuple(items)})})  # type: ignore[union-attr]
 
 
@@ -877,7 +932,7 @@ def _tables(
     spec: SweepSpec,
     market: Market,
     weights: np.ndarray,
-    signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     warmups: np.ndarray,
     windows: np.ndarray,
     cost: np.ndarray,
@@ -889,7 +944,8 @@ def _tables(
     settings, formed patterns, tickers), ``alloc_of`` each variant's setting), returns over each
     mode's periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and
     benchmark) backtest windows and centred returns of each window's benchmark (their mean is over the
-    window's own days). ``signals``: bits, series, pairs, kinds and rows, as `Template` holds them."""
+    window's own days). ``signals``: bits, series, pairs, latches, kinds and rows, as
+    `Template` holds them."""
     T = market.n_days
     distinct, start_of = _unique(windows)
     first = np.full(distinct.size, windows.size)
