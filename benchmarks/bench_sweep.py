@@ -12,13 +12,14 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds five sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds six sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
 beside two conditions (`allocation_parameters`, 16,384 variants; the fused path since session
 17), a numbered-node sweep of examples/regime_ladder.json (`ladder_parameters`, 16,384 variants;
-the fused path since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 variants; the
+fused path since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
 """
@@ -115,6 +116,22 @@ def ladder_parameters() -> dict:
             "root.n": [1, 2]}
 
 
+def altexit_template() -> dict:
+    """examples/altexit_trend.json with its scaling node replaced by its leveraged position (a
+    scaling node takes the general path)."""
+    body = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
+    body["payload"]["children"]["then"] = [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}]
+    return body
+
+
+def altexit_parameters() -> dict:
+    """The exit drawdown (16) and entry RSI (16) thresholds, the exit's forDays (4), the entry
+    cross's slow window (4) and the safety branch's window (4) = 16,384 variants."""
+    return {"exit-dd.threshold": list(range(5, 21)), "enter-rsi.threshold": list(range(60, 92, 2)),
+            "exit-trend.forDays": [1, 2, 3, 5], "enter-cross.rightWindow": [100, 150, 200, 250],
+            "bond-trend.window": [20, 40, 60, 120]}
+
+
 WIDE_NODES = 200
 
 
@@ -169,6 +186,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
     elif grid == "momentum":
         spec = make_spec(MOMENTUM, momentum_parameters())
+    elif grid == "altexit":
+        spec = make_spec(altexit_template(), altexit_parameters())
     elif grid == "ladder":
         spec = make_spec(ROOT / "examples" / "regime_ladder.json", ladder_parameters())
     elif grid == "allocations":
@@ -334,7 +353,7 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("wide", 0)]
+            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("altexit", 0), ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -343,7 +362,7 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "allocations", "ladder", "wide"):
+            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
@@ -353,6 +372,9 @@ def main() -> None:
                                    "a.threshold (16) × b.threshold (4) = 16,384 variants",
                     "ladder": "regime_ladder.json: n2.window (16) × n3.threshold (16) × n4.threshold (8) × "
                               "root.quantifier (4) × root.n (2) = 16,384 variants",
+                    "altexit": "altexit_trend.json without its scaling node: exit-dd.threshold (16) × "
+                               "enter-rsi.threshold (16) × exit-trend.forDays (4) × enter-cross.rightWindow (4) × "
+                               "bond-trend.window (4) = 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -366,7 +388,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "allocations", "ladder", "wide"):
+            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "wide"):
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]
