@@ -12,14 +12,15 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds six sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds seven sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
 beside two conditions (`allocation_parameters`, 16,384 variants; the fused path since session
 17), a numbered-node sweep of examples/regime_ladder.json (`ladder_parameters`, 16,384 variants;
 the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 variants; the
-fused path since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+fused path since session 17), the same sweep of altexit_trend.json itself, whose scaling node
+moves its weights from day to day (the fused path's daily tables since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
 """
@@ -188,6 +189,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(MOMENTUM, momentum_parameters())
     elif grid == "altexit":
         spec = make_spec(altexit_template(), altexit_parameters())
+    elif grid == "scaled":
+        spec = make_spec(ROOT / "examples" / "altexit_trend.json", altexit_parameters())
     elif grid == "ladder":
         spec = make_spec(ROOT / "examples" / "regime_ladder.json", ladder_parameters())
     elif grid == "allocations":
@@ -353,7 +356,8 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("altexit", 0), ("wide", 0)]
+            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("altexit", 0), ("scaled", 0),
+                     ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -362,7 +366,7 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "wide"):
+            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
@@ -375,6 +379,7 @@ def main() -> None:
                     "altexit": "altexit_trend.json without its scaling node: exit-dd.threshold (16) × "
                                "enter-rsi.threshold (16) × exit-trend.forDays (4) × enter-cross.rightWindow (4) × "
                                "bond-trend.window (4) = 16,384 variants",
+                    "scaled": "altexit_trend.json (its scaling node kept): the same 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -388,7 +393,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "wide"):
+            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "wide"):
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]

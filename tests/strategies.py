@@ -157,7 +157,7 @@ class _Ctx:
     max_window: int = 60  # the largest window drawn for conditions, functions and scaling
     heavy: bool = True  # whether the 252-day metrics of HEAVY are drawn at all
     kinds: tuple[str, ...] = KINDS  # the node kinds drawn
-    branch_refs: bool = True  # whether conditions may read a branch: ticker
+    branch_refs: bool = True  # whether conditions and scaling nodes may read a branch: ticker
     weightings: tuple[str, ...] = WEIGHTINGS  # the weightings drawn besides equal and none
 
     def new_id(self, prefix: str) -> str:
@@ -377,7 +377,7 @@ def node(draw, ctx: _Ctx, depth: int = 1, *, in_chain: bool = False) -> dict[str
         lo, hi = THRESHOLDS[metric]
         n["scaleMetric"] = metric
         n["scaleWindow"] = draw(st.integers(1, ctx.max_window))
-        if slots and draw(st.integers(0, 5)) == 0:
+        if slots and ctx.branch_refs and draw(st.integers(0, 5)) == 0:
             n["scaleTicker"] = "branch:" + draw(st.sampled_from(slots))
         else:
             n["scaleTicker"] = _ticker(draw, ctx)

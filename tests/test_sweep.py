@@ -484,11 +484,35 @@ def test_positions_a_function_node_ranks_are_not_fused(short_market: Market) -> 
         "changes a position a function node ranks (its scores change with it)")
 
 
+def test_weights_that_move_by_day_run_on_the_fused_path(short_market: Market,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scaling node and inverse or pro weights over children without conditions move a
+    pattern's weights from day to day: the fused path keeps each pattern's weights, turnover and
+    positions by day (the turnover of a day the pattern changes from both days' weights), equal
+    to the general path and to single runs: altexit_trend.json's scaling node swept beside its
+    entry and exit lines, and FUSED_TREE's capped group swept to pro and inverse weights."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec(ROOT / "examples" / "altexit_trend.json", {
+        "exit-dd.threshold": [5, 12], "enter-rsi.threshold": [60, 90], "scale.scaleWindow": [7, 14],
+        "scale.scaleTo": [70, 85], "costBps": [0, 10]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.daily.shape[0] == 4 * len(template.dense) and len(template.held) == 0
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 5)))
+    spec = make_spec({"payload": FUSED_TREE}, {"ca.window": [5, 14], "capped.weighting": ["capped", "pro", "inverse"],
+                                              "capped.volWindow": [10, 30], "costBps": [0, 10]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 5)))
+
+
 @pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "a.weighting": ["equal", "inverse"]}, "the tree has inverse weights"),
-    ({"cb.window": [5, 10], "capped.weighting": ["capped", "pro"]}, "the tree has pro weights"),
+    ({"ca.window": [5, 10], "root.weighting": ["defined", "inverse"]}, "the tree has inverse weights over children "
+                                                                        "with conditions"),
+    ({"cb.window": [5, 10], "root.weighting": ["pro"], "root.volWindow": [5, 20]},
+     "the tree has pro weights over children with conditions"),
 ])
 def test_allocations_the_fused_path_cannot_take(short_market: Market, parameters: dict, why: str) -> None:
+    """Volatility weights over children with conditions depend on every earlier day's branches."""
     from gpubt.sweep.run import fused_template, sweep_path
 
     spec = make_spec({"payload": FUSED_TREE}, parameters)
@@ -606,13 +630,14 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     inverse["weighting"] = "inverse"
     spec = make_spec({"payload": inverse}, {"ca.window": [5, 10]})
     assert fused_template(spec, short_market, "numba") is None
-    assert sweep_path(spec, short_market, "numba") == "general path: the tree has inverse weights"
-    cases = {
-        "altexit_trend.json": ({"bond-trend.window": [30, 60]}, "the tree has a scaling node"),
-    }
-    for example, (parameters, why) in cases.items():
-        assert sweep_path(make_spec(ROOT / "examples" / example, parameters), short_market, "numba") == (
-            f"general path: {why}")
+    assert sweep_path(spec, short_market, "numba") == (
+        "general path: the tree has inverse weights over children with conditions")
+    scaled = {"payload": {"id": "sc", "kind": "scaling", "scaleMetric": "RSI", "scaleWindow": 14, "scaleTicker": "QQQ",
+                          "scaleFrom": 60, "scaleTo": 85, "children": {"then": [FUSED_TREE],
+                                                                        "else": [{"id": "q", "kind": "position",
+                                                                                  "positions": ["QQQ"]}]}}}
+    assert sweep_path(make_spec(scaled, {"ca.window": [5, 10]}), short_market, "numba") == (
+        "general path: the tree has a scaling node over children with conditions")
     ranked = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "children": {
         "next": [{"id": "b1", "kind": "basic", "children": {"next": [{"id": "x", "kind": "position", "positions": ["SPY"]}]}},
                  {"id": "x2", "kind": "position", "positions": ["TLT"]}]}}}
@@ -1167,12 +1192,12 @@ def test_random_trees_sweep_like_their_single_runs(case: Any, data: Any) -> None
     _sweeps_like_single_runs(case, data)
 
 
-# trees the fused path takes: if/else, numbered, altExit and group nodes and positions (call nodes
-# resolving to them), static weights, no branch: tickers (function nodes have their own fused
-# tests; swept inverse weightings and more than 12 branch bits still send some sweeps to the
-# general path)
-_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "numbered", "altExit", "call"), "branch_refs": False,
-                 "weightings": ("equal", "defined", "capped")}
+# trees the fused path takes: if/else, numbered, altExit, scaling and group nodes and positions
+# (call nodes resolving to them), no branch: tickers (function nodes have their own fused tests;
+# volatility weights or scaling over children with conditions and more than 12 branch bits
+# still send some sweeps to the general path)
+_STATIC_TREES = {"kinds": ("position", "basic", "indicator", "numbered", "altExit", "scaling", "call"),
+                 "branch_refs": False}
 
 
 @settings(max_examples=_EXAMPLES or 25, **_PROPERTY)

@@ -49,18 +49,19 @@ def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: i
 
 
 def latch_sweep():  # type: ignore[no-untyped-def]
-    """A fused sweep of an altExit node's entry and exit thresholds (a state scanned per variant)."""
+    """A fused sweep of altexit_trend.json's entry and exit thresholds (a state scanned per
+    variant) over its scaling node (weights that move from day to day)."""
     from gpubt.backends import get_backend
     from gpubt.data.synthetic import synthetic_market
     from gpubt.sweep import make_spec
     from gpubt.sweep.template import prepare
-    from tests.test_sweep import altexit_without_scaling, market_slice
+    from tests.test_sweep import ROOT, market_slice
 
     market = market_slice(synthetic_market(), "2010-03-01", "2011-06-30")
-    spec = make_spec(altexit_without_scaling(), {"exit-dd.threshold": [3, 8, 12], "enter-rsi.threshold": [50, 75],
-                                                 "enter-cross.rightWindow": [20, 40]})
+    spec = make_spec(ROOT / "examples" / "altexit_trend.json", {
+        "exit-dd.threshold": [3, 8, 12], "enter-rsi.threshold": [50, 75], "enter-cross.rightWindow": [20, 40]})
     template = prepare(spec, market, get_backend("numba"))
-    assert 2 in template.kinds.tolist()
+    assert 2 in template.kinds.tolist() and template.daily.shape[0] > 0
     return spec, template
 
 
@@ -116,7 +117,8 @@ def test_the_kernel_compiles_for_hopper() -> None:
     _, template = small_sweep()
     device._compiled.cache_clear()
     t = template
-    arrays = (t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.gross, t.turn, t.held, t.dense, t.alloc, t.gross_at, t.start_of,
+    arrays = (t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.gross, t.turn, t.held, t.daily, t.daily_turn,
+              t.daily_held, t.dense, t.alloc, t.gross_at, t.start_of,
               t.starts, t.stops, t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)),
               np.empty((16, 2)))
     with exact_arithmetic():

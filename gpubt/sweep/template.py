@@ -1,12 +1,14 @@
 """The fused path of a sweep whose variants differ in conditions, counts, holdings and weights,
 not in the shape of the tree.
 
-When the tree is made of positions, if/else, numbered and altExit nodes, function nodes ranking
-positions and groups with static weights (equal, defined, capped), a variant's allocation on a
-day is fixed by its K branch bits that day (an if/else node's truth, a ranked child picked or
+When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
+ranking positions and groups (volatility weights and scaling nodes only over children without
+conditions), a variant's allocation on a day is fixed by its K branch bits that day (an if/else node's truth, a ranked child picked or
 not, a numbered node's item True, and Null where a quantifier counts Nulls, an altExit node's
-state, which the kernel scans from the entry and exit bits from the variant's first day) and by its
-allocation setting (its values of swept positions, weights, weightings and numbered counts).
+state, which the kernel scans from the entry and exit bits from the variant's first day), by its
+allocation setting (its values of swept positions, weights, weightings, numbered counts and
+scaling fields) and, where a scaling node or volatility weights move weights from day to day,
+by the day.
 Every swept parameter must be one of those, a condition line's field, a function node's
 window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). Then the work is:
 
@@ -19,12 +21,14 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
 2. the allocation of each of the 2^K branch patterns is built once per allocation setting by the
    ordinary `Allocator` (on a market of 2^K pseudo-days, day p taking pattern p), so weights
    follow exactly the rules of a single backtest, and turned into tables: the pattern's return
-   on every day, the turnover between two patterns, its number of positions;
+   on every day, the turnover between two patterns, its number of positions (where weights move
+   by day: the Allocator on the market itself with the bits held, and the pattern's weights,
+   turnover and positions by day);
 3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(scaling nodes, volatility weightings, branch references, more than `MAX_BITS` bits,
+(volatility weights or scaling over conditions, branch references, more than `MAX_BITS` bits,
 variants whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
 """
 from __future__ import annotations
@@ -41,7 +45,7 @@ import numpy as np
 from gpubt.alloc.allocate import Allocator, _best
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
-from gpubt.compiler.plan import Choose, Combine, Count, Hold, Latch, Rank, Step
+from gpubt.compiler.plan import Blend, Choose, Combine, Count, Hold, Latch, Rank, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -58,18 +62,18 @@ from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 # At most 2^MAX_BITS branch patterns (tables of 2^K rows); a tree with more if/else nodes whose
 # conditions vary by day takes the general path.
 MAX_BITS = 12
-STATIC_WEIGHTINGS = ("equal", "defined", "capped")
+VOLATILITY_WEIGHTINGS = ("inverse", "pro")  # weights from the children's trailing volatility
 FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
 # request fields that only choose a variant's backtest window (its days, periods and benchmark)
 WINDOW_FIELDS = (("startDate",), ("endDate",), ("mode",), ("benchmark",))
 # node fields that change only what a pattern holds (a node's window is its weight, or cap, in a
-# defined or capped group; a function node's is its score's lookback)
+# defined or capped group; a function node's is its score's lookback), a setting's plan each
 ALLOCATION_FIELDS = ("positions", "weighting", "weightingThen", "weightingElse", "volWindow", "volWindowThen",
-                     "volWindowElse", "cappedFallback", "cappedFallbackThen", "cappedFallbackElse")
+                     "volWindowElse", "cappedFallback", "cappedFallbackThen", "cappedFallbackElse", "scaleMetric",
+                     "scaleWindow", "scaleTicker", "scaleFrom", "scaleTo")
 # At most this many bytes of per-pattern tables (returns per mode and turnovers, for each
 # allocation setting); a sweep that needs more takes the general path.
 TABLE_BYTES = 512 << 20
-_KINDS = {"Rank": "function", "Count": "numbered", "Blend": "scaling"}  # plan steps, as the user names nodes
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +91,12 @@ class Template:
     gross: np.ndarray  # (M·A·P, T) return of pattern p's allocation over the period decided on day t (M modes)
     turn: np.ndarray  # (A·(P + 1), P) turnover from pattern a (P = all cash) to b, per setting
     held: np.ndarray  # (A·P,) positions of pattern p, per setting
+    # where some allocation changes from day to day (a scaling node, inverse or pro weights), the
+    # pattern's weights, turnover from the day before and positions by day instead of `turn` and
+    # `held`, (0, 0, 0) and (0, 0) otherwise:
+    daily: np.ndarray  # (A·P, T, N) weights of pattern p decided on day t
+    daily_turn: np.ndarray  # (A·P, T) ½ Σ |w(t) − w(t − 1)| of pattern p
+    daily_held: np.ndarray  # (A·P, T) positions of pattern p on day t
     dense: np.ndarray  # (2^K,) int32: the row p of the patterns variants can form, by branch bits
     alloc: np.ndarray  # (n_variants,) int32: the allocation setting of each variant
     gross_at: np.ndarray  # (n_starts,) int64: the first row of `gross` for each window's mode
@@ -102,9 +112,9 @@ class Template:
     def run(self, lo: int, hi: int) -> np.ndarray:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
-        _fused(self.bits, self.series, self.pairs, self.latches, self.kinds, self.rows[lo:hi], self.gross, self.turn, self.held,
-               self.dense, self.alloc[lo:hi], self.gross_at, self.start_of[lo:hi], self.starts, self.stops, self.bench,
-               self.bench_squares, self.cost[lo:hi], out)
+        _fused(self.bits, self.series, self.pairs, self.latches, self.kinds, self.rows[lo:hi], self.gross, self.turn,
+               self.held, self.daily, self.daily_turn, self.daily_held, self.dense, self.alloc[lo:hi], self.gross_at,
+               self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares, self.cost[lo:hi], out)
         return out
 
 
@@ -122,6 +132,7 @@ INLINE_PATTERN = False
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray,
                     kinds: np.ndarray,
                     rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
+                    daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray,
                     dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
                     starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
                     cost: np.ndarray, pattern: np.ndarray, net: np.ndarray, out: np.ndarray) -> None:
@@ -173,9 +184,11 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     # Patterns hold for weeks: the pattern's row, turnover, costs and position counts are booked
     # when the day's branch bits change (a well-predicted branch), the day loop only copies
     # returns.
+    varying = daily.shape[0] > 0  # allocations that change from day to day within a pattern
     prev = cash
     prev_bits = np.int32(-1)
     state = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
+    p = 0
     row = 0
     since = 0
     turnover = 0.0
@@ -207,16 +220,29 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
             p = dense[b]
             row = mode_rows + p
             net[i] = gross[row, lo + i]
-            traded = turn[turn_rows + prev, p]
+            if varying:  # ½ Σ |w_p(t) − w_prev(t − 1)| in column order (from cash on the first day)
+                moved = 0.0
+                for j in range(daily.shape[2]):
+                    before = daily[setting + prev, lo + i - 1, j] if prev != cash else 0.0
+                    moved += abs(daily[setting + p, lo + i, j] - before)
+                traded = 0.5 * moved
+            else:
+                traded = turn[turn_rows + prev, p]
             net[i] -= traded * cost[s]
             turnover += traded
-            if prev != cash:
+            if prev != cash and not varying:
                 positions += held[setting + prev] * (i - since)
             since = i
             prev = p
         else:
             net[i] = gross[row, lo + i]
-    if prev != cash:
+            if varying:
+                traded = daily_turn[setting + p, lo + i]
+                net[i] -= traded * cost[s]
+                turnover += traded
+        if varying:
+            positions += daily_held[setting + p, lo + i]
+    if prev != cash and not varying:
         positions += held[setting + prev] * (n - since)
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
 
@@ -224,13 +250,14 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray, kinds: np.ndarray,
            rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
-           held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
+           held: np.ndarray, daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
            starts: np.ndarray, stops: np.ndarray,
            bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, dense, alloc, gross_at, start_of,
-                        starts, stops, bench, bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
+        variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, daily, daily_turn,
+                        daily_held, dense, alloc, gross_at, start_of, starts, stops, bench, bench_squares, cost,
+                        np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -258,12 +285,11 @@ def _reachable(root: Step) -> list[Step]:
     return list(seen.values())
 
 
-def _static_plan(steps: list[Step]) -> bool:
-    return all(
-        isinstance(s, (Hold, Choose, Rank, Count, Latch))
-        or (isinstance(s, Combine) and s.weighting in STATIC_WEIGHTINGS)
-        for s in steps
-    )
+def _varies(step: Step) -> bool:
+    """Whether a step's weights move from day to day whatever the branch bits: a scaling node,
+    or inverse or pro weights over more than one child."""
+    return isinstance(step, Blend) or (
+        isinstance(step, Combine) and step.weighting in VOLATILITY_WEIGHTINGS and len(step.children) > 1)
 
 
 def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> Step:
@@ -299,21 +325,17 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
 Bits = list[Any]
 
 
-def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, tickers: tuple[str, ...]) -> np.ndarray:
-    """(2^K, N) allocation of every branch pattern, by the Allocator itself: on pseudo-day p an
-    if/else node is True (an altExit node in) exactly when its bit of p is set; a function node picks a child exactly
-    when that child's bit is set (its children are positions: what it holds depends on which it
-    picks alone); a numbered node's item is True when its True bit is set, else Null when its
-    Null bit is."""
-    P, N = 1 << K, len(tickers)
-    patterns = np.arange(P)
+def _stand_ins(steps: list[Step], layout: list[Bits], patterns: np.ndarray, days: int) -> tuple[dict[int, Any],
+                                                                                          dict[Node, np.ndarray]]:
+    """Stand-in signals for ``steps`` (in bit order, ``layout``) and their values: entry d of a
+    value holds pattern patterns[d // days]'s truth."""
     stand_in = Builder()
     truths: dict[int, Any] = {}
     values: dict[Node, np.ndarray] = {}
 
     def digit(k: int, value: np.ndarray) -> Node:
         node = stand_in.const(float(k))
-        values[node] = value
+        values[node] = np.repeat(value, days)
         return node
 
     def on(k: int) -> np.ndarray:
@@ -329,6 +351,17 @@ def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, 
                 None if item is None else digit(item[0], np.where(
                     on(item[0]), TRUE, np.where(on(item[1]), NULL, 0) if item[1] is not None else 0).astype(np.int8))
                 for item in bits)
+    return truths, values
+
+
+def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, tickers: tuple[str, ...]) -> np.ndarray:
+    """(2^K, N) allocation of every branch pattern, by the Allocator itself: on pseudo-day p an
+    if/else node is True (an altExit node in) exactly when its bit of p is set; a function node
+    picks a child exactly when that child's bit is set (its children are positions: what it
+    holds depends on which it picks alone); a numbered node's item is True when its True bit is
+    set, else Null when its Null bit is."""
+    P, N = 1 << K, len(tickers)
+    truths, values = _stand_ins(steps, layout, np.arange(P), 1)
     plan = _with_truths(root, truths, {})
     ones = np.ones((P, N))
     days = np.arange(P).astype("datetime64[D]")
@@ -336,20 +369,34 @@ def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, 
     return Allocator(market, values, 0).allocation(plan)
 
 
+def _pattern_weights_by_day(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray, market: Market,
+                            levels: dict[Node, np.ndarray]) -> np.ndarray:
+    """(P, T, N) allocation of each of ``patterns`` on every day of the market, where weights
+    move from day to day (scaling nodes' ``levels``, volatilities of sub-trees without
+    conditions): the Allocator on the market with the branch bits held at the pattern's."""
+    out = np.empty((len(patterns), market.n_days, len(market.tickers)))
+    for i, pattern in enumerate(patterns.tolist()):
+        truths, values = _stand_ins(steps, layout, np.array([pattern]), market.n_days)
+        out[i] = Allocator(market, {**levels, **values}, 0).allocation(_with_truths(root, truths, {}))
+    return out
+
+
 class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
 
 def _static_steps(program: Any) -> list[Step]:
-    """The program's reachable steps; `NotFused` unless they are positions, if/else nodes,
-    function nodes and groups with static weights."""
+    """The program's reachable steps; `NotFused` where it reads branch series, or where a step
+    whose weights move from day to day (`_varies`) has conditions below it: its allocation then
+    depends on more than the day's branch bits (a volatility on every earlier day's branches; a
+    scaling node's first day on its branches' conditions)."""
     if program.branches:
         raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
     steps = _reachable(program.root)
-    other = next((s for s in steps if not _static_plan([s])), None)
-    if other is not None:
-        raise NotFused("the tree has " + (f"{other.weighting} weights" if isinstance(other, Combine) else
-                                          f"a {_KINDS.get(type(other).__name__, type(other).__name__)} node"))
+    for step in steps:
+        if _varies(step) and _branching(_reachable(step)):
+            raise NotFused("the tree has " + (f"{step.weighting} weights" if isinstance(step, Combine) else  # type: ignore[attr-defined]
+                                              "a scaling node") + " over children with conditions")
     return steps
 
 
@@ -411,8 +458,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
               if j not in {*conditions, *costs, *windowed, *functions, *allocations}]
     if others:
         raise NotFused(f"{others[0]} is not a field of a condition line, a function node's "
-                       f"{', '.join(FUNCTION_FIELDS)}, a numbered node's n or quantifier, a position, weight or "
-                       "weighting, costBps, mode, startDate, endDate or benchmark")
+                       f"{', '.join(FUNCTION_FIELDS)}, a numbered node's n or quantifier, a scaling node's field, a "
+                       "position, weight or weighting, costBps, mode, startDate, endDate or benchmark")
     indices = spec.value_indices(0, spec.n_variants)
     strategy0 = spec.strategy(0)
     request = strategy0.request
@@ -522,7 +569,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
     most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
 
-    values = engine.evaluate([*table.bits, *table.series_nodes], tmarket, {})
+    # a scaling node's level (its branches have no conditions: a series per allocation setting)
+    levels = list(dict.fromkeys(s.value for root, _ in plans for s in _reachable(root) if isinstance(s, Blend)))
+    values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, {})
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
     bit_firsts = np.asarray(table.bit_firsts, dtype=np.int64)
@@ -546,7 +595,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         group = order[lo:hi]
         x, limit = series[sides[group[0]]], limits[group, None]
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
-    static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold)), default=0)
+    # the first day of what no branch bit decides: positions, and the steps whose weights move
+    # (whose sub-trees have no conditions)
+    static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold) or _varies(s)), default=0)
                        for root, _ in plans], dtype=np.int64)
     warmups = static[alloc_of]
     firsts_of = (bit_firsts, np.asarray(table.pair_firsts, dtype=np.int64),
@@ -572,12 +623,20 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             if isinstance(item, tuple) and item[1] is not None:
                 formed &= ((patterns >> item[0]) & (patterns >> item[1]) & 1) == 0
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
-    size = len(plans) * int(formed.sum()) * (modes * tmarket.n_days + int(formed.sum()) + 1) * 8
+    varying = any(_varies(s) for root, _ in plans for s in _reachable(root))
+    P, T = int(formed.sum()), tmarket.n_days
+    per_setting = P * (modes * T + (T * (len(tmarket.tickers) + 2) if varying else P + 1))
+    size = len(plans) * per_setting * 8
     if size > TABLE_BYTES:
-        raise NotFused(f"the tables of {len(plans)} allocation settings × {int(formed.sum())} branch patterns "
+        raise NotFused(f"the tables of {len(plans)} allocation settings × {P} branch patterns "
                        f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
                        f"{TABLE_BYTES / 2**30:.1f} GiB)")
-    weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
+    if varying:  # each pattern's weights on every day, by the Allocator on the market itself
+        level_values = {node: values[node] for node in levels}
+        weights = np.stack([_pattern_weights_by_day(root, at, layout, np.flatnonzero(formed), tmarket, level_values)
+                            for root, at in plans])
+    else:
+        weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost, formed,
                    alloc_of)
@@ -941,7 +1000,8 @@ def _tables(
 ) -> Template:
     """Per-pattern returns, turnovers and positions of the patterns variants can form
     (``formed``; ``dense`` maps a day's branch bits to their rows; ``weights``: (allocation
-    settings, formed patterns, tickers), ``alloc_of`` each variant's setting), returns over each
+    settings, formed patterns, tickers), or (settings, patterns, days, tickers) where weights
+    move from day to day; ``alloc_of`` each variant's setting), returns over each
     mode's periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and
     benchmark) backtest windows and centred returns of each window's benchmark (their mean is over the
     window's own days). ``signals``: bits, series, pairs, latches, kinds and rows, as
@@ -966,21 +1026,34 @@ def _tables(
         start_dates.append(str(market.dates[start]))
         end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
 
-    A, P, N = weights.shape
-    turn = np.concatenate([_turnovers(w) for w in weights])
+    A, P, N = weights.shape[0], weights.shape[1], weights.shape[-1]
     dense = np.full(len(formed), P, dtype=np.int32)  # a pattern never formed: never read
     dense[formed] = np.arange(P, dtype=np.int32)
-    held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=2).astype(np.float64).ravel()
+    if weights.ndim == 4:  # (A, P, T, N): weights that move from day to day
+        daily = weights.reshape(A * P, T, N)
+        daily_turn = np.zeros((A * P, T))
+        for n in range(N):  # ½ Σ |w(t) − w(t − 1)|, summed over the tickers in column order
+            daily_turn[:, 1:] += np.abs(daily[:, 1:, n] - daily[:, :-1, n])
+        daily_turn *= 0.5
+        daily_held = (np.abs(daily) >= MIN_WEIGHT).sum(axis=2).astype(np.float64)
+        turn, held = np.zeros((0, P)), np.zeros(0)
+    else:
+        daily, daily_turn, daily_held = np.zeros((0, 0, 0)), np.zeros((0, 0)), np.zeros((0, 0))
+        turn = np.concatenate([_turnovers(w) for w in weights])
+        held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=2).astype(np.float64).ravel()
     # returns of every pattern over each period, a block of rows per mode the windows use and
     # within it per allocation setting
     distinct_modes = list(dict.fromkeys(modes))
     gross = np.zeros((len(distinct_modes) * A * P, T))
     for b, mode in enumerate(distinct_modes):
         _, _, R = period_returns(market.open, market.close, mode)
-        returns = np.where(np.isfinite(R), R, 0.0).T
+        returns = np.where(np.isfinite(R), R, 0.0)
         for a in range(A):  # into the table, without a temporary as large as it
             at = (b * A + a) * P
-            np.matmul(weights[a], returns, out=gross[at : at + P, : R.shape[0]])
+            if weights.ndim == 4:
+                gross[at : at + P, : R.shape[0]] = np.einsum("ptn,tn->pt", weights[a, :, : R.shape[0]], returns)
+            else:
+                np.matmul(weights[a], returns.T, out=gross[at : at + P, : R.shape[0]])
     gross_at = np.array([distinct_modes.index(m) * A * P for m in modes], dtype=np.int64)
 
     # a window whose benchmark has no data keeps a row of zeros with no variance: beta and
@@ -993,7 +1066,7 @@ def _tables(
             _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, dense, alloc_of.astype(np.int32), gross_at, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, daily, daily_turn, daily_held, dense, alloc_of.astype(np.int32), gross_at, start_of.ravel().astype(np.int32),
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(start_dates), tuple(end_dates),
     )
