@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds seven sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds eight sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -20,7 +20,9 @@ beside two conditions (`allocation_parameters`, 16,384 variants; the fused path 
 17), a numbered-node sweep of examples/regime_ladder.json (`ladder_parameters`, 16,384 variants;
 the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 variants; the
 fused path since session 17), the same sweep of altexit_trend.json itself, whose scaling node
-moves its weights from day to day (the fused path's daily tables since session 17), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+moves its weights from day to day (the fused path's daily tables since session 17), a function
+node ranking sub-trees beside a condition on a branch: ticker (`subtree_template`, 16,384
+variants; the fused path since session 17: the sub-trees' equities computed once), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
 """
@@ -133,6 +135,35 @@ def altexit_parameters() -> dict:
             "bond-trend.window": [20, 40, 60, 120]}
 
 
+def subtree_template() -> dict:
+    """A function node ranking three sub-trees (an if/else node, a bond group, a position) by
+    return, beside an if/else node on the RSI of its own then-branch (branch:then)."""
+    return {"mode": "CC", "costBps": 2, "benchmark": "SPY", "payload": {
+        "id": "root", "kind": "basic", "children": {"next": [
+            {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "bottom": 1, "children": {
+                "next": [
+                    {"id": "b1", "kind": "indicator", "conditions": [
+                        {"id": "cx", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                         "comparator": "gt", "threshold": 50}],
+                     "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
+                                  "else": [{"id": "y", "kind": "position", "positions": ["IEF"]}]}},
+                    {"id": "b2", "kind": "basic", "children": {"next": [
+                        {"id": "g", "kind": "position", "positions": ["GLD"]},
+                        {"id": "t", "kind": "position", "positions": ["TLT"]}]}},
+                    {"id": "x2", "kind": "position", "positions": ["SPY"]}]}},
+            {"id": "top", "kind": "indicator", "conditions": [
+                {"id": "ct", "metric": "Relative Strength Index", "ticker": "branch:then", "window": 10,
+                 "comparator": "lt", "threshold": 80}],
+             "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                          "else": [{"id": "cash", "kind": "position", "positions": ["SHY"]}]}}]}}}
+
+
+def subtree_parameters() -> dict:
+    """f.window (32) × f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384."""
+    return {"f.window": list(range(5, 165, 5)), "f.bottom": [1, 2], "f.rank": ["Top", "Bottom"],
+            "ct.threshold": list(range(50, 82, 2)), "ct.window": list(range(3, 19, 2))}
+
+
 WIDE_NODES = 200
 
 
@@ -189,6 +220,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(MOMENTUM, momentum_parameters())
     elif grid == "altexit":
         spec = make_spec(altexit_template(), altexit_parameters())
+    elif grid == "subtrees":
+        spec = make_spec(subtree_template(), subtree_parameters())
     elif grid == "scaled":
         spec = make_spec(ROOT / "examples" / "altexit_trend.json", altexit_parameters())
     elif grid == "ladder":
@@ -357,7 +390,7 @@ def main() -> None:
             runs.append(("batch", 0))
         if args.general and backend != "reference":
             runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("altexit", 0), ("scaled", 0),
-                     ("wide", 0)]
+                     ("subtrees", 0), ("wide", 0)]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -366,7 +399,7 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "wide"):
+            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "subtrees", "wide"):
                 r = in_fresh_process(backend, kind, args.memory)
                 grid_note = f"{backend}: " + {
                     "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
@@ -380,6 +413,8 @@ def main() -> None:
                                "enter-rsi.threshold (16) × exit-trend.forDays (4) × enter-cross.rightWindow (4) × "
                                "bond-trend.window (4) = 16,384 variants",
                     "scaled": "altexit_trend.json (its scaling node kept): the same 16,384 variants",
+                    "subtrees": "a function node ranking sub-trees beside a branch: condition: f.window (32) × "
+                                "f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384 variants",
                     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
                             "top.window (16) × top.bottom (4) = 64 variants"}[kind]
             elif backend == "reference":
@@ -393,7 +428,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "wide"):
+            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "subtrees", "wide"):
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]

@@ -562,6 +562,39 @@ def test_numbered_items_null_inside_the_window_are_counted_as_null(monkeypatch: 
     assert low["avgTurnover"][0] > 0
 
 
+# a function node ranking two sub-trees (an if/else node, a group) and a position, beside an
+# if/else node reading the equity of its own then-branch
+RANKED_TREES = {"id": "root", "kind": "basic", "children": {"next": [
+    {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "bottom": 1, "children": {"next": [
+        {"id": "b1", "kind": "indicator", "conditions": [
+            {"id": "cx", "metric": "RSI", "ticker": "QQQ", "window": 14, "comparator": "gt", "threshold": 50}],
+         "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
+                      "else": [{"id": "y", "kind": "position", "positions": ["IEF"]}]}},
+        {"id": "b2", "kind": "basic", "children": {"next": [{"id": "g", "kind": "position", "positions": ["GLD"]},
+                                                            {"id": "t", "kind": "position", "positions": ["TLT"]}]}},
+        {"id": "x2", "kind": "position", "positions": ["SPY"]}]}},
+    {"id": "top", "kind": "indicator", "conditions": [
+        {"id": "ct", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "lt", "threshold": 80}],
+     "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                  "else": [{"id": "cash", "kind": "position", "positions": ["SHY"]}]}}]}}
+
+
+def test_branch_series_the_variants_share_run_on_the_fused_path(short_market: Market,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-tree's equity (ranked by a function node, or read by a branch: ticker) is the same
+    for every variant when nothing inside it is swept: computed once on the market, it makes the
+    function node's scores and the condition's series; its children's picks see which are
+    active that day. Swept function fields and the reading condition's threshold and window run
+    on the fused path, equal to the general path and to single runs."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec({"payload": RANKED_TREES, "costBps": 5}, {
+        "f.window": [5, 20, 60], "f.bottom": [1, 2], "f.rank": ["Top", "Bottom"], "ct.threshold": [50, 80],
+        "ct.window": [5, 10]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 7)))
+
+
 def altexit_without_scaling() -> dict:
     """examples/altexit_trend.json with its scaling node replaced by its first position."""
     body = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
@@ -638,11 +671,10 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
                                                                                   "positions": ["QQQ"]}]}}}
     assert sweep_path(make_spec(scaled, {"ca.window": [5, 10]}), short_market, "numba") == (
         "general path: the tree has a scaling node over children with conditions")
-    ranked = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "children": {
-        "next": [{"id": "b1", "kind": "basic", "children": {"next": [{"id": "x", "kind": "position", "positions": ["SPY"]}]}},
-                 {"id": "x2", "kind": "position", "positions": ["TLT"]}]}}}
-    assert sweep_path(make_spec(ranked, {"f.window": [10, 20]}), short_market, "numba") == (
-        "general path: the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
+    assert sweep_path(make_spec({"payload": RANKED_TREES}, {"f.window": [10, 20], "cx.threshold": [40, 60]}),
+                      short_market, "numba") == (
+        "general path: cx.threshold is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
+        "function node ranking sub-trees)")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
     assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"

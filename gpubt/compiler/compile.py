@@ -212,17 +212,20 @@ class Compiler:
         scores = []
         first = combine.warmup
         for child, step in zip(node.slot("next"), combine.children):
-            tickers = [p for p in child.positions if is_holdable(p)]
-            if child.kind == "position" and len(set(tickers)) == 1:
-                score, f = self.series(node.metric, tickers[0], window, node)
-            else:
-                src = branch_source(self.builder, self.branch_key(step))
-                score = self._metric(node.metric, src, window)
-                f = step.warmup + self._lookback(node.metric, window)
+            score, f = self.score(node, window, child, step)
             scores.append(score)
             first = max(first, f)
         return Rank(combine.children, tuple(scores), node.rank == "Top", node.bottom, combine,
                     warmup=first)
+
+    def score(self, node: FlowNode, window: int, child: FlowNode, step: Step) -> tuple[Node, int]:
+        """(score, first day) of a function node's child: its metric over the window of the
+        child's one ticker when it is a position holding one, else of its branch series."""
+        tickers = [p for p in child.positions if is_holdable(p)]
+        if child.kind == "position" and len(set(tickers)) == 1:
+            return self.series(node.metric, tickers[0], window, node)
+        src = branch_source(self.builder, self.branch_key(step))
+        return self._metric(node.metric, src, window), step.warmup + self._lookback(node.metric, window)
 
     def branch_key(self, step: Step) -> str:
         """The `branch` leaf key standing for a step's equity series."""

@@ -2,8 +2,10 @@
 not in the shape of the tree.
 
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
-ranking positions and groups (volatility weights and scaling nodes only over children without
-conditions), a variant's allocation on a day is fixed by its K branch bits that day (an if/else node's truth, a ranked child picked or
+and groups (volatility weights and scaling nodes only over children without conditions; the
+sub-trees whose equity the tree reads, by a function node ranking them or a branch: ticker, the
+same for every variant: computed once), a variant's allocation on a day is fixed by its K
+branch bits that day (an if/else node's truth, a ranked child picked or
 not, a numbered node's item True, and Null where a quantifier counts Nulls, an altExit node's
 state, which the kernel scans from the entry and exit bits from the variant's first day), by its
 allocation setting (its values of swept positions, weights, weightings, numbered counts and
@@ -28,7 +30,8 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(volatility weights or scaling over conditions, branch references, more than `MAX_BITS` bits,
+(volatility weights or scaling over conditions, a swept field inside a sub-tree whose equity is
+read, positions or weights swept beside branch series, more than `MAX_BITS` bits,
 variants whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 from gpubt.alloc.allocate import Allocator, _best
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
+from gpubt.compiler.execute import evaluate_signals
 from gpubt.compiler.plan import Blend, Choose, Combine, Count, Hold, Latch, Rank, Step
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
@@ -304,8 +308,10 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
                 other=_with_truths(step.other, truths, memo))
         elif isinstance(step, Combine):
             done = dataclasses.replace(step, children=tuple(_with_truths(c, truths, memo) for c in step.children))
-        elif isinstance(step, Rank):
-            done = dataclasses.replace(step, scores=truths[id(step)], top=True, bottom=len(step.children))
+        elif isinstance(step, Rank):  # its children (sub-trees with conditions too) are its combine's
+            combine = _with_truths(step.combine, truths, memo)
+            done = dataclasses.replace(step, children=combine.children, combine=combine,  # type: ignore[attr-defined]
+                                       scores=truths[id(step)], top=True, bottom=len(step.children))
         elif isinstance(step, Latch):  # its state is a branch bit
             done = Choose(truths[id(step)], _with_truths(step.then, truths, memo),  # type: ignore[arg-type]
                           _with_truths(step.other, truths, memo), warmup=step.warmup)
@@ -385,13 +391,35 @@ class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
 
+def _branch_equities(spec: SweepSpec, base: Compiler, program: Any, engine: Backend,
+                     swept: list[int]) -> tuple[Allocator, dict[str, np.ndarray]]:
+    """The equity of every sub-tree the tree reads (a branch: ticker, a function node ranking
+    sub-trees), by branch key, and the Allocator on the market that made them (holding the
+    base's signals): the same for every variant, so `NotFused` where a setting reads another
+    sub-tree, where a swept field (``swept``: parameter positions) lies inside one, or where one
+    holds an altExit node (whose state starts with each variant's window)."""
+    if set(base.branches) != set(program.branches):
+        raise NotFused("a swept setting reads a branch series the base tree does not")
+    inside = {id(s): s for step in program.branches.values() for s in _reachable(step)}
+    if any(isinstance(s, Latch) for s in inside.values()):
+        raise NotFused("an altExit node is inside a sub-tree whose equity the tree reads")
+    request = base.strategy.request
+    for j in swept:
+        p = spec.parameters[j]
+        owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[:-1]
+        if id(base._steps.get(id(_node_at(request, owner)))) in inside:
+            raise NotFused(f"{p.name} is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
+                           "function node ranking sub-trees)")
+    allocator = Allocator(base.market, {}, 0)
+    evaluate_signals(program, base.market, engine, allocator)
+    return allocator, {key: allocator.branch_series(step)[0] for key, step in program.branches.items()}
+
+
 def _static_steps(program: Any) -> list[Step]:
-    """The program's reachable steps; `NotFused` where it reads branch series, or where a step
-    whose weights move from day to day (`_varies`) has conditions below it: its allocation then
-    depends on more than the day's branch bits (a volatility on every earlier day's branches; a
-    scaling node's first day on its branches' conditions)."""
-    if program.branches:
-        raise NotFused("the tree reads a branch series (a branch: ticker, or a function node ranking sub-trees)")
+    """The program's reachable steps; `NotFused` where a step whose weights move from day to day
+    (`_varies`) has conditions below it: its allocation then depends on more than the day's
+    branch bits (a volatility on every earlier day's branches; a scaling node's first day on its
+    branches' conditions)."""
     steps = _reachable(program.root)
     for step in steps:
         if _varies(step) and _branching(_reachable(step)):
@@ -420,6 +448,9 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], progr
         strategy = spec.strategy(i)
         found = compiler(strategy)
         plan = found.program()
+        if plan.branches:
+            raise NotFused(f"variant {i} ({spec.label(i)}) reads a branch series (a branch: ticker, or a function "
+                           "node ranking sub-trees) and changes a position, weight, weighting, count or scaling")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
         if {id(s) for s in _branching(_static_steps(plan))} != {id(s) for s in at}:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function or numbered nodes than the base")
@@ -473,6 +504,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     base = compiler(strategy0)
     program = base.program()
+    read = set(program.branches)  # the sub-trees whose equity the base reads
+    if read and allocations:
+        raise NotFused(f"{spec.parameters[allocations[0]].name} is swept in a tree that reads a branch series "
+                       "(a branch: ticker, or a function node ranking sub-trees)")
     branching = _branching(_static_steps(program))
     chooses = [s for s in branching if isinstance(s, (Choose, Latch))]
     ranks = [s for s in branching if isinstance(s, Rank)]
@@ -533,8 +568,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             return 0, np.full(spec.n_variants, -1 if truth is None else table.bit(truth, first), dtype=np.int32)
         found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and not truths)
         if found is None:
-            raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node reads a branch series "
-                           "or has no condition")
+            raise NotFused(f"{spec.parameters[members[0]].name}: a setting of its node has no condition")
         return found
 
     for step, path, bits in zip(branching, paths, layout):
@@ -571,7 +605,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for root, _ in plans for s in _reachable(root) if isinstance(s, Blend)))
-    values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, {})
+    allocator, equities = _branch_equities(spec, base, program, engine, [*conditions, *functions]) if read else (None, {})
+    values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
     bit_firsts = np.asarray(table.bit_firsts, dtype=np.int64)
@@ -585,9 +620,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         bits[r] = values[truth] == TRUE
     for truth, r in table.nulls.items():
         bits[r] = values[truth] == NULL
-    for r, scored, top, bottom in table.picks:  # the children a function node picks, as the Allocator
+    for r, scored, ranked, top, bottom in table.picks:  # the children a function node picks, as the Allocator
         scores = np.ascontiguousarray(series[scored].T)
-        bits[r : r + len(scored)] = _best(scores, np.ones(scores.shape, dtype=np.bool_), top, bottom)
+        active = np.ones(scores.shape, dtype=np.bool_) if allocator is None else np.stack(
+            [allocator.active(c) for c in ranked.children], axis=1)
+        bits[r : r + len(scored)] = _best(scores, active, top, bottom)
     # comparisons with thresholds, as the graph's (the series is finite where read): one
     # broadcast comparison per series and comparator
     order = np.lexsort((ops, sides))
@@ -657,15 +694,16 @@ class _Rows:
         self.pairs: dict[tuple[int, int, int], int] = {}
         self.pair_firsts: list[int] = []
         self._compared: list[tuple[np.ndarray, ...]] = []  # (rows, series rows, ops, limits)
-        self.picks: list[tuple[int, np.ndarray, bool, int]] = []  # (first row, score rows, top, bottom)
+        self.picks: list[tuple[int, np.ndarray, Rank, bool, int]] = []  # (first row, score rows, step, top, bottom)
 
-    def pick(self, scores: list[Node], top: bool, bottom: int, first: int) -> int:
-        """New bit rows, one per child of a function node: whether it is among the ``bottom``
-        best ``scores`` (computed after the backend call); returns the first row."""
+    def pick(self, scores: list[Node], step: Rank, top: bool, bottom: int, first: int) -> int:
+        """New bit rows, one per child of a function node (``step``): whether it is among the
+        ``bottom`` best ``scores`` of the children active that day (computed after the backend
+        call); returns the first row."""
         sides = np.array([self.series_nodes.setdefault(s, len(self.series_nodes)) for s in scores], dtype=np.int64)
         row = len(self.bit_firsts)
         self.bit_firsts.extend([first] * len(scores))
-        self.picks.append((row, sides, top, bottom))
+        self.picks.append((row, sides, step, top, bottom))
         return row
 
     def bit(self, truth: Node, first: int) -> int:
@@ -761,13 +799,13 @@ def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], in
 
 def _picks(compiler: Compiler, node: FlowNode, step: Rank, table: _Rows) -> int:
     """The bit rows of a function node's setting (``node``: the parsed node with it; ``step``:
-    its step, whose children are positions), as `Compiler._function` scores them."""
+    its step), its children scored as `Compiler._function` scores them (a sub-tree by its branch
+    series)."""
     window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
-    if not all(isinstance(c, Hold) and len(c.tickers) == 1 for c in step.children):
-        raise NotFused(f"function node {node.id!r} ranks children that are not single-ticker positions")
-    scored = [compiler.series(node.metric, c.tickers[0], window, node) for c in step.children]  # type: ignore[union-attr]
+    scored = [compiler.score(node, window, child, c) for child, c in zip(node.slot("next"), step.children)]
     first = max([step.combine.warmup, *(f for _, f in scored)])
-    return table.pick([s for s, _ in scored], node.rank == "Top", max(0, min(node.bottom, len(step.children))), first)
+    return table.pick([s for s, _ in scored], step, node.rank == "Top", max(0, min(node.bottom, len(step.children))),
+                      first)
 
 
 def _finite_from(series: np.ndarray, rows: Sequence[int] | np.ndarray, firsts: Sequence[int]) -> bool:
@@ -800,8 +838,8 @@ def _setting_rows(
     > or < on every day (no forDays, no cross) keeps the series: two series become a pair of
     series rows (a grid of windows on both sides costs one series per window, not one condition
     per pair), a series and a threshold become a bit row computed from the series (a threshold
-    grid costs one series, not one graph comparison per threshold). None when a setting reads a
-    branch series."""
+    grid costs one series, not one graph comparison per threshold). None when a setting has no
+    condition."""
     sizes = [len(spec.parameters[j].values) for j in members]
     settings, inverse = _distinct_rows(indices[:, members], sizes)
     node, base_lines, group = _condition_list(strategy.request, holder)
@@ -849,8 +887,6 @@ def _setting_rows(
             compiled.append((left, right, max(f1, f2)))
         elif as_thresholds:
             compiled.append(compiler.series(lines[0].metric, lines[0].ticker, lines[0].window, node))
-    if compiler.branches:
-        return None
     if as_thresholds:  # every setting at once: its shape's series and comparator, its threshold
         ops = np.array([0 if lines[0].comparator == "gt" else 1 for lines in shapes])
         if 0 in threshold_of:
@@ -872,7 +908,7 @@ def _setting_rows(
         lines = tuple(line.model_copy(update={"threshold": thresholds[k]}) if k in thresholds else line
                       for k, line in enumerate(shapes[b]))
         truth, first = compiler.lines(node, lines, group)
-        if truth is None or compiler.branches:
+        if truth is None:
             return None
         setting_rows[u] = table.bit(truth, first)
     return 0, setting_rows[inverse]
