@@ -585,14 +585,24 @@ def test_branch_series_the_variants_share_run_on_the_fused_path(short_market: Ma
     for every variant when nothing inside it is swept: computed once on the market, it makes the
     function node's scores and the condition's series; its children's picks see which are
     active that day. Swept function fields and the reading condition's threshold and window run
-    on the fused path, equal to the general path and to single runs."""
-    from gpubt.sweep.run import fused_template
+    on the fused path (with positions and weightings swept outside the read sub-trees too),
+    equal to the general path and to single runs."""
+    from gpubt.sweep.run import fused_template, sweep_path
 
     spec = make_spec({"payload": RANKED_TREES, "costBps": 5}, {
         "f.window": [5, 20, 60], "f.bottom": [1, 2], "f.rank": ["Top", "Bottom"], "ct.threshold": [50, 80],
         "ct.window": [5, 10]})
     assert fused_template(spec, short_market, "numba") is not None
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 7)))
+    # positions and weightings outside the read sub-trees: the same equities for every setting
+    spec = make_spec({"payload": RANKED_TREES}, {"f.bottom": [1, 2], "cash.positions": [["SHY"], ["BIL", "TLT"]],
+                                                 "root.weighting": ["equal", "defined"], "ct.threshold": [60, 80]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+    inside = make_spec({"payload": RANKED_TREES}, {"f.window": [5, 60], "lev.positions": [["TQQQ"], ["UPRO"]]})
+    assert sweep_path(inside, short_market, "numba") == (
+        "general path: lev.positions is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
+        "function node ranking sub-trees)")
 
 
 def altexit_without_scaling() -> dict:

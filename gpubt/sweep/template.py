@@ -5,12 +5,11 @@ When the tree is made of positions, if/else, numbered, altExit and scaling nodes
 and groups (volatility weights and scaling nodes only over children without conditions; the
 sub-trees whose equity the tree reads, by a function node ranking them or a branch: ticker, the
 same for every variant: computed once), a variant's allocation on a day is fixed by its K
-branch bits that day (an if/else node's truth, a ranked child picked or
-not, a numbered node's item True, and Null where a quantifier counts Nulls, an altExit node's
-state, which the kernel scans from the entry and exit bits from the variant's first day), by its
-allocation setting (its values of swept positions, weights, weightings, numbered counts and
-scaling fields) and, where a scaling node or volatility weights move weights from day to day,
-by the day.
+branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
+item True, and Null where a quantifier counts Nulls, an altExit node's state, which the kernel
+scans from the entry and exit bits from the variant's first day), by its allocation setting
+(its values of swept positions, weights, weightings, numbered counts and scaling fields) and,
+where a scaling node or volatility weights move weights from day to day, by the day.
 Every swept parameter must be one of those, a condition line's field, a function node's
 window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). Then the work is:
 
@@ -31,9 +30,10 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
 (volatility weights or scaling over conditions, a swept field inside a sub-tree whose equity is
-read, positions or weights swept beside branch series, more than `MAX_BITS` bits,
-variants whose tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
+read, more than `MAX_BITS` bits, variants whose tickers trade on different calendars) takes the
+general path of `gpubt.sweep.run`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -376,15 +376,14 @@ def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, 
 
 
 def _pattern_weights_by_day(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray, market: Market,
-                            levels: dict[Node, np.ndarray]) -> np.ndarray:
-    """(P, T, N) allocation of each of ``patterns`` on every day of the market, where weights
-    move from day to day (scaling nodes' ``levels``, volatilities of sub-trees without
-    conditions): the Allocator on the market with the branch bits held at the pattern's."""
-    out = np.empty((len(patterns), market.n_days, len(market.tickers)))
+                            levels: dict[Node, np.ndarray], out: np.ndarray) -> None:
+    """The (P, T, N) allocation of each of ``patterns`` on every day of the market into ``out``,
+    where weights move from day to day (scaling nodes' ``levels``, volatilities of sub-trees
+    without conditions): the Allocator on the market with the branch bits held at the
+    pattern's."""
     for i, pattern in enumerate(patterns.tolist()):
         truths, values = _stand_ins(steps, layout, np.array([pattern]), market.n_days)
         out[i] = Allocator(market, {**levels, **values}, 0).allocation(_with_truths(root, truths, {}))
-    return out
 
 
 class NotFused(Exception):
@@ -406,7 +405,7 @@ def _branch_equities(spec: SweepSpec, base: Compiler, program: Any, engine: Back
     request = base.strategy.request
     for j in swept:
         p = spec.parameters[j]
-        owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[:-1]
+        owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[: -2 if p.path[-2] == "numbered" else -1]
         if id(base._steps.get(id(_node_at(request, owner)))) in inside:
             raise NotFused(f"{p.name} is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
                            "function node ranking sub-trees)")
@@ -448,15 +447,14 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], progr
         strategy = spec.strategy(i)
         found = compiler(strategy)
         plan = found.program()
-        if plan.branches:
-            raise NotFused(f"variant {i} ({spec.label(i)}) reads a branch series (a branch: ticker, or a function "
-                           "node ranking sub-trees) and changes a position, weight, weighting, count or scaling")
+        if plan.branches and any(isinstance(s, Blend) for s in _reachable(plan.root)):
+            raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node in a tree that reads a branch series")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
         if {id(s) for s in _branching(_static_steps(plan))} != {id(s) for s in at}:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function or numbered nodes than the base")
         for mine, step in zip(at, branching):
             if isinstance(step, Rank) and [getattr(c, "tickers", None) for c in mine.children] != [  # type: ignore[union-attr]
-                    c.tickers for c in step.children]:  # type: ignore[attr-defined]
+                    getattr(c, "tickers", None) for c in step.children]:
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
         plans.append((plan.root, at))  # type: ignore[arg-type]
@@ -505,9 +503,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     base = compiler(strategy0)
     program = base.program()
     read = set(program.branches)  # the sub-trees whose equity the base reads
-    if read and allocations:
-        raise NotFused(f"{spec.parameters[allocations[0]].name} is swept in a tree that reads a branch series "
-                       "(a branch: ticker, or a function node ranking sub-trees)")
     branching = _branching(_static_steps(program))
     chooses = [s for s in branching if isinstance(s, (Choose, Latch))]
     ranks = [s for s in branching if isinstance(s, Rank)]
@@ -605,7 +600,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for root, _ in plans for s in _reachable(root) if isinstance(s, Blend)))
-    allocator, equities = _branch_equities(spec, base, program, engine, [*conditions, *functions]) if read else (None, {})
+    allocator, equities = (_branch_equities(spec, base, program, engine, [*conditions, *functions, *allocations])
+                           if read else (None, {}))
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
@@ -669,9 +665,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                        f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
                        f"{TABLE_BYTES / 2**30:.1f} GiB)")
     if varying:  # each pattern's weights on every day, by the Allocator on the market itself
-        level_values = {node: values[node] for node in levels}
-        weights = np.stack([_pattern_weights_by_day(root, at, layout, np.flatnonzero(formed), tmarket, level_values)
-                            for root, at in plans])
+        weights = np.empty((len(plans), P, T, len(tmarket.tickers)))
+        for a, (root, at) in enumerate(plans):
+            _pattern_weights_by_day(root, at, layout, np.flatnonzero(formed), tmarket,
+                                    {node: values[node] for node in levels}, weights[a])
     else:
         weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
