@@ -693,10 +693,31 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     many = {"payload": {"id": "root", "kind": "basic", "children": {"next": [
         {"id": f"n{i}", "kind": "indicator", "conditions": [
             {"id": f"c{i}", "metric": "RSI", "ticker": "SPY", "window": 5 + i, "comparator": "gt", "threshold": 50}],
-         "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(13)]}}}
+         "children": {"then": [{"id": f"t{i}", "kind": "position", "positions": ["SPY"]}]}} for i in range(21)]}}}
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
-        "general path: the tree has 13 if/else and altExit nodes, 0 children of function nodes and 0 numbered "
-        "items: 13 branch bits; the fused path takes at most 12")
+        "general path: the tree has 21 if/else and altExit nodes, 0 children of function nodes and 0 numbered "
+        "items: 21 branch bits; the fused path takes at most 20")
+    many["payload"]["children"]["next"] = many["payload"]["children"]["next"][:13]
+    assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
+        "general path: the tree's 13 branch bits form 8,192 patterns; the fused path takes at most 4,096")
+
+
+def test_a_function_node_over_many_children_forms_few_patterns(short_market: Market,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function node picking 2 of 16 positions is 16 branch bits but only 137 patterns it can
+    form (none, one or two picked): the fused path takes it, equal to the general path and to
+    single runs."""
+    from gpubt.sweep.run import fused_template
+
+    tickers = ["SPY", "QQQ", "IWM", "EFA", "EEM", "VNQ", "GLD", "DBC", "TLT", "IEF", "SHY", "XLE", "XLU", "XLK",
+               "XLF", "XLV"]
+    body = {"payload": {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 60, "bottom": 2,
+                        "children": {"next": [{"id": f"p{j}", "kind": "position", "positions": [t]}
+                                              for j, t in enumerate(tickers)]}}}
+    spec = make_spec(body, {"f.window": [20, 60, 120], "f.bottom": [1, 2], "f.rank": ["Top", "Bottom"]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.rows.shape[1] == 16 and template.turn.shape[1] == 137
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
 
 
 def test_sweeps_sharing_a_market_never_share_what_a_name_means(short_market: Market) -> None:

@@ -19,8 +19,8 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    with > or < keeps the series instead (a 100 × 100 crossover grid is 200 series, compared in
    the kernel, not 10,000 conditions), and one whose line compares a series with a threshold
    gets its bits from the series (16 windows × 16 thresholds are 16 series);
-2. the allocation of each of the 2^K branch patterns is built once per allocation setting by the
-   ordinary `Allocator` (on a market of 2^K pseudo-days, day p taking pattern p), so weights
+2. the allocation of each branch pattern variants can form is built once per allocation setting
+   by the ordinary `Allocator` (on a market of one pseudo-day per pattern), so weights
    follow exactly the rules of a single backtest, and turned into tables: the pattern's return
    on every day, the turnover between two patterns, its number of positions (where weights move
    by day: the Allocator on the market itself with the bits held, and the pattern's weights,
@@ -30,7 +30,8 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
 (volatility weights or scaling over conditions, a swept field inside a sub-tree whose equity is
-read, more than `MAX_BITS` bits, variants whose tickers trade on different calendars) takes the
+read, more than `MAX_BITS` bits or `MAX_PATTERNS` patterns, variants whose tickers trade on
+different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
 
@@ -63,9 +64,11 @@ from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns
 from gpubt.sweep.spec import Parameter, SweepSpec, dict_at
 
-# At most 2^MAX_BITS branch patterns (tables of 2^K rows); a tree with more if/else nodes whose
-# conditions vary by day takes the general path.
-MAX_BITS = 12
+# At most MAX_BITS branch bits (the map from a day's bits to a pattern's row has 2^K entries) and
+# MAX_PATTERNS patterns variants can form (a function node forms only picks of at most its count,
+# a numbered item is never both True and Null); a tree with more takes the general path.
+MAX_BITS = 20
+MAX_PATTERNS = 4096
 VOLATILITY_WEIGHTINGS = ("inverse", "pro")  # weights from the children's trailing volatility
 FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
 # request fields that only choose a variant's backtest window (its days, periods and benchmark)
@@ -360,14 +363,15 @@ def _stand_ins(steps: list[Step], layout: list[Bits], patterns: np.ndarray, days
     return truths, values
 
 
-def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], K: int, tickers: tuple[str, ...]) -> np.ndarray:
-    """(2^K, N) allocation of every branch pattern, by the Allocator itself: on pseudo-day p an
+def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray,
+                     tickers: tuple[str, ...]) -> np.ndarray:
+    """(P, N) allocation of each of ``patterns``, by the Allocator itself: on pseudo-day p an
     if/else node is True (an altExit node in) exactly when its bit of p is set; a function node
     picks a child exactly when that child's bit is set (its children are positions: what it
     holds depends on which it picks alone); a numbered node's item is True when its True bit is
     set, else Null when its Null bit is."""
-    P, N = 1 << K, len(tickers)
-    truths, values = _stand_ins(steps, layout, np.arange(P), 1)
+    P, N = len(patterns), len(tickers)
+    truths, values = _stand_ins(steps, layout, patterns, 1)
     plan = _with_truths(root, truths, {})
     ones = np.ones((P, N))
     days = np.arange(P).astype("datetime64[D]")
@@ -655,6 +659,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         for item in bits_of:
             if isinstance(item, tuple) and item[1] is not None:
                 formed &= ((patterns >> item[0]) & (patterns >> item[1]) & 1) == 0
+    if formed.sum() > MAX_PATTERNS:
+        raise NotFused(f"the tree's {K} branch bits form {int(formed.sum()):,} patterns; the fused path takes at "
+                       f"most {MAX_PATTERNS:,}")
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
     varying = any(_varies(s) for root, _ in plans for s in _reachable(root))
     P, T = int(formed.sum()), tmarket.n_days
@@ -670,7 +677,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             _pattern_weights_by_day(root, at, layout, np.flatnonzero(formed), tmarket,
                                     {node: values[node] for node in levels}, weights[a])
     else:
-        weights = np.stack([_pattern_weights(root, at, layout, K, tmarket.tickers)[formed] for root, at in plans])
+        weights = np.stack([_pattern_weights(root, at, layout, np.flatnonzero(formed), tmarket.tickers)
+                            for root, at in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost, formed,
                    alloc_of)
