@@ -44,8 +44,8 @@ def _kernel(bits, series, pairs, latches, kinds, rows, gross, turn, held, daily,
 @functools.cache
 def _compiled(inline: bool) -> Any:
     """The CUDA kernel, with its twins, made once per process (``inline``: `INLINE_PATTERN`)."""
-    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.variant_metrics, kernels=(_kernel,),
-                 constants={"INLINE_PATTERN": inline})
+    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.day_bits, fused.variant_metrics,
+                 kernels=(_kernel,), constants={"INLINE_PATTERN": inline})
 
 
 ALIGN = 256  # bytes: where each table starts in the packed upload (CUDA's allocation alignment)

@@ -191,67 +191,79 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     # Patterns hold for weeks: the pattern's row, turnover, costs and position counts are booked
     # when the day's branch bits change (a well-predicted branch), the day loop only copies
     # returns.
-    varying = daily.shape[0] > 0  # allocations that change from day to day within a pattern
+    # Two day loops, each without the other's tests (a test per day cost the static tables
+    # 10–20 %): weights fixed per pattern, or moving from day to day (`daily`).
     prev = cash
     prev_bits = np.int32(-1)
-    state = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
+    b = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
     p = 0
     row = 0
     since = 0
     turnover = 0.0
     positions = 0.0
-    for i in range(n):
-        if INLINE_PATTERN:  # the same bits as the passes above, day by day
-            b = np.int32(0)
-            for k in range(K):
-                r = rows[s, k]
-                if kinds[k] == 0:
-                    b |= np.int32(bits[r, lo + i]) << k
-                elif kinds[k] == 2:
-                    inside = (state >> k) & 1
-                    if inside == 0:
-                        if latches[r, 0] >= 0:
-                            inside = np.int32(bits[latches[r, 0], lo + i])
-                    elif latches[r, 1] >= 0 and bits[latches[r, 1], lo + i] != 0:
-                        inside = np.int32(0)
-                    b |= inside << k
-                elif pairs[r, 2] == 0:
-                    b |= np.int32(series[pairs[r, 0], lo + i] > series[pairs[r, 1], lo + i]) << k
-                else:
-                    b |= np.int32(series[pairs[r, 0], lo + i] < series[pairs[r, 1], lo + i]) << k
-            state = b
-        else:
-            b = pattern[i]
-        if b != prev_bits:  # a new pattern (distinct bits are distinct rows)
-            prev_bits = b
-            p = dense[b]
-            row = mode_rows + p
-            net[i] = gross[row, lo + i]
-            if varying:  # ½ Σ |w_p(t) − w_prev(t − 1)| in column order (from cash on the first day)
+    if daily.shape[0] == 0:
+        for i in range(n):
+            b = day_bits(s, lo + i, rows, kinds, bits, series, pairs, latches, b) if INLINE_PATTERN else pattern[i]
+            if b != prev_bits:  # a new pattern (distinct bits are distinct rows)
+                prev_bits = b
+                p = dense[b]
+                row = mode_rows + p
+                traded = turn[turn_rows + prev, p]
+                net[i] = gross[row, lo + i] - traded * cost[s]
+                turnover += traded
+                if prev != cash:
+                    positions += held[setting + prev] * (i - since)
+                since = i
+                prev = p
+            else:
+                net[i] = gross[row, lo + i]
+        if prev != cash:
+            positions += held[setting + prev] * (n - since)
+    else:
+        for i in range(n):
+            b = day_bits(s, lo + i, rows, kinds, bits, series, pairs, latches, b) if INLINE_PATTERN else pattern[i]
+            if b != prev_bits:  # ½ Σ |w_p(t) − w_prev(t − 1)| in column order (from cash on the first day)
+                prev_bits = b
+                p = dense[b]
+                row = mode_rows + p
                 moved = 0.0
                 for j in range(daily.shape[2]):
                     before = daily[setting + prev, lo + i - 1, j] if prev != cash else 0.0
                     moved += abs(daily[setting + p, lo + i, j] - before)
                 traded = 0.5 * moved
+                prev = p
             else:
-                traded = turn[turn_rows + prev, p]
-            net[i] -= traded * cost[s]
-            turnover += traded
-            if prev != cash and not varying:
-                positions += held[setting + prev] * (i - since)
-            since = i
-            prev = p
-        else:
-            net[i] = gross[row, lo + i]
-            if varying:
                 traded = daily_turn[setting + p, lo + i]
-                net[i] -= traded * cost[s]
-                turnover += traded
-        if varying:
+            net[i] = gross[row, lo + i] - traded * cost[s]
+            turnover += traded
             positions += daily_held[setting + p, lo + i]
-    if prev != cash and not varying:
-        positions += held[setting + prev] * (n - since)
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
+
+
+@numba.njit(**_JIT)
+def day_bits(s: int, t: int, rows: np.ndarray, kinds: np.ndarray, bits: np.ndarray, series: np.ndarray,
+             pairs: np.ndarray, latches: np.ndarray, before: int) -> int:
+    """Variant s's branch bits on day t, formed inline (the GPU's `INLINE_PATTERN`), the same as
+    `variant_metrics`' passes; ``before``: its bits the day before, whose altExit bits are their
+    states (out before the first day: 0)."""
+    b = np.int32(0)
+    for k in range(rows.shape[1]):
+        r = rows[s, k]
+        if kinds[k] == 0:
+            b |= np.int32(bits[r, t]) << k
+        elif kinds[k] == 2:
+            inside = (before >> k) & 1
+            if inside == 0:
+                if latches[r, 0] >= 0:
+                    inside = np.int32(bits[latches[r, 0], t])
+            elif latches[r, 1] >= 0 and bits[latches[r, 1], t] != 0:
+                inside = np.int32(0)
+            b |= inside << k
+        elif pairs[r, 2] == 0:
+            b |= np.int32(series[pairs[r, 0], t] > series[pairs[r, 1], t]) << k
+        else:
+            b |= np.int32(series[pairs[r, 0], t] < series[pairs[r, 1], t]) << k
+    return b
 
 
 @parallel_kernel(**_JIT)
