@@ -92,8 +92,8 @@ class Template:
     pairs: np.ndarray  # (Q, 3) int64: (left row, right row, 0 for > or 1 for <) of `series`
     latches: np.ndarray  # (L, 2) int64: the entry and exit `bits` rows of an altExit setting (-1: never)
     kinds: np.ndarray  # (K,) int8: 0 when bit k's rows are `bits` rows, 1 `pairs` rows, 2 `latches` rows
-    rows: np.ndarray  # (n_variants, K) int32: the setting row of each if/else node per variant
-    # with A allocation settings (values of swept positions, weights and weightings) and P
+    rows: np.ndarray  # (n_variants, K) int32: each variant's row (of `bits`, `pairs` or `latches`) for branch bit k
+    # with A allocation settings (values of swept positions, weights, weightings, counts, scaling) and P
     # patterns variants can form:
     gross: np.ndarray  # (M·A·P, T) return of pattern p's allocation over the period decided on day t (M modes)
     turn: np.ndarray  # (A·(P + 1), P) turnover from pattern a (P = all cash) to b, per setting
@@ -137,8 +137,7 @@ INLINE_PATTERN = False
 
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray,
-                    kinds: np.ndarray,
-                    rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
+                    kinds: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
                     daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray,
                     dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
                     starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
@@ -189,10 +188,10 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
                     for i in range(n):
                         pattern[i] |= np.int32(left[i] < right[i]) << k
     # Patterns hold for weeks: the pattern's row, turnover, costs and position counts are booked
-    # when the day's branch bits change (a well-predicted branch), the day loop only copies
-    # returns.
-    # Two day loops, each without the other's tests (a test per day cost the static tables
-    # 10–20 %): weights fixed per pattern, or moving from day to day (`daily`).
+    # when the day's branch bits change (a well-predicted branch). Two day loops, each without the
+    # other's tests (a test per day cost the fixed tables 10–20 %): with weights fixed per pattern
+    # the day loop only copies returns; with weights that move by day (`daily`) it books each
+    # day's turnover and positions too.
     prev = cash
     prev_bits = np.int32(-1)
     b = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
@@ -251,7 +250,7 @@ def day_bits(s: int, t: int, rows: np.ndarray, kinds: np.ndarray, bits: np.ndarr
         r = rows[s, k]
         if kinds[k] == 0:
             b |= np.int32(bits[r, t]) << k
-        elif kinds[k] == 2:
+        elif kinds[k] == 2:  # as the passes' scan, from the day before's state
             inside = (before >> k) & 1
             if inside == 0:
                 if latches[r, 0] >= 0:
@@ -268,10 +267,10 @@ def day_bits(s: int, t: int, rows: np.ndarray, kinds: np.ndarray, bits: np.ndarr
 
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray, kinds: np.ndarray,
-           rows: np.ndarray, gross: np.ndarray, turn: np.ndarray,
-           held: np.ndarray, daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
-           starts: np.ndarray, stops: np.ndarray,
-           bench: np.ndarray, bench_squares: np.ndarray, cost: np.ndarray, out: np.ndarray) -> None:
+           rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray, daily: np.ndarray,
+           daily_turn: np.ndarray, daily_held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray,
+           start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
+           cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
         variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, daily, daily_turn,
@@ -438,43 +437,59 @@ def _static_steps(program: Any) -> list[Step]:
     steps = _reachable(program.root)
     for step in steps:
         if _varies(step) and _branching(_reachable(step)):
-            raise NotFused("the tree has " + (f"{step.weighting} weights" if isinstance(step, Combine) else  # type: ignore[attr-defined]
-                                              "a scaling node") + " over children with conditions")
+            what = f"{step.weighting} weights" if isinstance(step, Combine) else "a scaling node"
+            raise NotFused(f"the tree has {what} over children with conditions")
     return steps
 
 
-def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, branching: list[Step],
-                 paths: list[tuple[Any, ...]], compiler: Any) -> tuple[np.ndarray, list[tuple[Step, list[Step]]]]:
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """One allocation setting's plan: its root, its reachable steps and its branching steps (those
+    of the nodes the base's are, in bit order)."""
+
+    root: Step
+    steps: list[Step]
+    at: list[Step]
+
+
+def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, steps: list[Step],
+                 branching: list[Step], paths: list[tuple[Any, ...]], compiler: Any) -> tuple[np.ndarray, list[_Plan]]:
     """Each variant's allocation setting (its values of the swept positions, weights,
-    weightings and numbered nodes' counts ``members``) and each setting's plan: its root and its
-    if/else, function and numbered steps, those of the nodes at ``paths`` (the base's
-    ``branching`` steps, in bit order). One compile per setting, whose plan the Allocator then
-    runs on the branch patterns, so every weighting and counting rule is a single backtest's."""
+    weightings, numbered nodes' counts and scaling fields ``members``) and each setting's plan
+    (the base's: ``program``, its reachable ``steps`` and its ``branching`` steps, of the nodes at
+    ``paths``). One compile per setting, whose plan the Allocator then runs on the branch
+    patterns, so every weighting and counting rule is a single backtest's."""
     if not members:
-        return np.zeros(spec.n_variants, dtype=np.int64), [(program.root, branching)]
+        return np.zeros(spec.n_variants, dtype=np.int64), [_Plan(program.root, steps, branching)]
     settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     example = np.full(len(settings), spec.n_variants)
     np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
-    plans: list[tuple[Step, list[Step]]] = []
+    plans: list[_Plan] = []
     for i in example.tolist():
         if i == 0:  # the base's own
-            plans.append((program.root, branching))
+            plans.append(_Plan(program.root, steps, branching))
             continue
         strategy = spec.strategy(i)
         found = compiler(strategy)
         plan = found.program()
-        if plan.branches and any(isinstance(s, Blend) for s in _reachable(plan.root)):
+        reached = _static_steps(plan)
+        if plan.branches and any(isinstance(s, Blend) for s in reached):
             raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node in a tree that reads a branch series")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
-        if {id(s) for s in _branching(_static_steps(plan))} != {id(s) for s in at}:
-            raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function or numbered nodes than the base")
+        if {id(s) for s in _branching(reached)} != {id(s) for s in at}:
+            raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function, numbered or altExit nodes "
+                           "than the base")
         for mine, step in zip(at, branching):
-            if isinstance(step, Rank) and [getattr(c, "tickers", None) for c in mine.children] != [  # type: ignore[union-attr]
-                    getattr(c, "tickers", None) for c in step.children]:
+            if isinstance(step, Rank) and _ranked(mine) != _ranked(step):  # type: ignore[arg-type]
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
-        plans.append((plan.root, at))  # type: ignore[arg-type]
+        plans.append(_Plan(plan.root, reached, at))  # type: ignore[arg-type]
     return alloc_of, plans
+
+
+def _ranked(step: Rank) -> list[tuple[str, ...] | None]:
+    """The tickers of a function node's position children (None for a sub-tree)."""
+    return [getattr(c, "tickers", None) for c in step.children]
 
 
 def _branching(steps: list[Step]) -> list[Step]:
@@ -519,7 +534,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     base = compiler(strategy0)
     program = base.program()
     read = set(program.branches)  # the sub-trees whose equity the base reads
-    branching = _branching(_static_steps(program))
+    steps = _static_steps(program)
+    branching = _branching(steps)
     chooses = [s for s in branching if isinstance(s, (Choose, Latch))]
     ranks = [s for s in branching if isinstance(s, Rank)]
     counts = [s for s in branching if isinstance(s, Count)]
@@ -528,7 +544,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     node_of = {id(step): flow[key][0] for key, step in base._steps.items()
                if key in flow and flow[key][0].kind != "call"}
     paths = [flow[id(node_of[id(s)])][1] for s in branching]
-    alloc_of, plans = _allocations(spec, indices, allocations, program, branching, paths, compiler)
+    alloc_of, plans = _allocations(spec, indices, allocations, program, steps, branching, paths, compiler)
     # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
@@ -536,7 +552,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     K = 0
     for b, step in enumerate(branching):
         if isinstance(step, Count):
-            nulls = any(at[b].quantifier in ("all", "none") for _, at in plans)  # type: ignore[attr-defined]
+            nulls = any(plan.at[b].quantifier in ("all", "none") for plan in plans)  # type: ignore[attr-defined]
             layout.append([])
             for item in step.items:
                 layout[-1].append(None if item is None else (K, K + 1 if nulls else None))
@@ -546,14 +562,14 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             layout.append(list(range(K, K + width)))
             K += width
     if K > MAX_BITS:
-        raise NotFused(f"the tree has {len(chooses)} if/else and altExit nodes, {sum(len(r.children) for r in ranks)} children "
-                       f"of function nodes and {sum(len(c.items) for c in counts)} numbered items: {K} branch bits; "
-                       f"the fused path takes at most {MAX_BITS}")
+        ranked, items = sum(len(r.children) for r in ranks), sum(len(c.items) for c in counts)
+        raise NotFused(f"the tree has {len(chooses)} if/else and altExit nodes, {ranked} children of function nodes "
+                       f"and {items} numbered items: {K} branch bits; the fused path takes at most {MAX_BITS}")
     # a variant's calendar: the days its tickers or its benchmark trade (its tickers' alone where
     # the market lacks the benchmark)
     calendars = list(dict.fromkeys(b if market.has(b) else None for b in spec.benchmarks)) or [None]
-    for root, _ in plans:
-        holds = list(dict.fromkeys(t for s in _reachable(root) if isinstance(s, Hold) for t in s.tickers))
+    for plan in plans:
+        holds = list(dict.fromkeys(t for s in plan.steps if isinstance(s, Hold) for t in s.tickers))
         held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
         for bench in calendars:
             days = held_days if bench is None else held_days | tmarket.observed[:, tmarket.column(bench)]
@@ -607,15 +623,15 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         p = spec.parameters[j]
         b = paths.index(p.path[:-1]) if p.path[:-1] in paths else None
         if p.path[-1] == "window" and b is not None and any(
-                id(at[b]) in {id(c) for s in _reachable(root) if isinstance(s, Combine)
-                              and s.weighting != "equal" for c in s.children}
-                for root, at in plans):
+                id(plan.at[b]) in {id(c) for s in plan.steps if isinstance(s, Combine)
+                                   and s.weighting != "equal" for c in s.children}
+                for plan in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
     most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
-    levels = list(dict.fromkeys(s.value for root, _ in plans for s in _reachable(root) if isinstance(s, Blend)))
+    levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
     allocator, equities = (_branch_equities(spec, base, program, engine, [*conditions, *functions, *allocations])
                            if read else (None, {}))
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
@@ -646,8 +662,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
     # the first day of what no branch bit decides: positions, and the steps whose weights move
     # (whose sub-trees have no conditions)
-    static = np.array([max((s.warmup for s in _reachable(root) if isinstance(s, Hold) or _varies(s)), default=0)
-                       for root, _ in plans], dtype=np.int64)
+    static = np.array([max((s.warmup for s in plan.steps if isinstance(s, Hold) or _varies(s)), default=0)
+                       for plan in plans], dtype=np.int64)
     warmups = static[alloc_of]
     firsts_of = (bit_firsts, np.asarray(table.pair_firsts, dtype=np.int64),
                  np.asarray(table.latch_firsts, dtype=np.int64))  # by kind
@@ -675,7 +691,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         raise NotFused(f"the tree's {K} branch bits form {int(formed.sum()):,} patterns; the fused path takes at "
                        f"most {MAX_PATTERNS:,}")
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
-    varying = any(_varies(s) for root, _ in plans for s in _reachable(root))
+    varying = any(_varies(s) for plan in plans for s in plan.steps)
     P, T = int(formed.sum()), tmarket.n_days
     per_setting = P * (modes * T + (T * (len(tmarket.tickers) + 2) if varying else P + 1))
     size = len(plans) * per_setting * 8
@@ -683,17 +699,17 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         raise NotFused(f"the tables of {len(plans)} allocation settings × {P} branch patterns "
                        f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
                        f"{TABLE_BYTES / 2**30:.1f} GiB)")
+    formable = np.flatnonzero(formed)
     if varying:  # each pattern's weights on every day, by the Allocator on the market itself
         weights = np.empty((len(plans), P, T, len(tmarket.tickers)))
-        for a, (root, at) in enumerate(plans):
-            _pattern_weights_by_day(root, at, layout, np.flatnonzero(formed), tmarket,
-                                    {node: values[node] for node in levels}, weights[a])
+        level_values = {node: values[node] for node in levels}
+        for a, plan in enumerate(plans):
+            _pattern_weights_by_day(plan.root, plan.at, layout, formable, tmarket, level_values, weights[a])
     else:
-        weights = np.stack([_pattern_weights(root, at, layout, np.flatnonzero(formed), tmarket.tickers)
-                            for root, at in plans])
+        weights = np.stack([_pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
-    return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost, formed,
-                   alloc_of)
+    return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost,
+                   formed, alloc_of)
 
 
 class _Rows:
@@ -733,15 +749,16 @@ class _Rows:
     def latch(self, entry: np.ndarray, leave: np.ndarray) -> np.ndarray:
         """Each variant's latch row: its (entry, exit) pair of bit rows (-1: an empty list),
         first decided when both lists are."""
-        pairs, inverse = np.unique(np.stack([entry, leave], axis=1), axis=0, return_inverse=True)
+        span = len(self.bit_firsts) + 1  # rows -1 .. R - 1, shifted by one
+        pairs, inverse = _distinct_rows(np.stack([entry, leave], axis=1).astype(np.int64) + 1, [span, span])
         found = []
-        for e, x in pairs.tolist():
+        for e, x in (pairs - 1).tolist():
             row = self.latches.get((e, x))
             if row is None:
                 row = self.latches[(e, x)] = len(self.latch_firsts)
                 self.latch_firsts.append(max(self.bit_firsts[e] if e >= 0 else 0, self.bit_firsts[x] if x >= 0 else 0))
             found.append(row)
-        return np.array(found, dtype=np.int32)[inverse.ravel()]
+        return np.array(found, dtype=np.int32)[inverse]
 
     def null(self, truth: Node) -> int:
         """The bit row of where a truth that has a bit row is Null (from the same first day)."""
