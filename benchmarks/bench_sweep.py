@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds eight sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds nine sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -22,7 +22,10 @@ the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 v
 fused path since session 17), the same sweep of altexit_trend.json itself, whose scaling node
 moves its weights from day to day (the fused path's daily tables since session 17), a function
 node ranking sub-trees beside a condition on a branch: ticker (`subtree_template`, 16,384
-variants; the fused path since session 17: the sub-trees' equities computed once), and one function node's window and count on a 601-node tree (`wide_template`, 64 variants,
+variants; the fused path since session 17: the sub-trees' equities computed once), inverse or
+pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
+variants; the fused path since session 18: the sleeves' real volatilities computed once), and one
+function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
 """
@@ -120,8 +123,8 @@ def ladder_parameters() -> dict:
 
 
 def altexit_template() -> dict:
-    """examples/altexit_trend.json with its scaling node replaced by its leveraged position (a
-    scaling node takes the general path)."""
+    """examples/altexit_trend.json with its scaling node replaced by its leveraged position (the
+    altExit node alone, without weights that move by day)."""
     body = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
     body["payload"]["children"]["then"] = [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}]
     return body
@@ -164,6 +167,36 @@ def subtree_parameters() -> dict:
             "ct.threshold": list(range(50, 82, 2)), "ct.window": list(range(3, 19, 2))}
 
 
+def volatile_template() -> dict:
+    """Risk parity of strategies: an if/else node on RSI(SPY) choosing UVXY or inverse-volatility
+    weights over three sleeves, two of them with conditions (the template's inner RSI(QQQ)
+    switch and a TLT trend switch) and GLD."""
+    return {"mode": "CC", "costBps": 0, "benchmark": "SPY", "payload": {
+        "id": "gate", "kind": "indicator",
+        "conditions": [{"id": "g", "metric": "Relative Strength Index", "ticker": "SPY", "window": 10,
+                        "comparator": "gt", "threshold": 79}],
+        "children": {
+            "then": [{"id": "hedge", "kind": "position", "positions": ["UVXY"]}],
+            "else": [{"id": "rp", "kind": "basic", "weighting": "inverse", "volWindow": 20, "children": {"next": [
+                {"id": "inner", "kind": "indicator", "conditions": [
+                    {"id": "b", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 10,
+                     "comparator": "lt", "threshold": 31}],
+                 "children": {"then": [{"id": "bounce", "kind": "position", "positions": ["TQQQ"]}],
+                              "else": [{"id": "hold", "kind": "position", "positions": ["SPY"]}]}},
+                {"id": "bonds", "kind": "indicator", "conditions": [
+                    {"id": "bt", "metric": "Current Price", "ticker": "TLT", "window": 1, "comparator": "gt",
+                     "expanded": True, "rightMetric": "SMA", "rightWindow": 100}],
+                 "children": {"then": [{"id": "tlt", "kind": "position", "positions": ["TLT"]}],
+                              "else": [{"id": "shy", "kind": "position", "positions": ["SHY"]}]}},
+                {"id": "gold", "kind": "position", "positions": ["GLD"]}]}}]}}}
+
+
+def volatile_parameters() -> dict:
+    """g.window (16) × g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384."""
+    return {"g.window": list(range(5, 21)), "g.threshold": list(range(65, 81)), "rp.volWindow": [10, 20, 40, 60],
+            "rp.weighting": ["inverse", "pro"], "costBps": list(range(8))}
+
+
 WIDE_NODES = 200
 
 
@@ -181,6 +214,28 @@ def wide_template() -> dict:
                       {"id": f"r{j}", "kind": "position", "positions": [t]} for j, t in enumerate(BATCH_TICKERS[:8])]}})
     return {"mode": "CC", "costBps": 2, "benchmark": "SPY",
             "payload": {"id": "root", "kind": "basic", "weighting": "equal", "children": {"next": nodes}}}
+
+
+# the sweeps --general adds, and how the table names them
+GENERAL_SWEEPS = {
+    "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
+    "momentum": "momentum_rotation.json: top3.window (64) × top3.bottom (4) × trend.window (8) × "
+                "defense.window (8) = 16,384 variants",
+    "allocations": "the template with hedge.positions (4) × bounce.positions (4) × a.window (16) × "
+                   "a.threshold (16) × b.threshold (4) = 16,384 variants",
+    "ladder": "regime_ladder.json: n2.window (16) × n3.threshold (16) × n4.threshold (8) × "
+              "root.quantifier (4) × root.n (2) = 16,384 variants",
+    "altexit": "altexit_trend.json without its scaling node: exit-dd.threshold (16) × "
+               "enter-rsi.threshold (16) × exit-trend.forDays (4) × enter-cross.rightWindow (4) × "
+               "bond-trend.window (4) = 16,384 variants",
+    "scaled": "altexit_trend.json (its scaling node kept): the same 16,384 variants",
+    "subtrees": "a function node ranking sub-trees beside a branch: condition: f.window (32) × "
+                "f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384 variants",
+    "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
+                "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
+    "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
+            "top.window (16) × top.bottom (4) = 64 variants",
+}
 
 
 def parameters(grid: str) -> dict:
@@ -222,6 +277,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(altexit_template(), altexit_parameters())
     elif grid == "subtrees":
         spec = make_spec(subtree_template(), subtree_parameters())
+    elif grid == "volatile":
+        spec = make_spec(volatile_template(), volatile_parameters())
     elif grid == "scaled":
         spec = make_spec(ROOT / "examples" / "altexit_trend.json", altexit_parameters())
     elif grid == "ladder":
@@ -389,8 +446,7 @@ def main() -> None:
         if args.batch and backend != "reference":
             runs.append(("batch", 0))
         if args.general and backend != "reference":
-            runs += [("general", 0), ("momentum", 0), ("allocations", 0), ("ladder", 0), ("altexit", 0), ("scaled", 0),
-                     ("subtrees", 0), ("wide", 0)]
+            runs += [(kind, 0) for kind in GENERAL_SWEEPS]
         for kind, workers in runs:
             if kind == "huge":
                 r = in_fresh_process(backend, "huge", args.memory)
@@ -399,24 +455,9 @@ def main() -> None:
                 r = in_fresh_process(backend, "batch", args.memory)
                 grid_note = (f"{backend}: the batch case, 1,000 random strategies of {BATCH_NODES} indicator nodes "
                              "(RSI or Stochastic %K × 8 windows × 11 tickers × gt/lt × 3 thresholds per node)")
-            elif kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "subtrees", "wide"):
+            elif kind in GENERAL_SWEEPS:
                 r = in_fresh_process(backend, kind, args.memory)
-                grid_note = f"{backend}: " + {
-                    "general": "the template's 16×16×2×2 = 1,024 grid with the fused path off",
-                    "momentum": "momentum_rotation.json: top3.window (64) × top3.bottom (4) × trend.window (8) × "
-                                "defense.window (8) = 16,384 variants",
-                    "allocations": "the template with hedge.positions (4) × bounce.positions (4) × a.window (16) × "
-                                   "a.threshold (16) × b.threshold (4) = 16,384 variants",
-                    "ladder": "regime_ladder.json: n2.window (16) × n3.threshold (16) × n4.threshold (8) × "
-                              "root.quantifier (4) × root.n (2) = 16,384 variants",
-                    "altexit": "altexit_trend.json without its scaling node: exit-dd.threshold (16) × "
-                               "enter-rsi.threshold (16) × exit-trend.forDays (4) × enter-cross.rightWindow (4) × "
-                               "bond-trend.window (4) = 16,384 variants",
-                    "scaled": "altexit_trend.json (its scaling node kept): the same 16,384 variants",
-                    "subtrees": "a function node ranking sub-trees beside a branch: condition: f.window (32) × "
-                                "f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384 variants",
-                    "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
-                            "top.window (16) × top.bottom (4) = 64 variants"}[kind]
+                grid_note = f"{backend}: {GENERAL_SWEEPS[kind]}"
             elif backend == "reference":
                 r, grid_note = pilot, f"reference: a {pilot['variants']}-variant grid only (65,536 would take ~{projected / 3600:.1f} h)"
             else:
@@ -428,7 +469,7 @@ def main() -> None:
                                 f"> {args.max_seconds:.0f} s)"))
             if r is None:
                 continue
-            if kind in ("general", "momentum", "allocations", "ladder", "altexit", "scaled", "subtrees", "wide"):
+            if kind in GENERAL_SWEEPS:
                 grid_note += f" ({r['path']})"
             if r.get("kernels"):
                 k = r["kernels"]

@@ -505,14 +505,46 @@ def test_weights_that_move_by_day_run_on_the_fused_path(short_market: Market,
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 5)))
 
 
+# a scaling node over FUSED_TREE's two if/else children (its level and the conditions inside swept)
+SCALED_CONDITIONS = {"id": "lift", "kind": "scaling", "scaleMetric": "Relative Strength Index", "scaleWindow": 14,
+                     "scaleTicker": "QQQ", "scaleFrom": 30, "scaleTo": 70, "children": {
+                         "then": [FUSED_TREE["children"]["next"][0]], "else": [FUSED_TREE["children"]["next"][1]]}}
+
+
+def test_moving_weights_over_children_with_conditions_run_on_the_fused_path(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scaling node's weights on a day read that day's branch bits and its level alone, so the
+    conditions below it may be swept (its first day is its level's, the conditions' come with
+    their bits: a variant's shorter SMA starts earlier than the first variant's). Inverse or pro weights read each child's trailing volatility, which runs
+    through every earlier day's bits: fused when no signal inside the children is swept, with the
+    children's real series, an allocation setting's own where positions inside are swept
+    (FUSED_TREE's root swept to inverse and pro weights beside a position inside, costs and the
+    start date)."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec({"payload": SCALED_CONDITIONS}, {
+        "ca.window": [5, 30], "cb.rightWindow": [120, 40], "cs.threshold": [-2, 3], "lift.scaleWindow": [7, 14],
+        "lift.scaleTo": [50, 90]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.daily.shape[0] == 4 * len(template.dense)
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
+    spec = make_spec({"payload": FUSED_TREE}, {"root.weighting": ["defined", "inverse", "pro"],
+                                              "root.volWindow": [5, 30], "s1.positions": [["SHY"], ["TLT"]],
+                                              "costBps": [0, 10], "startDate": ["2011-01-03", "2012-06-01"]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.daily.shape[0] > 0
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
+
+
 @pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "root.weighting": ["defined", "inverse"]}, "the tree has inverse weights over children "
-                                                                        "with conditions"),
+    ({"ca.window": [5, 10], "root.weighting": ["defined", "inverse"]},
+     "ca.window is inside a child of inverse or pro weights (the child's volatility would differ between variants)"),
     ({"cb.window": [5, 10], "root.weighting": ["pro"], "root.volWindow": [5, 20]},
-     "the tree has pro weights over children with conditions"),
+     "cb.window is inside a child of inverse or pro weights (the child's volatility would differ between variants)"),
 ])
 def test_allocations_the_fused_path_cannot_take(short_market: Market, parameters: dict, why: str) -> None:
-    """Volatility weights over children with conditions depend on every earlier day's branches."""
+    """Volatility weights over children with conditions depend on every earlier day's branches:
+    a swept field inside such a child sends the sweep to the general path, naming it."""
     from gpubt.sweep.run import fused_template, sweep_path
 
     spec = make_spec({"payload": FUSED_TREE}, parameters)
@@ -674,13 +706,19 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     spec = make_spec({"payload": inverse}, {"ca.window": [5, 10]})
     assert fused_template(spec, short_market, "numba") is None
     assert sweep_path(spec, short_market, "numba") == (
-        "general path: the tree has inverse weights over children with conditions")
-    scaled = {"payload": {"id": "sc", "kind": "scaling", "scaleMetric": "RSI", "scaleWindow": 14, "scaleTicker": "QQQ",
-                          "scaleFrom": 60, "scaleTo": 85, "children": {"then": [FUSED_TREE],
-                                                                        "else": [{"id": "q", "kind": "position",
-                                                                                  "positions": ["QQQ"]}]}}}
-    assert sweep_path(make_spec(scaled, {"ca.window": [5, 10]}), short_market, "numba") == (
-        "general path: the tree has a scaling node over children with conditions")
+        "general path: ca.window is inside a child of inverse or pro weights (the child's volatility would differ "
+        "between variants)")
+    trend = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())["payload"]
+    latched = {"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
+        trend, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}}
+    assert sweep_path(make_spec(latched, {"costBps": [0, 10]}), short_market, "numba") == (
+        "general path: an altExit node is inside a child of inverse or pro weights (its state would start with "
+        "each variant's window)")
+    levelled = {"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
+        SCALED_CONDITIONS, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}}
+    assert sweep_path(make_spec(levelled, {"lift.scaleWindow": [7, 14]}), short_market, "numba") == (
+        "general path: lift.scaleWindow is inside a child of inverse or pro weights (the child's volatility would "
+        "differ between variants)")
     assert sweep_path(make_spec({"payload": RANKED_TREES}, {"f.window": [10, 20], "cx.threshold": [40, 60]}),
                       short_market, "numba") == (
         "general path: cx.threshold is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "

@@ -74,9 +74,12 @@ class Allocator:
         values: Mapping[Node, np.ndarray],
         start: int,
         keep: set[int] | None = None,
+        branches: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """`keep`: ids of the steps whose matrices are worth memoising (read more than once);
-        None keeps all. Dropping the others bounds memory on trees of thousands of nodes."""
+        None keeps all. Dropping the others bounds memory on trees of thousands of nodes.
+        `branches`: (equity, returns) of steps known beforehand, by step id (a sweep's plan with
+        its branch bits held reads the volatilities of its children's real series)."""
         self.keep = keep
         self.market = market
         self.values = values
@@ -89,7 +92,7 @@ class Allocator:
         # one shared (read-only) array for the steps active on every day and one for none
         self._always, self._never = np.ones(self.n_days, dtype=bool), np.zeros(self.n_days, dtype=bool)
         self._always.flags.writeable = self._never.flags.writeable = False
-        self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = dict(branches or {})
         self._state: dict[int, np.ndarray] = {}
         self._choices: dict[int, tuple[np.ndarray, Weights, Weights] | None] = {}
 

@@ -156,7 +156,7 @@ class Compiler:
             value, first = self.series(node.scale_metric, node.scale_ticker, node.scale_window, node)
             then, other = self.slot(node, "then"), self.slot(node, "else")
             return Blend(value, node.scale_from, node.scale_to, then, other,
-                         warmup=max(first, then.warmup, other.warmup))
+                         warmup=max(first, then.warmup, other.warmup), value_warmup=first)
         if kind == "altExit":
             entry, f1 = self.lines(node, node.entry_conditions) if node.entry_conditions else (None, 0)
             exit_, f2 = self.lines(node, node.exit_conditions) if node.exit_conditions else (None, 0)

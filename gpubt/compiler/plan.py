@@ -128,13 +128,16 @@ class Rank(Step):
 
 @dataclass(eq=False)
 class Blend(Step):
-    """scaling: (1 − b)·then + b·other with b from a metric clamped between two levels."""
+    """scaling: (1 − b)·then + b·other with b from a metric clamped between two levels;
+    `value_warmup`: the first day of that metric alone (a sweep's variants share it while the
+    conditions below differ)."""
 
     value: Node
     low: float
     high: float
     then: Combine
     other: Combine
+    value_warmup: int = field(default=0, kw_only=True)
 
     def signals(self) -> list[Node]:
         return [self.value]

@@ -2,9 +2,10 @@
 not in the shape of the tree.
 
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
-and groups (volatility weights and scaling nodes only over children without conditions; the
-sub-trees whose equity the tree reads, by a function node ranking them or a branch: ticker, the
-same for every variant: computed once), a variant's allocation on a day is fixed by its K
+and groups (where the tree reads a sub-tree's equity, by a function node ranking it or a branch:
+ticker, or its volatility, by inverse or pro weights over children with conditions, nothing
+inside that sub-tree is swept: its series is the same for every variant, computed once), a
+variant's allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
 item True, and Null where a quantifier counts Nulls, an altExit node's state, which the kernel
 scans from the entry and exit bits from the variant's first day), by its allocation setting
@@ -23,15 +24,15 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    by the ordinary `Allocator` (on a market of one pseudo-day per pattern), so weights
    follow exactly the rules of a single backtest, and turned into tables: the pattern's return
    on every day, the turnover between two patterns, its number of positions (where weights move
-   by day: the Allocator on the market itself with the bits held, and the pattern's weights,
-   turnover and positions by day);
+   by day: the Allocator on the market itself with the bits held, the children of volatility
+   weights keeping their real series, and the pattern's weights, turnover and positions by
+   day);
 3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(volatility weights or scaling over conditions, a swept field inside a sub-tree whose equity is
-read, more than `MAX_BITS` bits or `MAX_PATTERNS` patterns, variants whose tickers trade on
-different calendars) takes the
+(a swept field inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
+or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
 
@@ -78,6 +79,7 @@ WINDOW_FIELDS = (("startDate",), ("endDate",), ("mode",), ("benchmark",))
 ALLOCATION_FIELDS = ("positions", "weighting", "weightingThen", "weightingElse", "volWindow", "volWindowThen",
                      "volWindowElse", "cappedFallback", "cappedFallbackThen", "cappedFallbackElse", "scaleMetric",
                      "scaleWindow", "scaleTicker", "scaleFrom", "scaleTo")
+LEVEL_FIELDS = ("scaleMetric", "scaleWindow", "scaleTicker")  # of ALLOCATION_FIELDS: a scaling node's level series
 # At most this many bytes of per-pattern tables (returns per mode and turnovers, for each
 # allocation setting); a sweep that needs more takes the general path.
 TABLE_BYTES = 512 << 20
@@ -326,6 +328,9 @@ def _with_truths(step: Step, truths: dict[int, Any], memo: dict[int, Step]) -> S
             combine = _with_truths(step.combine, truths, memo)
             done = dataclasses.replace(step, children=combine.children, combine=combine,  # type: ignore[attr-defined]
                                        scores=truths[id(step)], top=True, bottom=len(step.children))
+        elif isinstance(step, Blend):
+            done = dataclasses.replace(step, then=_with_truths(step.then, truths, memo),
+                                       other=_with_truths(step.other, truths, memo))
         elif isinstance(step, Latch):  # its state is a branch bit
             done = Choose(truths[id(step)], _with_truths(step.then, truths, memo),  # type: ignore[arg-type]
                           _with_truths(step.other, truths, memo), warmup=step.warmup)
@@ -390,100 +395,120 @@ def _pattern_weights(root: Step, steps: list[Step], layout: list[Bits], patterns
     return Allocator(market, values, 0).allocation(plan)
 
 
-def _pattern_weights_by_day(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray, market: Market,
-                            levels: dict[Node, np.ndarray], out: np.ndarray) -> None:
+def _pattern_weights_by_day(plan: _Plan, layout: list[Bits], patterns: np.ndarray, market: Market,
+                            levels: dict[Node, np.ndarray], real: Allocator | None, out: np.ndarray) -> None:
     """The (P, T, N) allocation of each of ``patterns`` on every day of the market into ``out``,
-    where weights move from day to day (scaling nodes' ``levels``, volatilities of sub-trees
-    without conditions): the Allocator on the market with the branch bits held at the
-    pattern's."""
+    where weights move from day to day (scaling nodes' ``levels``, volatilities): the Allocator
+    on the market with the branch bits held at the pattern's. The children of volatility
+    weights that have conditions (``plan.volatile``) keep their real series (from ``real``, the
+    Allocator on the base's signals): their volatility runs through every earlier day's bits."""
     for i, pattern in enumerate(patterns.tolist()):
-        truths, values = _stand_ins(steps, layout, np.array([pattern]), market.n_days)
-        out[i] = Allocator(market, {**levels, **values}, 0).allocation(_with_truths(root, truths, {}))
+        truths, values = _stand_ins(plan.at, layout, np.array([pattern]), market.n_days)
+        held: dict[int, Step] = {}
+        root = _with_truths(plan.root, truths, held)
+        known = {id(held[id(c)]): real.branch_series(c) for c in plan.volatile}  # type: ignore[union-attr]
+        out[i] = Allocator(market, {**levels, **values}, 0, branches=known).allocation(root)
 
 
 class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
 
-def _branch_equities(spec: SweepSpec, base: Compiler, program: Any, engine: Backend,
-                     swept: list[int]) -> tuple[Allocator, dict[str, np.ndarray]]:
-    """The equity of every sub-tree the tree reads (a branch: ticker, a function node ranking
-    sub-trees), by branch key, and the Allocator on the market that made them (holding the
-    base's signals): the same for every variant, so `NotFused` where a setting reads another
-    sub-tree, where a swept field (``swept``: parameter positions) lies inside one, or where one
-    holds an altExit node (whose state starts with each variant's window)."""
+def _swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside: dict[int, Step]) -> str | None:
+    """The name of the first swept parameter (``swept``: positions) whose node's step, in
+    ``compiler``'s program, is one of ``inside`` (by id)."""
+    request = compiler.strategy.request
+    for j in swept:
+        p = spec.parameters[j]
+        owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[: -2 if p.path[-2] == "numbered" else -1]
+        if id(compiler._steps.get(id(_node_at(request, owner)))) in inside:
+            return p.name
+    return None
+
+
+def _check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int]) -> None:
+    """`NotFused` unless every sub-tree the tree reads (a branch: ticker, a function node
+    ranking sub-trees) is the same for every variant, its equity then computed once: where a
+    setting reads another sub-tree, where a swept field (``swept``: parameter positions) lies
+    inside one, or where one holds an altExit node (whose state starts with each variant's
+    window)."""
     if set(base.branches) != set(program.branches):
         raise NotFused("a swept setting reads a branch series the base tree does not")
     inside = {id(s): s for step in program.branches.values() for s in _reachable(step)}
     if any(isinstance(s, Latch) for s in inside.values()):
         raise NotFused("an altExit node is inside a sub-tree whose equity the tree reads")
-    request = base.strategy.request
-    for j in swept:
-        p = spec.parameters[j]
-        owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[: -2 if p.path[-2] == "numbered" else -1]
-        if id(base._steps.get(id(_node_at(request, owner)))) in inside:
-            raise NotFused(f"{p.name} is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
-                           "function node ranking sub-trees)")
-    allocator = Allocator(base.market, {}, 0)
-    evaluate_signals(program, base.market, engine, allocator)
-    return allocator, {key: allocator.branch_series(step)[0] for key, step in program.branches.items()}
+    name = _swept_inside(spec, base, swept, inside)
+    if name is not None:
+        raise NotFused(f"{name} is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
+                       "function node ranking sub-trees)")
 
 
-def _static_steps(program: Any) -> list[Step]:
-    """The program's reachable steps; `NotFused` where a step whose weights move from day to day
-    (`_varies`) has conditions below it: its allocation then depends on more than the day's
-    branch bits (a volatility on every earlier day's branches; a scaling node's first day on its
-    branches' conditions)."""
-    steps = _reachable(program.root)
+def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled: list[int]) -> list[Step]:
+    """The children of inverse or pro weights in ``steps`` that have conditions below them.
+    Their weights read each child's trailing volatility, which runs through every earlier day's
+    branch bits: the same for the variants of an allocation setting only when no parameter
+    inside changes a signal (``signalled``: positions of the swept condition fields, function
+    nodes' fields and scaling levels; the allocation fields are the setting's own plan) and no
+    altExit node is inside (its state starts with each variant's window), `NotFused`
+    otherwise."""
+    children: dict[int, Step] = {}
     for step in steps:
-        if _varies(step) and _branching(_reachable(step)):
-            what = f"{step.weighting} weights" if isinstance(step, Combine) else "a scaling node"
-            raise NotFused(f"the tree has {what} over children with conditions")
-    return steps
+        if isinstance(step, Combine) and _varies(step) and _branching(_reachable(step)):
+            children.update((id(c), c) for c in step.children)
+    inside = {id(s): s for child in children.values() for s in _reachable(child)}
+    if any(isinstance(s, Latch) for s in inside.values()):
+        raise NotFused("an altExit node is inside a child of inverse or pro weights (its state would start with "
+                       "each variant's window)")
+    name = _swept_inside(spec, compiler, signalled, inside)
+    if name is not None:
+        raise NotFused(f"{name} is inside a child of inverse or pro weights (the child's volatility would "
+                       "differ between variants)")
+    return list(children.values())
 
 
 @dataclass(frozen=True, eq=False)
 class _Plan:
-    """One allocation setting's plan: its root, its reachable steps and its branching steps (those
-    of the nodes the base's are, in bit order)."""
+    """One allocation setting's plan: its root, its reachable steps, its branching steps (those
+    of the nodes the base's are, in bit order) and the children of its volatility weights that
+    have conditions below them."""
 
     root: Step
     steps: list[Step]
     at: list[Step]
+    volatile: list[Step]
 
 
-def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], program: Any, steps: list[Step],
-                 branching: list[Step], paths: list[tuple[Any, ...]], compiler: Any) -> tuple[np.ndarray, list[_Plan]]:
+def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base: _Plan, paths: list[tuple[Any, ...]],
+                 compiler: Any, signalled: list[int]) -> tuple[np.ndarray, list[_Plan]]:
     """Each variant's allocation setting (its values of the swept positions, weights,
     weightings, numbered nodes' counts and scaling fields ``members``) and each setting's plan
-    (the base's: ``program``, its reachable ``steps`` and its ``branching`` steps, of the nodes at
-    ``paths``). One compile per setting, whose plan the Allocator then runs on the branch
+    (the base's: ``base``, of the nodes at ``paths``; ``signalled``: see `_volatile`). One compile per setting, whose plan the Allocator then runs on the branch
     patterns, so every weighting and counting rule is a single backtest's."""
     if not members:
-        return np.zeros(spec.n_variants, dtype=np.int64), [_Plan(program.root, steps, branching)]
+        return np.zeros(spec.n_variants, dtype=np.int64), [base]
     settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     example = np.full(len(settings), spec.n_variants)
     np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
     plans: list[_Plan] = []
     for i in example.tolist():
         if i == 0:  # the base's own
-            plans.append(_Plan(program.root, steps, branching))
+            plans.append(base)
             continue
         strategy = spec.strategy(i)
         found = compiler(strategy)
         plan = found.program()
-        reached = _static_steps(plan)
+        reached = _reachable(plan.root)
         if plan.branches and any(isinstance(s, Blend) for s in reached):
             raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node in a tree that reads a branch series")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
         if {id(s) for s in _branching(reached)} != {id(s) for s in at}:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function, numbered or altExit nodes "
                            "than the base")
-        for mine, step in zip(at, branching):
+        for mine, step in zip(at, base.at):
             if isinstance(step, Rank) and _ranked(mine) != _ranked(step):  # type: ignore[arg-type]
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
-        plans.append(_Plan(plan.root, reached, at))  # type: ignore[arg-type]
+        plans.append(_Plan(plan.root, reached, at, _volatile(spec, found, reached, signalled)))  # type: ignore[arg-type]
     return alloc_of, plans
 
 
@@ -534,7 +559,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     base = compiler(strategy0)
     program = base.program()
     read = set(program.branches)  # the sub-trees whose equity the base reads
-    steps = _static_steps(program)
+    swept = [*conditions, *functions, *allocations]
+    signalled = [*conditions, *functions, *(j for j in allocations if spec.parameters[j].path[-1] in LEVEL_FIELDS)]
+    steps = _reachable(program.root)
     branching = _branching(steps)
     chooses = [s for s in branching if isinstance(s, (Choose, Latch))]
     ranks = [s for s in branching if isinstance(s, Rank)]
@@ -544,7 +571,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     node_of = {id(step): flow[key][0] for key, step in base._steps.items()
                if key in flow and flow[key][0].kind != "call"}
     paths = [flow[id(node_of[id(s)])][1] for s in branching]
-    alloc_of, plans = _allocations(spec, indices, allocations, program, steps, branching, paths, compiler)
+    alloc_of, plans = _allocations(spec, indices, allocations,
+                                   _Plan(program.root, steps, branching, _volatile(spec, base, steps, signalled)),
+                                   paths, compiler, signalled)
     # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
@@ -632,8 +661,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
-    allocator, equities = (_branch_equities(spec, base, program, engine, [*conditions, *functions, *allocations])
-                           if read else (None, {}))
+    if read:
+        _check_read(spec, base, program, swept)
+    allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
+    if read or any(plan.volatile for plan in plans):
+        allocator = Allocator(base.market, {}, 0)
+        evaluate_signals(program, base.market, engine, allocator)
+    equities = {key: allocator.branch_series(step)[0] for key, step in program.branches.items()}  # type: ignore[union-attr]
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
@@ -660,10 +694,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         group = order[lo:hi]
         x, limit = series[sides[group[0]]], limits[group, None]
         bits[at[group]] = x > limit if ops[group[0]] == 0 else x < limit
-    # the first day of what no branch bit decides: positions, and the steps whose weights move
-    # (whose sub-trees have no conditions)
-    static = np.array([max((s.warmup for s in plan.steps if isinstance(s, Hold) or _varies(s)), default=0)
-                       for plan in plans], dtype=np.int64)
+    # the first day of what no branch bit decides: positions, scaling nodes' levels and volatility
+    # weights (nothing inside them is swept)
+    static = np.array([max((s.value_warmup if isinstance(s, Blend) else s.warmup for s in plan.steps
+                            if isinstance(s, Hold) or _varies(s)), default=0) for plan in plans], dtype=np.int64)
     warmups = static[alloc_of]
     firsts_of = (bit_firsts, np.asarray(table.pair_firsts, dtype=np.int64),
                  np.asarray(table.latch_firsts, dtype=np.int64))  # by kind
@@ -704,7 +738,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         weights = np.empty((len(plans), P, T, len(tmarket.tickers)))
         level_values = {node: values[node] for node in levels}
         for a, plan in enumerate(plans):
-            _pattern_weights_by_day(plan.root, plan.at, layout, formable, tmarket, level_values, weights[a])
+            _pattern_weights_by_day(plan, layout, formable, tmarket, level_values, allocator, weights[a])
     else:
         weights = np.stack([_pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
