@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds nine sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds ten sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -22,7 +22,9 @@ the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 v
 fused path since session 17), the same sweep of altexit_trend.json itself, whose scaling node
 moves its weights from day to day (the fused path's daily tables since session 17), a function
 node ranking sub-trees beside a condition on a branch: ticker (`subtree_template`, 16,384
-variants; the fused path since session 17: the sub-trees' equities computed once), inverse or
+variants; the fused path since session 17: the sub-trees' equities computed once), the same with
+the ranked if/else sub-tree's condition swept (`ranked_parameters`, 16,384 variants; the fused
+path since session 18: an equity per setting of the sub-tree), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), and one
 function node's window and count on a 601-node tree (`wide_template`, 64 variants,
@@ -197,6 +199,14 @@ def volatile_parameters() -> dict:
             "rp.weighting": ["inverse", "pro"], "costBps": list(range(8))}
 
 
+def ranked_parameters() -> dict:
+    """`subtree_template()` with the ranked if/else sub-tree's condition swept: f.window (16) ×
+    f.bottom (2) × cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants (128
+    settings of the sub-tree, each its own equity)."""
+    return {"f.window": list(range(5, 85, 5)), "f.bottom": [1, 2], "cx.window": [5, 7, 10, 14, 20, 28, 40, 60],
+            "cx.threshold": list(range(40, 72, 2)), "ct.threshold": [65, 70, 75, 80]}
+
+
 WIDE_NODES = 200
 
 
@@ -231,6 +241,8 @@ GENERAL_SWEEPS = {
     "scaled": "altexit_trend.json (its scaling node kept): the same 16,384 variants",
     "subtrees": "a function node ranking sub-trees beside a branch: condition: f.window (32) × "
                 "f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384 variants",
+    "ranked": "the same with the ranked sub-tree's condition swept: f.window (16) × f.bottom (2) × "
+              "cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
@@ -277,6 +289,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(altexit_template(), altexit_parameters())
     elif grid == "subtrees":
         spec = make_spec(subtree_template(), subtree_parameters())
+    elif grid == "ranked":
+        spec = make_spec(subtree_template(), ranked_parameters())
     elif grid == "volatile":
         spec = make_spec(volatile_template(), volatile_parameters())
     elif grid == "scaled":

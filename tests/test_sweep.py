@@ -637,6 +637,29 @@ def test_branch_series_the_variants_share_run_on_the_fused_path(short_market: Ma
         "function node ranking sub-trees)")
 
 
+def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_market: Market,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-tree a function node ranks, with swept conditions inside: its conditions are branch
+    bits like any other, and its equity (so its score, its first day and the days it is
+    active) differs by setting: each setting of the sub-tree is compiled once, its equity made
+    from its own signals, and the function node's picks are made per function setting × sub-tree
+    setting. The first variant's RSI window is the longest, so a later setting starts earlier.
+    Equal to the general path and to single runs; a position swept inside still takes the
+    general path (the sub-tree's allocation would differ too)."""
+    from gpubt.sweep.run import fused_template, sweep_path
+
+    spec = make_spec({"payload": RANKED_TREES, "costBps": 5}, {
+        "f.window": [40, 10], "f.bottom": [1, 2], "cx.window": [60, 7], "cx.threshold": [40, 55, 60],
+        "ct.threshold": [60, 80], "costBps": [0, 5]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and len(np.unique(template.starts)) > 1
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 4)))
+    inside = make_spec({"payload": RANKED_TREES}, {"cx.window": [7, 14], "x.positions": [["QQQ"], ["SPY"]]})
+    assert sweep_path(inside, short_market, "numba") == (
+        "general path: x.positions is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
+        "function node ranking sub-trees)")
+
+
 def altexit_without_scaling() -> dict:
     """examples/altexit_trend.json with its scaling node replaced by its first position."""
     body = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())
@@ -719,10 +742,6 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     assert sweep_path(make_spec(levelled, {"lift.scaleWindow": [7, 14]}), short_market, "numba") == (
         "general path: lift.scaleWindow is inside a child of inverse or pro weights (the child's volatility would "
         "differ between variants)")
-    assert sweep_path(make_spec({"payload": RANKED_TREES}, {"f.window": [10, 20], "cx.threshold": [40, 60]}),
-                      short_market, "numba") == (
-        "general path: cx.threshold is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
-        "function node ranking sub-trees)")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
     assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"

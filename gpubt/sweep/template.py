@@ -4,8 +4,10 @@ not in the shape of the tree.
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
 and groups (where the tree reads a sub-tree's equity, by a function node ranking it or a branch:
 ticker, or its volatility, by inverse or pro weights over children with conditions, nothing
-inside that sub-tree is swept: its series is the same for every variant, computed once), a
-variant's allocation on a day is fixed by its K
+inside that sub-tree is swept: its series is the same for every variant, computed once; but a
+sub-tree a function node ranks may have swept conditions and function fields inside: its
+equity is made once per setting of those, and the node's picks per function setting × sub-tree
+setting), a variant's allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
 item True, and Null where a quantifier counts Nulls, an altExit node's state, which the kernel
 scans from the entry and exit bits from the variant's first day), by its allocation setting
@@ -31,7 +33,7 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(a swept field inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
+(other swept fields inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
 or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
@@ -50,8 +52,8 @@ import numpy as np
 from gpubt.alloc.allocate import Allocator, _best
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
-from gpubt.compiler.execute import evaluate_signals
-from gpubt.compiler.plan import Blend, Choose, Combine, Count, Hold, Latch, Rank, Step
+from gpubt.compiler.execute import _branch_reads, evaluate_signals
+from gpubt.compiler.plan import Blend, Choose, Combine, Count, Hold, Latch, Rank, Step, walk_steps
 from gpubt.data.market import Market
 from gpubt.errors import GpubtError, json_path
 from gpubt.ir.nodes import Builder, Node
@@ -414,33 +416,58 @@ class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
 
-def _swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside: dict[int, Step]) -> str | None:
-    """The name of the first swept parameter (``swept``: positions) whose node's step, in
-    ``compiler``'s program, is one of ``inside`` (by id)."""
+def _swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside: dict[int, Step]) -> list[int]:
+    """The swept parameters (``swept``: positions) whose node's step, in ``compiler``'s
+    program, is one of ``inside`` (by id)."""
     request = compiler.strategy.request
+    found = []
     for j in swept:
         p = spec.parameters[j]
         owner = _owner(p.path[:-2]) if p.target == "condition" else p.path[: -2 if p.path[-2] == "numbered" else -1]
         if id(compiler._steps.get(id(_node_at(request, owner)))) in inside:
-            return p.name
-    return None
+            found.append(j)
+    return found
 
 
-def _check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int]) -> None:
+def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Rank], signalled: list[int],
+                   allocations: list[int]) -> dict[int, list[int]]:
+    """For each sub-tree a function node ranks with swept signals inside (conditions, function
+    nodes' fields: ``signalled``, parameter positions), by its step id: those parameters. Its
+    equity, and so its score, then differs by setting and is made per setting
+    (`_function_rows`). Left to `_check_read` (so the general path) where its allocation
+    would differ too (``allocations``: a swept position, weight, weighting, count or scaling
+    field inside), where it holds an altExit node or where something else reads its equity (a
+    branch: ticker)."""
+    scores = {id(n) for r in ranks for n in r.scores}
+    others = [n for n in program.walked[1] if id(n) not in scores]
+    elsewhere = set().union(*_branch_reads(others).values()) if program.branches and others else set()
+    inside: dict[int, list[int]] = {}
+    for r in ranks:
+        for c in r.children:
+            key = base._branch_keys.get(id(c))
+            if key is None or key in elsewhere:
+                continue  # scored by its ticker, or read by a branch: ticker too
+            steps = {id(s): s for s in _reachable(c)}
+            found = _swept_inside(spec, base, signalled, steps)
+            if found and not _swept_inside(spec, base, allocations, steps) and not any(
+                    isinstance(s, Latch) for s in steps.values()):
+                inside[id(c)] = found
+    return inside
+
+
+def _check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int], apart: set[int]) -> None:
     """`NotFused` unless every sub-tree the tree reads (a branch: ticker, a function node
-    ranking sub-trees) is the same for every variant, its equity then computed once: where a
-    setting reads another sub-tree, where a swept field (``swept``: parameter positions) lies
-    inside one, or where one holds an altExit node (whose state starts with each variant's
-    window)."""
-    if set(base.branches) != set(program.branches):
-        raise NotFused("a swept setting reads a branch series the base tree does not")
-    inside = {id(s): s for step in program.branches.values() for s in _reachable(step)}
+    ranking sub-trees) but those whose equity is made per setting (``apart``: step ids) is the
+    same for every variant, its equity then computed once: where a swept field (``swept``:
+    parameter positions) lies inside one, or where one holds an altExit node (whose state
+    starts with each variant's window)."""
+    inside = {id(s): s for step in program.branches.values() if id(step) not in apart for s in _reachable(step)}
     if any(isinstance(s, Latch) for s in inside.values()):
         raise NotFused("an altExit node is inside a sub-tree whose equity the tree reads")
-    name = _swept_inside(spec, base, swept, inside)
-    if name is not None:
-        raise NotFused(f"{name} is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
-                       "function node ranking sub-trees)")
+    found = _swept_inside(spec, base, swept, inside)
+    if found:
+        raise NotFused(f"{spec.parameters[found[0]].name} is inside a sub-tree whose equity the tree reads (a "
+                       "branch: ticker, or a function node ranking sub-trees)")
 
 
 def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled: list[int]) -> list[Step]:
@@ -459,10 +486,10 @@ def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled:
     if any(isinstance(s, Latch) for s in inside.values()):
         raise NotFused("an altExit node is inside a child of inverse or pro weights (its state would start with "
                        "each variant's window)")
-    name = _swept_inside(spec, compiler, signalled, inside)
-    if name is not None:
-        raise NotFused(f"{name} is inside a child of inverse or pro weights (the child's volatility would "
-                       "differ between variants)")
+    found = _swept_inside(spec, compiler, signalled, inside)
+    if found:
+        raise NotFused(f"{spec.parameters[found[0]].name} is inside a child of inverse or pro weights (the "
+                       "child's volatility would differ between variants)")
     return list(children.values())
 
 
@@ -657,17 +684,26 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                 for plan in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
-    most = _function_rows(spec, base, functions, indices, ranks, first_bit, node_of, table, rows)
+    inside = _ranked_inside(spec, base, program, ranks, [*conditions, *functions], allocations) if read else {}
+    most, subtrees = _function_rows(spec, base, functions, inside, indices, ranks, first_bit,
+                                    dict(zip(map(id, branching), paths)), table, rows, compiler)
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
     if read:
-        _check_read(spec, base, program, swept)
+        # a sub-tree's allocation fields named first: with them inside, its swept signals stay too
+        _check_read(spec, base, program, [*allocations, *conditions, *functions], {*inside, *map(id, subtrees)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
     if read or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
-    equities = {key: allocator.branch_series(step)[0] for key, step in program.branches.items()}  # type: ignore[union-attr]
+    if subtrees:  # ranked sub-trees of each setting: their signals, which read no branch series
+        signals = list(dict.fromkeys(n for step in subtrees for n in walk_steps(step)[1]))
+        if any(_branch_reads(signals).values()):
+            raise NotFused("a sub-tree a function node ranks, with swept fields inside, reads a branch series")
+        allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
+    equities = {key: allocator.branch_series(step)[0]  # type: ignore[union-attr]
+                for key, step in program.branches.items()}
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
@@ -682,10 +718,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         bits[r] = values[truth] == TRUE
     for truth, r in table.nulls.items():
         bits[r] = values[truth] == NULL
-    for r, scored, ranked, top, bottom in table.picks:  # the children a function node picks, as the Allocator
+    for r, scored, children, top, bottom in table.picks:  # the children a function node picks, as the Allocator
         scores = np.ascontiguousarray(series[scored].T)
         active = np.ones(scores.shape, dtype=np.bool_) if allocator is None else np.stack(
-            [allocator.active(c) for c in ranked.children], axis=1)
+            [allocator.active(c) for c in children], axis=1)
         bits[r : r + len(scored)] = _best(scores, active, top, bottom)
     # comparisons with thresholds, as the graph's (the series is finite where read): one
     # broadcast comparison per series and comparator
@@ -761,16 +797,17 @@ class _Rows:
         self.pairs: dict[tuple[int, int, int], int] = {}
         self.pair_firsts: list[int] = []
         self._compared: list[tuple[np.ndarray, ...]] = []  # (rows, series rows, ops, limits)
-        self.picks: list[tuple[int, np.ndarray, Rank, bool, int]] = []  # (first row, score rows, step, top, bottom)
+        # (first row, score rows, children, top, bottom)
+        self.picks: list[tuple[int, np.ndarray, list[Step], bool, int]] = []
 
-    def pick(self, scores: list[Node], step: Rank, top: bool, bottom: int, first: int) -> int:
-        """New bit rows, one per child of a function node (``step``): whether it is among the
-        ``bottom`` best ``scores`` of the children active that day (computed after the backend
-        call); returns the first row."""
+    def pick(self, scores: list[Node], children: list[Step], top: bool, bottom: int, first: int) -> int:
+        """New bit rows, one per child of a function node (``children``: their steps): whether
+        it is among the ``bottom`` best ``scores`` of the children active that day (computed
+        after the backend call); returns the first row."""
         sides = np.array([self.series_nodes.setdefault(s, len(self.series_nodes)) for s in scores], dtype=np.int64)
         row = len(self.bit_firsts)
         self.bit_firsts.extend([first] * len(scores))
-        self.picks.append((row, sides, step, top, bottom))
+        self.picks.append((row, sides, children, top, bottom))
         return row
 
     def bit(self, truth: Node, first: int) -> int:
@@ -831,48 +868,81 @@ class _Rows:
         return row
 
 
-def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], indices: np.ndarray, ranks: list[Rank],
-                   first_bit: dict[int, int], node_of: dict[int, FlowNode], table: _Rows, rows: np.ndarray) -> dict[int, int]:
+def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], inside: dict[int, list[int]],
+                   indices: np.ndarray, ranks: list[Rank], first_bit: dict[int, int],
+                   path_of: dict[int, tuple[Any, ...]], table: _Rows, rows: np.ndarray,
+                   compile_variant: Any) -> tuple[dict[int, int], list[Step]]:
     """Each function node's columns of ``rows`` (from ``first_bit``, one per child): a bit row per
-    child and setting of the node, picked that day or not; its swept fields (``functions``:
-    parameter positions) set per variant, the base's otherwise. Returns the largest count each
-    node takes: it never picks more children than that."""
+    child and setting, picked that day or not. A setting is the node's swept fields
+    (``functions``: parameter positions) with those inside each sub-tree child it ranks
+    (``inside``: by the child's step id), whose equity, and so score, differs by setting: such a
+    child is compiled from a variant with its setting (``compile_variant``). Returns the
+    largest count each node takes (it never picks more children than that) and the sub-trees
+    compiled per setting (their signals are evaluated apart)."""
     request = compiler.strategy.request
     by_node: dict[tuple[Any, ...], list[int]] = {}
     for j in functions:
         by_node.setdefault(spec.parameters[j].path[:-1], []).append(j)
-    most: dict[int, int] = {}
     for node_path, members in by_node.items():
         step = compiler._steps.get(id(_node_at(request, node_path)))
-        if step is None:  # an unreachable node
-            continue
-        if id(step) not in first_bit:
+        if step is not None and id(step) not in first_bit:
             raise NotFused(f"{spec.parameters[members[0]].name} is a field of a function node without children")
+    most: dict[int, int] = {}
+    subtrees: list[Step] = []
+    for r in ranks:
+        node_path = path_of[id(r)]
+        subs = [inside.get(id(c), []) for c in r.children]
+        mine = by_node.get(node_path, [])
+        members = [*mine, *(j for sub in subs for j in sub)]
+        if not members:
+            node = _node_at(request, node_path)
+            row = _picks(compiler, node, r, list(r.children), table)
+            most[id(r)] = node.bottom
+            for c in range(len(r.children)):
+                rows[:, first_bit[id(r)] + c] = row + c
+            continue
         settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
         example = np.full(len(settings), spec.n_variants)
         np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
-        nodes = [_node_at(spec.strategy(i).request, node_path) for i in example.tolist()]
-        firsts = np.array([_picks(compiler, fn, step, table) for fn in nodes], dtype=np.int64)  # type: ignore[arg-type]
-        most[id(step)] = max(fn.bottom for fn in nodes)
-        for c in range(len(step.children)):  # type: ignore[attr-defined]
-            rows[:, first_bit[id(step)] + c] = firsts[inverse] + c
-    for r in ranks:
-        if id(r) not in most:
-            row = _picks(compiler, node_of[id(r)], r, table)
-            most[id(r)] = node_of[id(r)].bottom
-            for c in range(len(r.children)):
-                rows[:, first_bit[id(r)] + c] = row + c
-    return most
+        # the node's own settings, each parsed once, and a sub-tree child's, each compiled once
+        own, *inner = [_distinct_rows(indices[:, sub], [len(spec.parameters[j].values) for j in sub])[1]
+                       if sub else None for sub in (mine, *subs)]
+        nodes: dict[int, FlowNode] = {}
+        compiled: dict[tuple[int, int], Step] = {}
+        firsts = np.empty(len(settings), dtype=np.int64)
+        for u, i in enumerate(example.tolist()):
+            setting = 0 if own is None else int(own[i])
+            node = nodes.get(setting)
+            if node is None:  # variant i has the setting
+                node = nodes[setting] = _node_at(spec.strategy(i).request, node_path)
+            children = list(r.children)
+            for c, setting_of in enumerate(inner):
+                if setting_of is not None:
+                    key = (c, int(setting_of[i]))
+                    if key not in compiled:  # variant i has the setting
+                        found = compile_variant(spec.strategy(i))
+                        found.program()
+                        compiled[key] = found._steps[id(_node_at(found.strategy.request, node_path).slot("next")[c])]
+                        subtrees.append(compiled[key])
+                    children[c] = compiled[key]
+            firsts[u] = _picks(compiler, node, r, children, table)
+        most[id(r)] = max(node.bottom for node in nodes.values())
+        for c in range(len(r.children)):
+            rows[:, first_bit[id(r)] + c] = firsts[inverse] + c
+    return most, subtrees
 
 
-def _picks(compiler: Compiler, node: FlowNode, step: Rank, table: _Rows) -> int:
+def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step], table: _Rows) -> int:
     """The bit rows of a function node's setting (``node``: the parsed node with it; ``step``:
-    its step), its children scored as `Compiler._function` scores them (a sub-tree by its branch
-    series)."""
+    its step; ``children``: its children's steps, a sub-tree's of that setting), its children
+    scored as `Compiler._function` scores them (a sub-tree by its branch series)."""
     window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
-    scored = [compiler.score(node, window, child, c) for child, c in zip(node.slot("next"), step.children)]
-    first = max([step.combine.warmup, *(f for _, f in scored)])
-    return table.pick([s for s, _ in scored], step, node.rank == "Top", max(0, min(node.bottom, len(step.children))),
+    scored = [compiler.score(node, window, child, c) for child, c in zip(node.slot("next"), children)]
+    # the combine's first day (its weighting is not inverse or pro: their children's volatility
+    # would change with the sub-trees' settings, `_volatile`)
+    combined = step.combine.warmup if children == list(step.children) else max(c.warmup for c in children)
+    first = max([combined, *(f for _, f in scored)])
+    return table.pick([s for s, _ in scored], children, node.rank == "Top", max(0, min(node.bottom, len(children))),
                       first)
 
 
