@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds ten sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds eleven sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -26,7 +26,9 @@ variants; the fused path since session 17: the sub-trees' equities computed once
 the ranked if/else sub-tree's condition swept (`ranked_parameters`, 16,384 variants; the fused
 path since session 18: an equity per setting of the sub-tree), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
-variants; the fused path since session 18: the sleeves' real volatilities computed once), and one
+variants; the fused path since session 18: the sleeves' real volatilities computed once), the
+same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
+session 18: an allocation setting per threshold), and one
 function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
@@ -199,6 +201,14 @@ def volatile_parameters() -> dict:
             "rp.weighting": ["inverse", "pro"], "costBps": list(range(8))}
 
 
+def sleeve_parameters() -> dict:
+    """`volatile_template()` with a sleeve's threshold swept inside the volatility weights:
+    g.window (16) × g.threshold (16) × b.threshold (16) × rp.weighting (2) × costBps (2) = 16,384
+    variants (32 allocation settings, each its sleeves' own volatilities)."""
+    return {"g.window": list(range(5, 21)), "g.threshold": list(range(65, 81)), "b.threshold": list(range(20, 36)),
+            "rp.weighting": ["inverse", "pro"], "costBps": [0, 2]}
+
+
 def ranked_parameters() -> dict:
     """`subtree_template()` with the ranked if/else sub-tree's condition swept: f.window (16) ×
     f.bottom (2) × cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants (128
@@ -245,6 +255,8 @@ GENERAL_SWEEPS = {
               "cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
+    "sleeves": "the same with a sleeve's threshold swept inside the volatility weights: g.window (16) × "
+               "g.threshold (16) × b.threshold (16) × rp.weighting (2) × costBps (2) = 16,384 variants",
     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
             "top.window (16) × top.bottom (4) = 64 variants",
 }
@@ -291,6 +303,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(subtree_template(), subtree_parameters())
     elif grid == "ranked":
         spec = make_spec(subtree_template(), ranked_parameters())
+    elif grid == "sleeves":
+        spec = make_spec(volatile_template(), sleeve_parameters())
     elif grid == "volatile":
         spec = make_spec(volatile_template(), volatile_parameters())
     elif grid == "scaled":

@@ -536,20 +536,26 @@ def test_moving_weights_over_children_with_conditions_run_on_the_fused_path(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
 
 
-@pytest.mark.parametrize("parameters, why", [
-    ({"ca.window": [5, 10], "root.weighting": ["defined", "inverse"]},
-     "ca.window is inside a child of inverse or pro weights (the child's volatility would differ between variants)"),
-    ({"cb.window": [5, 10], "root.weighting": ["pro"], "root.volWindow": [5, 20]},
-     "cb.window is inside a child of inverse or pro weights (the child's volatility would differ between variants)"),
+@pytest.mark.parametrize("body, parameters", [
+    ({"payload": FUSED_TREE}, {"ca.window": [5, 10], "root.weighting": ["defined", "inverse"], "costBps": [0, 10]}),
+    ({"payload": FUSED_TREE}, {"cb.window": [5, 10], "cs.threshold": [-2, 3], "root.weighting": ["pro"],
+                               "root.volWindow": [5, 20]}),
+    ({"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
+        SCALED_CONDITIONS, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}},
+     {"lift.scaleWindow": [7, 14], "ca.threshold": [55, 70]}),
 ])
-def test_allocations_the_fused_path_cannot_take(short_market: Market, parameters: dict, why: str) -> None:
-    """Volatility weights over children with conditions depend on every earlier day's branches:
-    a swept field inside such a child sends the sweep to the general path, naming it."""
-    from gpubt.sweep.run import fused_template, sweep_path
+def test_signals_inside_volatility_weights_are_allocation_settings(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, body: dict, parameters: dict) -> None:
+    """A condition or scaling level swept inside a child of inverse or pro weights changes the
+    child's volatility: each of its settings is an allocation setting, whose plan's children
+    keep the real series of that setting's own signals (also where only some settings' weighting
+    is volatile: the base's is defined in the first case)."""
+    from gpubt.sweep.run import fused_template
 
-    spec = make_spec({"payload": FUSED_TREE}, parameters)
-    assert fused_template(spec, short_market, "numba") is None
-    assert sweep_path(spec, short_market, "numba") == f"general path: {why}"
+    spec = make_spec(body, parameters)
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.daily.shape[0] > 0 and len(np.unique(template.alloc)) > 1
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
 def test_numbered_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -724,24 +730,12 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     """Each says why (`gpubt sweep` prints it with the rate)."""
     from gpubt.sweep.run import fused_template, sweep_path
 
-    inverse = json.loads(json.dumps(FUSED_TREE))
-    inverse["weighting"] = "inverse"
-    spec = make_spec({"payload": inverse}, {"ca.window": [5, 10]})
-    assert fused_template(spec, short_market, "numba") is None
-    assert sweep_path(spec, short_market, "numba") == (
-        "general path: ca.window is inside a child of inverse or pro weights (the child's volatility would differ "
-        "between variants)")
     trend = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())["payload"]
     latched = {"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
         trend, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}}
     assert sweep_path(make_spec(latched, {"costBps": [0, 10]}), short_market, "numba") == (
         "general path: an altExit node is inside a child of inverse or pro weights (its state would start with "
         "each variant's window)")
-    levelled = {"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
-        SCALED_CONDITIONS, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}}
-    assert sweep_path(make_spec(levelled, {"lift.scaleWindow": [7, 14]}), short_market, "numba") == (
-        "general path: lift.scaleWindow is inside a child of inverse or pro weights (the child's volatility would "
-        "differ between variants)")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
     assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"

@@ -74,12 +74,13 @@ class Allocator:
         values: Mapping[Node, np.ndarray],
         start: int,
         keep: set[int] | None = None,
-        branches: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+        elsewhere: Mapping[int, tuple[Allocator, Step]] | None = None,
     ) -> None:
         """`keep`: ids of the steps whose matrices are worth memoising (read more than once);
         None keeps all. Dropping the others bounds memory on trees of thousands of nodes.
-        `branches`: (equity, returns) of steps known beforehand, by step id (a sweep's plan with
-        its branch bits held reads the volatilities of its children's real series)."""
+        `elsewhere`: steps whose branch series (and volatilities) another Allocator makes, by
+        step id: (that Allocator, its step) (a sweep's plan with its branch bits held reads its
+        children's real series)."""
         self.keep = keep
         self.market = market
         self.values = values
@@ -92,7 +93,9 @@ class Allocator:
         # one shared (read-only) array for the steps active on every day and one for none
         self._always, self._never = np.ones(self.n_days, dtype=bool), np.zeros(self.n_days, dtype=bool)
         self._always.flags.writeable = self._never.flags.writeable = False
-        self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = dict(branches or {})
+        self._branch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._volatility: dict[tuple[int, int], np.ndarray] = {}
+        self._elsewhere = elsewhere or {}
         self._state: dict[int, np.ndarray] = {}
         self._choices: dict[int, tuple[np.ndarray, Weights, Weights] | None] = {}
 
@@ -375,6 +378,9 @@ class Allocator:
         """(equity, daily returns) of a step as if always reached (spec §5): equity 1 on the
         step's warm-up day, returns of the previous day's allocation, NaN before."""
         cached = self._branch.get(id(step))
+        if cached is None and id(step) in self._elsewhere:
+            other, same = self._elsewhere[id(step)]
+            return other.branch_series(same)
         if cached is None:
             alloc = self.weights(step)
             first = step.warmup
@@ -396,12 +402,17 @@ class Allocator:
     def branch_volatility(self, step: Step, window: int) -> np.ndarray:
         """Population std of the step's branch returns over the last `window` days (NaN if any
         is missing)."""
-        _, returns = self.branch_series(step)
-        out = np.full(self.n_days, np.nan)
-        if window <= self.n_days:
-            view = np.lib.stride_tricks.sliding_window_view(returns, window)
-            mean = view.sum(axis=1) / window
-            out[window - 1 :] = np.sqrt(((view - mean[:, None]) ** 2).sum(axis=1) / window)
+        if id(step) in self._elsewhere:
+            other, same = self._elsewhere[id(step)]
+            return other.branch_volatility(same, window)
+        out = self._volatility.get((id(step), window))
+        if out is None:
+            _, returns = self.branch_series(step)
+            out = self._volatility[(id(step), window)] = np.full(self.n_days, np.nan)
+            if window <= self.n_days:
+                view = np.lib.stride_tricks.sliding_window_view(returns, window)
+                mean = view.sum(axis=1) / window
+                out[window - 1 :] = np.sqrt(((view - mean[:, None]) ** 2).sum(axis=1) / window)
         return out
 
 

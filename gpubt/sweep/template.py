@@ -3,11 +3,12 @@ not in the shape of the tree.
 
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
 and groups (where the tree reads a sub-tree's equity, by a function node ranking it or a branch:
-ticker, or its volatility, by inverse or pro weights over children with conditions, nothing
-inside that sub-tree is swept: its series is the same for every variant, computed once; but a
-sub-tree a function node ranks may have swept conditions and function fields inside: its
-equity is made once per setting of those, and the node's picks per function setting × sub-tree
-setting), a variant's allocation on a day is fixed by its K
+ticker, nothing inside that sub-tree is swept: its series is the same for every variant,
+computed once; but a sub-tree a function node ranks may have swept conditions and function
+fields inside: its equity is made once per setting of those, and the node's picks per function
+setting × sub-tree setting; where inverse or pro weights read the volatility of children with
+conditions, the signals swept inside them are part of the allocation setting), a variant's
+allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
 item True, and Null where a quantifier counts Nulls, an altExit node's state, which the kernel
 scans from the entry and exit bits from the variant's first day), by its allocation setting
@@ -33,7 +34,8 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(other swept fields inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
+(other swept fields inside a sub-tree whose equity is read, an altExit node inside a sub-tree
+whose equity or volatility is read, more than `MAX_BITS` bits
 or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
@@ -408,8 +410,8 @@ def _pattern_weights_by_day(plan: _Plan, layout: list[Bits], patterns: np.ndarra
         truths, values = _stand_ins(plan.at, layout, np.array([pattern]), market.n_days)
         held: dict[int, Step] = {}
         root = _with_truths(plan.root, truths, held)
-        known = {id(held[id(c)]): real.branch_series(c) for c in plan.volatile}  # type: ignore[union-attr]
-        out[i] = Allocator(market, {**levels, **values}, 0, branches=known).allocation(root)
+        real_of = {id(held[id(c)]): (real, c) for c in plan.volatile}
+        out[i] = Allocator(market, {**levels, **values}, 0, elsewhere=real_of).allocation(root)  # type: ignore[arg-type]
 
 
 class NotFused(Exception):
@@ -470,27 +472,24 @@ def _check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int],
                        "branch: ticker, or a function node ranking sub-trees)")
 
 
-def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled: list[int]) -> list[Step]:
-    """The children of inverse or pro weights in ``steps`` that have conditions below them.
-    Their weights read each child's trailing volatility, which runs through every earlier day's
-    branch bits: the same for the variants of an allocation setting only when no parameter
-    inside changes a signal (``signalled``: positions of the swept condition fields, function
-    nodes' fields and scaling levels; the allocation fields are the setting's own plan) and no
-    altExit node is inside (its state starts with each variant's window), `NotFused`
-    otherwise."""
-    children: dict[int, Step] = {}
+def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step],
+              signalled: list[int]) -> tuple[list[Step], list[int]]:
+    """The children of inverse or pro weights in ``steps`` that have conditions below them, and
+    the swept signals inside them (of ``signalled``: positions of the swept condition fields,
+    function nodes' fields and scaling levels). Their weights read each child's trailing
+    volatility, which runs through every earlier day's branch bits: the same for the variants
+    of an allocation setting only when those signals are part of the setting, and when no
+    altExit node is inside (its state starts with each variant's window: `NotFused`)."""
+    found: dict[int, Step] = {}
     for step in steps:
         if isinstance(step, Combine) and _varies(step) and _branching(_reachable(step)):
-            children.update((id(c), c) for c in step.children)
-    inside = {id(s): s for child in children.values() for s in _reachable(child)}
+            found.update((id(c), c) for c in step.children)
+    children = list(found.values())
+    inside = {id(s): s for child in children for s in _reachable(child)}
     if any(isinstance(s, Latch) for s in inside.values()):
         raise NotFused("an altExit node is inside a child of inverse or pro weights (its state would start with "
                        "each variant's window)")
-    found = _swept_inside(spec, compiler, signalled, inside)
-    if found:
-        raise NotFused(f"{spec.parameters[found[0]].name} is inside a child of inverse or pro weights (the "
-                       "child's volatility would differ between variants)")
-    return list(children.values())
+    return children, _swept_inside(spec, compiler, signalled, inside)
 
 
 @dataclass(frozen=True, eq=False)
@@ -506,17 +505,21 @@ class _Plan:
 
 
 def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base: _Plan, paths: list[tuple[Any, ...]],
-                 compiler: Any, signalled: list[int]) -> tuple[np.ndarray, list[_Plan]]:
+                 compiler: Any, signalled: list[int]) -> tuple[np.ndarray, list[_Plan], set[int]]:
     """Each variant's allocation setting (its values of the swept positions, weights,
-    weightings, numbered nodes' counts and scaling fields ``members``) and each setting's plan
-    (the base's: ``base``, of the nodes at ``paths``; ``signalled``: see `_volatile`). One compile per setting, whose plan the Allocator then runs on the branch
-    patterns, so every weighting and counting rule is a single backtest's."""
+    weightings, numbered nodes' counts and scaling fields, and of the signals inside the
+    children of volatility weights: ``members``), each setting's plan (the base's: ``base``,
+    of the nodes at ``paths``) and the swept signals inside the children of the plans'
+    volatility weights (``signalled``: see `_volatile`). One compile per setting, whose plan the
+    Allocator then runs on the branch patterns, so every weighting and counting rule is a
+    single backtest's."""
     if not members:
-        return np.zeros(spec.n_variants, dtype=np.int64), [base]
+        return np.zeros(spec.n_variants, dtype=np.int64), [base], set()
     settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
     example = np.full(len(settings), spec.n_variants)
     np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
     plans: list[_Plan] = []
+    inside: set[int] = set()
     for i in example.tolist():
         if i == 0:  # the base's own
             plans.append(base)
@@ -535,8 +538,10 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
             if isinstance(step, Rank) and _ranked(mine) != _ranked(step):  # type: ignore[arg-type]
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
-        plans.append(_Plan(plan.root, reached, at, _volatile(spec, found, reached, signalled)))  # type: ignore[arg-type]
-    return alloc_of, plans
+        children, signals = _volatile(spec, found, reached, signalled)
+        inside.update(signals)
+        plans.append(_Plan(plan.root, reached, at, children))  # type: ignore[arg-type]
+    return alloc_of, plans, inside
 
 
 def _ranked(step: Rank) -> list[tuple[str, ...] | None]:
@@ -598,9 +603,17 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     node_of = {id(step): flow[key][0] for key, step in base._steps.items()
                if key in flow and flow[key][0].kind != "call"}
     paths = [flow[id(node_of[id(s)])][1] for s in branching]
-    alloc_of, plans = _allocations(spec, indices, allocations,
-                                   _Plan(program.root, steps, branching, _volatile(spec, base, steps, signalled)),
-                                   paths, compiler, signalled)
+    # Signals swept inside the children of volatility weights: each setting of them is an
+    # allocation setting too, its children's real series made from its own signals (found again
+    # where a setting's weighting is volatile and the base's is not).
+    children, volatile = _volatile(spec, base, steps, signalled)
+    while True:
+        alloc_of, plans, inside = _allocations(spec, indices, [*allocations, *volatile],
+                                               _Plan(program.root, steps, branching, children), paths, compiler,
+                                               signalled)
+        if inside <= set(volatile):
+            break
+        volatile += sorted(inside - set(volatile))
     # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
@@ -701,6 +714,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         signals = list(dict.fromkeys(n for step in subtrees for n in walk_steps(step)[1]))
         if any(_branch_reads(signals).values()):
             raise NotFused("a sub-tree a function node ranks, with swept fields inside, reads a branch series")
+        allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
+    if volatile:  # the volatile children's signals of each setting, which read no branch series
+        signals = list(dict.fromkeys(n for plan in plans for c in plan.volatile for n in walk_steps(c)[1]
+                                     if n not in allocator.values))  # type: ignore[union-attr]
+        if any(_branch_reads(signals).values()):
+            raise NotFused(f"{spec.parameters[volatile[0]].name} is inside a child of inverse or pro weights that "
+                           "reads a branch series")
         allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
     equities = {key: allocator.branch_series(step)[0]  # type: ignore[union-attr]
                 for key, step in program.branches.items()}
