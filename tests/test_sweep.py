@@ -650,9 +650,9 @@ def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_mark
     active) differs by setting: each setting of the sub-tree is compiled once, its equity made
     from its own signals, and the function node's picks are made per function setting × sub-tree
     setting. The first variant's RSI window is the longest, so a later setting starts earlier.
-    Equal to the general path and to single runs; a position swept inside still takes the
-    general path (the sub-tree's allocation would differ too)."""
-    from gpubt.sweep.run import fused_template, sweep_path
+    A position swept inside is both: a setting of the sub-tree (its equity) and an allocation
+    setting (what a pattern holds). Equal to the general path and to single runs."""
+    from gpubt.sweep.run import fused_template
 
     spec = make_spec({"payload": RANKED_TREES, "costBps": 5}, {
         "f.window": [40, 10], "f.bottom": [1, 2], "cx.window": [60, 7], "cx.threshold": [40, 55, 60],
@@ -660,10 +660,11 @@ def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_mark
     template = fused_template(spec, short_market, "numba")
     assert template is not None and len(np.unique(template.starts)) > 1
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 4)))
-    inside = make_spec({"payload": RANKED_TREES}, {"cx.window": [7, 14], "x.positions": [["QQQ"], ["SPY"]]})
-    assert sweep_path(inside, short_market, "numba") == (
-        "general path: x.positions is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
-        "function node ranking sub-trees)")
+    spec = make_spec({"payload": RANKED_TREES}, {"cx.window": [7, 14], "x.positions": [["QQQ"], ["SPY", "TLT"]],
+                                                 "f.bottom": [1, 2], "ct.threshold": [60, 80]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and len(np.unique(template.alloc)) == 2
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
 def altexit_without_scaling() -> dict:

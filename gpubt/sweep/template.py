@@ -4,9 +4,9 @@ not in the shape of the tree.
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
 and groups (where the tree reads a sub-tree's equity, by a function node ranking it or a branch:
 ticker, nothing inside that sub-tree is swept: its series is the same for every variant,
-computed once; but a sub-tree a function node ranks may have swept conditions and function
-fields inside: its equity is made once per setting of those, and the node's picks per function
-setting × sub-tree setting; where inverse or pro weights read the volatility of children with
+computed once; but a sub-tree a function node ranks may have swept fields inside: its equity
+is made once per setting of those, and the node's picks per function setting × sub-tree
+setting; where inverse or pro weights read the volatility of children with
 conditions, the signals swept inside them are part of the allocation setting), a variant's
 allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
@@ -431,14 +431,13 @@ def _swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside:
     return found
 
 
-def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Rank], signalled: list[int],
-                   allocations: list[int]) -> dict[int, list[int]]:
-    """For each sub-tree a function node ranks with swept signals inside (conditions, function
-    nodes' fields: ``signalled``, parameter positions), by its step id: those parameters. Its
-    equity, and so its score, then differs by setting and is made per setting
-    (`_function_rows`). Left to `_check_read` (so the general path) where its allocation
-    would differ too (``allocations``: a swept position, weight, weighting, count or scaling
-    field inside), where it holds an altExit node or where something else reads its equity (a
+def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Rank],
+                   swept: list[int]) -> dict[int, list[int]]:
+    """For each sub-tree a function node ranks with swept fields inside (of ``swept``:
+    parameter positions), by its step id: those parameters. Its equity, and so its score, then
+    differs by setting and is made per setting (`_function_rows`; its allocation for a branch
+    pattern is its allocation setting's plan, as anywhere). Left to `_check_read` (so the
+    general path) where it holds an altExit node or where something else reads its equity (a
     branch: ticker)."""
     scores = {id(n) for r in ranks for n in r.scores}
     others = [n for n in program.walked[1] if id(n) not in scores]
@@ -450,9 +449,8 @@ def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Ra
             if key is None or key in elsewhere:
                 continue  # scored by its ticker, or read by a branch: ticker too
             steps = {id(s): s for s in _reachable(c)}
-            found = _swept_inside(spec, base, signalled, steps)
-            if found and not _swept_inside(spec, base, allocations, steps) and not any(
-                    isinstance(s, Latch) for s in steps.values()):
+            found = _swept_inside(spec, base, swept, steps)
+            if found and not any(isinstance(s, Latch) for s in steps.values()):
                 inside[id(c)] = found
     return inside
 
@@ -697,21 +695,21 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                 for plan in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
-    inside = _ranked_inside(spec, base, program, ranks, [*conditions, *functions], allocations) if read else {}
+    inside = _ranked_inside(spec, base, program, ranks, swept) if read else {}
     most, subtrees = _function_rows(spec, base, functions, inside, indices, ranks, first_bit,
                                     dict(zip(map(id, branching), paths)), table, rows, compiler)
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
     if read:
-        # a sub-tree's allocation fields named first: with them inside, its swept signals stay too
-        _check_read(spec, base, program, [*allocations, *conditions, *functions], {*inside, *map(id, subtrees)})
+        _check_read(spec, base, program, swept, {*inside, *map(id, subtrees)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
     if read or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
     if subtrees:  # ranked sub-trees of each setting: their signals, which read no branch series
-        signals = list(dict.fromkeys(n for step in subtrees for n in walk_steps(step)[1]))
+        signals = list(dict.fromkeys(n for step in subtrees for n in walk_steps(step)[1]
+                                     if n not in allocator.values))  # type: ignore[union-attr]
         if any(_branch_reads(signals).values()):
             raise NotFused("a sub-tree a function node ranks, with swept fields inside, reads a branch series")
         allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
