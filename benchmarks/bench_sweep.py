@@ -172,27 +172,21 @@ def subtree_parameters() -> dict:
 
 
 def volatile_template() -> dict:
-    """Risk parity of strategies: an if/else node on RSI(SPY) choosing UVXY or inverse-volatility
-    weights over three sleeves, two of them with conditions (the template's inner RSI(QQQ)
-    switch and a TLT trend switch) and GLD."""
-    return {"mode": "CC", "costBps": 0, "benchmark": "SPY", "payload": {
-        "id": "gate", "kind": "indicator",
-        "conditions": [{"id": "g", "metric": "Relative Strength Index", "ticker": "SPY", "window": 10,
-                        "comparator": "gt", "threshold": 79}],
-        "children": {
-            "then": [{"id": "hedge", "kind": "position", "positions": ["UVXY"]}],
-            "else": [{"id": "rp", "kind": "basic", "weighting": "inverse", "volWindow": 20, "children": {"next": [
-                {"id": "inner", "kind": "indicator", "conditions": [
-                    {"id": "b", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 10,
-                     "comparator": "lt", "threshold": 31}],
-                 "children": {"then": [{"id": "bounce", "kind": "position", "positions": ["TQQQ"]}],
-                              "else": [{"id": "hold", "kind": "position", "positions": ["SPY"]}]}},
-                {"id": "bonds", "kind": "indicator", "conditions": [
-                    {"id": "bt", "metric": "Current Price", "ticker": "TLT", "window": 1, "comparator": "gt",
-                     "expanded": True, "rightMetric": "SMA", "rightWindow": 100}],
-                 "children": {"then": [{"id": "tlt", "kind": "position", "positions": ["TLT"]}],
-                              "else": [{"id": "shy", "kind": "position", "positions": ["SHY"]}]}},
-                {"id": "gold", "kind": "position", "positions": ["GLD"]}]}}]}}}
+    """Risk parity of strategies: the template's if/else node on RSI(SPY) (its condition named g)
+    choosing UVXY or inverse-volatility weights over three sleeves, two of them with conditions
+    (the template's inner RSI(QQQ) switch and a TLT trend switch) and GLD."""
+    body = template()
+    gate = body["payload"]
+    gate["id"], gate["conditions"][0]["id"] = "gate", "g"
+    gate["children"]["else"] = [{"id": "rp", "kind": "basic", "weighting": "inverse", "volWindow": 20, "children": {
+        "next": [gate["children"]["else"][0],
+                 {"id": "bonds", "kind": "indicator", "conditions": [
+                     {"id": "bt", "metric": "Current Price", "ticker": "TLT", "window": 1, "comparator": "gt",
+                      "expanded": True, "rightMetric": "SMA", "rightWindow": 100}],
+                  "children": {"then": [{"id": "tlt", "kind": "position", "positions": ["TLT"]}],
+                               "else": [{"id": "shy", "kind": "position", "positions": ["SHY"]}]}},
+                 {"id": "gold", "kind": "position", "positions": ["GLD"]}]}}]
+    return body
 
 
 def volatile_parameters() -> dict:

@@ -651,7 +651,8 @@ def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_mark
     from its own signals, and the function node's picks are made per function setting × sub-tree
     setting. The first variant's RSI window is the longest, so a later setting starts earlier.
     A position swept inside is both: a setting of the sub-tree (its equity) and an allocation
-    setting (what a pattern holds). Equal to the general path and to single runs."""
+    setting (what a pattern holds), and so are conditions inside when the node weights the
+    sub-trees it picks by volatility. Equal to the general path and to single runs."""
     from gpubt.sweep.run import fused_template
 
     spec = make_spec({"payload": RANKED_TREES, "costBps": 5}, {
@@ -664,6 +665,12 @@ def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_mark
                                                  "f.bottom": [1, 2], "ct.threshold": [60, 80]})
     template = fused_template(spec, short_market, "numba")
     assert template is not None and len(np.unique(template.alloc)) == 2
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+    # inverse weights over the picked sub-trees: their volatilities are each setting's too
+    inverse = json.loads(json.dumps(RANKED_TREES))
+    inverse["children"]["next"][0].update(weighting="inverse", volWindow=30)
+    spec = make_spec({"payload": inverse}, {"cx.window": [60, 7], "f.bottom": [2, 3], "cx.threshold": [45, 55]})
+    assert fused_template(spec, short_market, "numba") is not None
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 

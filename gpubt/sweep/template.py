@@ -956,9 +956,10 @@ def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step],
     scored as `Compiler._function` scores them (a sub-tree by its branch series)."""
     window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
     scored = [compiler.score(node, window, child, c) for child, c in zip(node.slot("next"), children)]
-    # the combine's first day (its weighting is not inverse or pro: their children's volatility
-    # would change with the sub-trees' settings, `_volatile`)
-    combined = step.combine.warmup if children == list(step.children) else max(c.warmup for c in children)
+    # the combine's first day, as `Compiler.slot` makes it from these children
+    combined = step.combine.warmup
+    if children != list(step.children):
+        combined = max(c.warmup for c in children) + (step.combine.vol_window if _varies(step.combine) else 0)
     first = max([combined, *(f for _, f in scored)])
     return table.pick([s for s, _ in scored], children, node.rank == "Top", max(0, min(node.bottom, len(children))),
                       first)
