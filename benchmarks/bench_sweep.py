@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds eleven sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds twelve sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -24,7 +24,9 @@ moves its weights from day to day (the fused path's daily tables since session 1
 node ranking sub-trees beside a condition on a branch: ticker (`subtree_template`, 16,384
 variants; the fused path since session 17: the sub-trees' equities computed once), the same with
 the ranked if/else sub-tree's condition swept (`ranked_parameters`, 16,384 variants; the fused
-path since session 18: an equity per setting of the sub-tree), inverse or
+path since session 18: an equity per setting of the sub-tree), the same with the position its
+branch: condition reads swept (`read_parameters`, 16,384 variants; the fused path since session
+18: bit rows per setting of the condition and the read sub-tree), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), the
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
@@ -203,6 +205,13 @@ def sleeve_parameters() -> dict:
             "rp.weighting": ["inverse", "pro"], "costBps": [0, 2]}
 
 
+def read_parameters() -> dict:
+    """`subtree_template()` with the position its branch: condition reads swept: lev.positions (4) ×
+    ct.threshold (16) × ct.window (8) × f.window (32) = 16,384 variants (4 equities of branch:then)."""
+    return {"lev.positions": [["TQQQ"], ["UPRO"], ["SOXL"], ["QQQ"]], "ct.threshold": list(range(50, 82, 2)),
+            "ct.window": list(range(3, 19, 2)), "f.window": list(range(5, 165, 5))}
+
+
 def ranked_parameters() -> dict:
     """`subtree_template()` with the ranked if/else sub-tree's condition swept: f.window (16) ×
     f.bottom (2) × cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants (128
@@ -247,6 +256,8 @@ GENERAL_SWEEPS = {
                 "f.bottom (2) × f.rank (2) × ct.threshold (16) × ct.window (8) = 16,384 variants",
     "ranked": "the same with the ranked sub-tree's condition swept: f.window (16) × f.bottom (2) × "
               "cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants",
+    "reads": "the same with the position its branch: condition reads swept: lev.positions (4) × "
+             "ct.threshold (16) × ct.window (8) × f.window (32) = 16,384 variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
     "sleeves": "the same with a sleeve's threshold swept inside the volatility weights: g.window (16) × "
@@ -295,6 +306,8 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
         spec = make_spec(altexit_template(), altexit_parameters())
     elif grid == "subtrees":
         spec = make_spec(subtree_template(), subtree_parameters())
+    elif grid == "reads":
+        spec = make_spec(subtree_template(), read_parameters())
     elif grid == "ranked":
         spec = make_spec(subtree_template(), ranked_parameters())
     elif grid == "sleeves":

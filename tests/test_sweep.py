@@ -637,10 +637,6 @@ def test_branch_series_the_variants_share_run_on_the_fused_path(short_market: Ma
                                                  "root.weighting": ["equal", "defined"], "ct.threshold": [60, 80]})
     assert fused_template(spec, short_market, "numba") is not None
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
-    inside = make_spec({"payload": RANKED_TREES}, {"f.window": [5, 60], "lev.positions": [["TQQQ"], ["UPRO"]]})
-    assert sweep_path(inside, short_market, "numba") == (
-        "general path: lev.positions is inside a sub-tree whose equity the tree reads (a branch: ticker, or a "
-        "function node ranking sub-trees)")
 
 
 def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_market: Market,
@@ -670,6 +666,35 @@ def test_ranked_sub_trees_with_swept_conditions_run_on_the_fused_path(short_mark
     inverse = json.loads(json.dumps(RANKED_TREES))
     inverse["children"]["next"][0].update(weighting="inverse", volWindow=30)
     spec = make_spec({"payload": inverse}, {"cx.window": [60, 7], "f.bottom": [2, 3], "cx.threshold": [45, 55]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
+READ_BRANCH = {"id": "top", "kind": "indicator", "conditions": [
+    {"id": "ct", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "lt", "threshold": 80}],
+    "children": {"then": [{"id": "inner", "kind": "indicator", "conditions": [
+        {"id": "ci", "metric": "RSI", "ticker": "QQQ", "window": 14, "comparator": "gt", "threshold": 50}],
+        "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                     "else": [{"id": "safe", "kind": "position", "positions": ["IEF"]}]}}],
+        "else": [{"id": "cash", "kind": "position", "positions": ["SHY"]}]}}
+
+
+def test_branch_tickers_reading_swept_sub_trees_run_on_the_fused_path(short_market: Market,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A condition on a branch: ticker whose sub-tree has swept fields inside (a condition's
+    window and threshold, a position) reads a different equity per setting of them: its bit
+    rows are made per setting of its own fields and theirs, each from a variant's compile (its
+    own branch leaf). The first variant's RSI window is the longest, so later settings start
+    earlier. Equal to the general path and to single runs (also beside a function node)."""
+    from gpubt.sweep.run import fused_template
+
+    spec = make_spec({"payload": READ_BRANCH}, {"ci.window": [60, 7], "ci.threshold": [45, 55],
+                                                "ct.threshold": [60, 80], "lev.positions": [["TQQQ"], ["SPY"]]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and len(np.unique(template.starts)) > 1
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+    spec = make_spec({"payload": RANKED_TREES}, {"f.window": [5, 60], "lev.positions": [["TQQQ"], ["UPRO"]],
+                                                 "ct.window": [5, 10]})
     assert fused_template(spec, short_market, "numba") is not None
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 

@@ -2,11 +2,10 @@
 not in the shape of the tree.
 
 When the tree is made of positions, if/else, numbered, altExit and scaling nodes, function nodes
-and groups (where the tree reads a sub-tree's equity, by a function node ranking it or a branch:
-ticker, nothing inside that sub-tree is swept: its series is the same for every variant,
-computed once; but a sub-tree a function node ranks may have swept fields inside: its equity
-is made once per setting of those, and the node's picks per function setting × sub-tree
-setting; where inverse or pro weights read the volatility of children with
+and groups (a sub-tree whose equity the tree reads, by a function node ranking it or a branch:
+ticker, has its series computed once, the same for every variant, or, with swept fields
+inside, once per setting of those: the node's picks are then made per function setting ×
+sub-tree setting, the condition's bits per setting of its own fields and the sub-tree's; where inverse or pro weights read the volatility of children with
 conditions, the signals swept inside them are part of the allocation setting), a variant's
 allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
@@ -34,8 +33,7 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(other swept fields inside a sub-tree whose equity is read, an altExit node inside a sub-tree
-whose equity or volatility is read, more than `MAX_BITS` bits
+(an altExit node inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
 or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
@@ -606,12 +604,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     # where a setting's weighting is volatile and the base's is not).
     children, volatile = _volatile(spec, base, steps, signalled)
     while True:
-        alloc_of, plans, inside = _allocations(spec, indices, [*allocations, *volatile],
-                                               _Plan(program.root, steps, branching, children), paths, compiler,
-                                               signalled)
-        if inside <= set(volatile):
+        alloc_of, plans, found = _allocations(spec, indices, [*allocations, *volatile],
+                                              _Plan(program.root, steps, branching, children), paths, compiler,
+                                              signalled)
+        if found <= set(volatile):
             break
-        volatile += sorted(inside - set(volatile))
+        volatile += sorted(found - set(volatile))
     # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
@@ -653,12 +651,32 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     rows = np.empty((spec.n_variants, K), dtype=np.int32)
     kinds = np.zeros(K, dtype=np.int8)
 
+    # sub-trees that branch: tickers read, with swept fields inside: a condition list reading one
+    # gets a bit row per setting of its own fields and theirs, each compiled from a variant
+    ranked = {id(c) for r in ranks for c in r.children}
+    conditioned: dict[str, list[int]] = {}  # branch key -> the parameters swept inside its sub-tree
+    for key, step in program.branches.items():
+        below = {id(s): s for s in _reachable(step)}
+        if id(step) not in ranked and not any(isinstance(s, Latch) for s in below.values()):
+            found = _swept_inside(spec, base, swept, below)
+            if found:
+                conditioned[key] = found
+    read_apart: dict[str, Step] = {}  # branch keys those rows read -> their steps
+
+    def reader(strategy: Strategy) -> Compiler:  # the base's branch counter: its own branch leaves
+        return Compiler(strategy, tmarket, builder, _series=series, branch_counter=base.branch_counter)
+
     def list_rows(holder: tuple[Any, ...], truths: bool) -> tuple[int, np.ndarray]:
         """(kind, each variant's row) of a condition list (-1: an empty list, never True);
         ``truths``: bit rows of graph truths only (whose Nulls are known)."""
         members = groups.pop(holder, None)
+        truth, first = base.lines(*_condition_list(request, holder))
+        reads = [key for key in _branch_reads([truth])[truth] if key in conditioned] if (
+            conditioned and truth is not None) else []
+        if reads:
+            inside = [j for key in reads for j in conditioned[key]]
+            return 0, _read_rows(spec, indices, holder, [*(members or []), *inside], reader, table, read_apart)
         if members is None:  # one setting, the base's
-            truth, first = base.lines(*_condition_list(request, holder))
             return 0, np.full(spec.n_variants, -1 if truth is None else table.bit(truth, first), dtype=np.int32)
         found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and not truths)
         if found is None:
@@ -702,26 +720,31 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     # a scaling node's level (its branches have no conditions: a series per allocation setting)
     levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
     if read:
-        _check_read(spec, base, program, swept, {*inside, *map(id, subtrees)})
+        _check_read(spec, base, program, swept,
+                    {*inside, *map(id, subtrees), *(id(program.branches[key]) for key in conditioned)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
     if read or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
-    if subtrees:  # ranked sub-trees of each setting: their signals, which read no branch series
-        signals = list(dict.fromkeys(n for step in subtrees for n in walk_steps(step)[1]
+    if subtrees or read_apart:  # sub-trees of each setting: their signals, which read no branch series
+        signals = list(dict.fromkeys(n for step in [*subtrees, *read_apart.values()] for n in walk_steps(step)[1]
                                      if n not in allocator.values))  # type: ignore[union-attr]
         if any(_branch_reads(signals).values()):
-            raise NotFused("a sub-tree a function node ranks, with swept fields inside, reads a branch series")
+            raise NotFused("a sub-tree whose equity is made per setting of the fields swept inside it reads a "
+                           "branch series")
         allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
-    if volatile:  # the volatile children's signals of each setting, which read no branch series
-        signals = list(dict.fromkeys(n for plan in plans for c in plan.volatile for n in walk_steps(c)[1]
-                                     if n not in allocator.values))  # type: ignore[union-attr]
-        if any(_branch_reads(signals).values()):
-            raise NotFused(f"{spec.parameters[volatile[0]].name} is inside a child of inverse or pro weights that "
-                           "reads a branch series")
+    # the volatile children's signals of each other setting (its own compile, whose branch leaves
+    # are its own: they may read none)
+    signals = list(dict.fromkeys(n for plan in plans if plan.root is not program.root for c in plan.volatile
+                                 for n in walk_steps(c)[1]))
+    if any(_branch_reads(signals).values()):
+        raise NotFused("a child of inverse or pro weights reads a branch series and an allocation setting "
+                       "changes it")
+    signals = [n for n in signals if n not in allocator.values]  # type: ignore[union-attr]
+    if signals:
         allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
     equities = {key: allocator.branch_series(step)[0]  # type: ignore[union-attr]
-                for key, step in program.branches.items()}
+                for key, step in {**program.branches, **read_apart}.items()}
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
     series = np.array([values[node] for node in table.series_nodes]).reshape(len(table.series_nodes), tmarket.n_days)
     pair_rows = np.array(list(table.pairs), dtype=np.int64).reshape(-1, 3)
@@ -948,6 +971,27 @@ def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], in
         for c in range(len(r.children)):
             rows[:, first_bit[id(r)] + c] = firsts[inverse] + c
     return most, subtrees
+
+
+def _read_rows(spec: SweepSpec, indices: np.ndarray, holder: tuple[Any, ...], members: list[int],
+               compile_variant: Any, table: _Rows, read: dict[str, Step]) -> np.ndarray:
+    """Each variant's bit row of a condition list (at ``holder``) that reads the equity of a
+    sub-tree with swept fields inside: one per setting of ``members`` (its own swept fields and
+    those inside the sub-trees it reads), its truth compiled from a variant with that setting
+    (``compile_variant``: compiles sharing the base's builder and branch counter, so each
+    setting's sub-tree is its own branch leaf); the branch keys the truths read go into
+    ``read``."""
+    settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+    example = np.full(len(settings), spec.n_variants)
+    np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
+    found = np.empty(len(settings), dtype=np.int32)
+    for u, i in enumerate(example.tolist()):
+        variant = compile_variant(spec.strategy(i))
+        variant.program()
+        truth, first = variant.lines(*_condition_list(variant.strategy.request, holder))
+        read.update((key, variant.branches[key]) for key in _branch_reads([truth])[truth])
+        found[u] = table.bit(truth, first)
+    return found[inverse]
 
 
 def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step], table: _Rows) -> int:
