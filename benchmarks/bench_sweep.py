@@ -267,6 +267,22 @@ GENERAL_SWEEPS = {
 }
 
 
+# the --general sweeps but "general": (base strategy, parameters), each made when measured
+NAMED_SWEEPS = {
+    "momentum": (lambda: MOMENTUM, momentum_parameters),
+    "allocations": (template, allocation_parameters),
+    "ladder": (lambda: ROOT / "examples" / "regime_ladder.json", ladder_parameters),
+    "altexit": (altexit_template, altexit_parameters),
+    "scaled": (lambda: ROOT / "examples" / "altexit_trend.json", altexit_parameters),
+    "subtrees": (subtree_template, subtree_parameters),
+    "ranked": (subtree_template, ranked_parameters),
+    "reads": (subtree_template, read_parameters),
+    "volatile": (volatile_template, volatile_parameters),
+    "sleeves": (volatile_template, sleeve_parameters),
+    "wide": (wide_template, lambda: {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]}),
+}
+
+
 def parameters(grid: str) -> dict:
     """'full': 16 values each; 'small': 16×16×4×4; 'pilot': 16×16×2×2; 'huge': 32 values each
     (1,048,576 variants: windows 5..36, thresholds 50..81 and 20..51, a GPU-sized sweep)."""
@@ -300,28 +316,9 @@ def measure(backend: str, grid: str, memory: str, workers: int) -> dict:
     m = market()
     if grid == "batch":
         spec = make_spec(batch_template(), batch_parameters(), {"mode": "random", "samples": 1000, "seed": 7})
-    elif grid == "momentum":
-        spec = make_spec(MOMENTUM, momentum_parameters())
-    elif grid == "altexit":
-        spec = make_spec(altexit_template(), altexit_parameters())
-    elif grid == "subtrees":
-        spec = make_spec(subtree_template(), subtree_parameters())
-    elif grid == "reads":
-        spec = make_spec(subtree_template(), read_parameters())
-    elif grid == "ranked":
-        spec = make_spec(subtree_template(), ranked_parameters())
-    elif grid == "sleeves":
-        spec = make_spec(volatile_template(), sleeve_parameters())
-    elif grid == "volatile":
-        spec = make_spec(volatile_template(), volatile_parameters())
-    elif grid == "scaled":
-        spec = make_spec(ROOT / "examples" / "altexit_trend.json", altexit_parameters())
-    elif grid == "ladder":
-        spec = make_spec(ROOT / "examples" / "regime_ladder.json", ladder_parameters())
-    elif grid == "allocations":
-        spec = make_spec(template(), allocation_parameters())
-    elif grid == "wide":
-        spec = make_spec(wide_template(), {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]})
+    elif grid in NAMED_SWEEPS:
+        base, swept = NAMED_SWEEPS[grid]
+        spec = make_spec(base(), swept())
     elif grid == "general":
         spec = make_spec(template(), parameters("pilot"))
         runner.fused_plan = lambda *args: "switched off"  # type: ignore[assignment]  # this process only
