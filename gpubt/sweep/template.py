@@ -726,20 +726,15 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     if read or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
-    if subtrees or read_apart:  # sub-trees of each setting: their signals, which read no branch series
-        signals = list(dict.fromkeys(n for step in [*subtrees, *read_apart.values()] for n in walk_steps(step)[1]
-                                     if n not in allocator.values))  # type: ignore[union-attr]
-        if any(_branch_reads(signals).values()):
-            raise NotFused("a sub-tree whose equity is made per setting of the fields swept inside it reads a "
-                           "branch series")
-        allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
-    # the volatile children's signals of each other setting (its own compile, whose branch leaves
-    # are its own: they may read none)
-    signals = list(dict.fromkeys(n for plan in plans if plan.root is not program.root for c in plan.volatile
-                                 for n in walk_steps(c)[1]))
+    # Sub-trees compiled per setting (ranked or read by a branch: ticker, and the volatile
+    # children of the settings other than the base's): their signals, in one backend call. Their
+    # branch leaves would be their own compiles', so they may read none.
+    apart = [*subtrees, *read_apart.values(),
+             *(c for plan in plans if plan.root is not program.root for c in plan.volatile)]
+    signals = list(dict.fromkeys(n for step in apart for n in walk_steps(step)[1]))
     if any(_branch_reads(signals).values()):
-        raise NotFused("a child of inverse or pro weights reads a branch series and an allocation setting "
-                       "changes it")
+        raise NotFused("a sub-tree compiled per setting of the fields swept inside it (ranked, read by a "
+                       "branch: ticker or weighted by volatility) reads a branch series")
     signals = [n for n in signals if n not in allocator.values]  # type: ignore[union-attr]
     if signals:
         allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
