@@ -401,7 +401,9 @@ class Allocator:
 
     def branch_volatility(self, step: Step, window: int) -> np.ndarray:
         """Population std of the step's branch returns over the last `window` days (NaN if any
-        is missing)."""
+        is missing). Each window is summed first day to last, as the reference adds: NumPy's
+        pairwise sum differs in the last bits, and pro/inverse weights that differ in the last
+        bits make branch equities, and so near-tied rankings of them, part ways."""
         if id(step) in self._elsewhere:
             other, same = self._elsewhere[id(step)]
             return other.branch_volatility(same, window)
@@ -411,8 +413,8 @@ class Allocator:
             out = self._volatility[(id(step), window)] = np.full(self.n_days, np.nan)
             if window <= self.n_days:
                 view = np.lib.stride_tricks.sliding_window_view(returns, window)
-                mean = view.sum(axis=1) / window
-                out[window - 1 :] = np.sqrt(((view - mean[:, None]) ** 2).sum(axis=1) / window)
+                mean = _ordered_sum(view.T) / window
+                out[window - 1 :] = np.sqrt(_ordered_sum(((view - mean[:, None]) ** 2).T) / window)
         return out
 
 
@@ -483,8 +485,8 @@ def _best(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.
 
 
 def _ordered_sum(rows: np.ndarray) -> np.ndarray:
-    """Column sums of (children × days) rows added first to last, as the reference adds
-    children in order."""
+    """Column sums of rows (children × days, or a window's days × windows) added first to last,
+    as the reference adds them."""
     total = np.zeros(rows.shape[1])
     for row in rows:
         total = total + row
