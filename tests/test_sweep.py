@@ -536,6 +536,34 @@ def test_moving_weights_over_children_with_conditions_run_on_the_fused_path(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
 
 
+def test_scaling_settings_beside_branch_reads_run_on_the_fused_path(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scaling node swept in a tree that reads a branch series elsewhere (an if/else node on
+    the RSI of its own then-branch): each scaling setting's level is a market series, the
+    branch equity the base's. A setting whose level reads a branch series stays general (its
+    branch leaves are its own compile's)."""
+    from gpubt.sweep.run import fused_template, sweep_path
+
+    scaling = {"id": "lift", "kind": "scaling", "scaleMetric": "Relative Strength Index", "scaleWindow": 14,
+               "scaleTicker": "QQQ", "scaleFrom": 30, "scaleTo": 70, "children": {
+                   "then": [{"id": "up", "kind": "position", "positions": ["SPY"]}],
+                   "else": [{"id": "down", "kind": "position", "positions": ["TLT"]}]}}
+    reader = {"id": "rd", "kind": "indicator", "conditions": [
+        {"id": "cr", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "gt", "threshold": 50}],
+        "children": {"then": [{"id": "hi", "kind": "position", "positions": ["QQQ"]}],
+                     "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
+    body = {"payload": {"id": "root", "kind": "basic", "children": {"next": [scaling, reader]}}}
+    spec = make_spec(body, {"lift.scaleTo": [50, 90], "lift.scaleWindow": [7, 14], "up.positions": [["SPY"], ["GLD"]],
+                            "cr.threshold": [40, 60]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.alloc.max() + 1 == 8  # 2 × 2 × 2 scaling settings
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+    spec = make_spec(body, {"lift.scaleTicker": ["QQQ", "branch:then"], "cr.threshold": [40, 60]})
+    assert sweep_path(spec, short_market, "numba") == (
+        "general path: variant 2 (lift.scaleTicker='branch:then', cr.threshold=40) has a scaling node whose level "
+        "reads a branch series")
+
+
 @pytest.mark.parametrize("body, parameters", [
     ({"payload": FUSED_TREE}, {"ca.window": [5, 10], "root.weighting": ["defined", "inverse"], "costBps": [0, 10]}),
     ({"payload": FUSED_TREE}, {"cb.window": [5, 10], "cs.threshold": [-2, 3], "root.weighting": ["pro"],
@@ -555,6 +583,35 @@ def test_signals_inside_volatility_weights_are_allocation_settings(
     spec = make_spec(body, parameters)
     template = fused_template(spec, short_market, "numba")
     assert template is not None and template.daily.shape[0] > 0 and len(np.unique(template.alloc)) > 1
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
+@pytest.mark.parametrize("weighting", ["inverse", "pro"])
+def test_altexit_inside_volatility_weights_runs_per_first_day(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, weighting: str) -> None:
+    """An altExit node inside a child of inverse or pro weights starts its state on the
+    backtest's first day, so the child's volatility (and the weights) depend on it: its
+    allocation settings are made per first day. Swept here: a window outside the child (moves
+    the first day), the altExit's own threshold (an allocation setting) and the start date."""
+    from gpubt.sweep.run import fused_template
+
+    trend = {"id": "trend", "kind": "altExit",
+             "entryConditions": [{"id": "in", "metric": "RSI", "ticker": "QQQ", "window": 10,
+                                  "comparator": "crossAbove", "threshold": 60}],
+             "exitConditions": [{"id": "out", "metric": "RSI", "ticker": "QQQ", "window": 10,
+                                 "comparator": "crossBelow", "threshold": 35}],
+             "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                          "else": [{"id": "safe", "kind": "position", "positions": ["TLT"]}]}}
+    body = {"payload": {"id": "gate", "kind": "indicator", "conditions": [
+        {"id": "g", "metric": "RSI", "ticker": "SPY", "window": 14, "comparator": "gt", "threshold": 30}],
+        "children": {"then": [{"id": "iv", "kind": "basic", "weighting": weighting, "children": {"next": [
+            trend, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}],
+            "else": [{"id": "t", "kind": "position", "positions": ["TLT"]}]}}}
+    spec = make_spec(body, {"g.window": [14, 300], "out.threshold": [30, 35],
+                            "startDate": ["2010-01-04", "2012-01-03"]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.daily.shape[0] > 0
+    assert len(np.unique(template.alloc)) == 6  # 2 thresholds × 3 first days (the 2012 start is both windows')
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
@@ -764,11 +821,6 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     from gpubt.sweep.run import fused_template, sweep_path
 
     trend = json.loads((ROOT / "examples" / "altexit_trend.json").read_text())["payload"]
-    latched = {"payload": {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [
-        trend, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}}
-    assert sweep_path(make_spec(latched, {"costBps": [0, 10]}), short_market, "numba") == (
-        "general path: an altExit node is inside a child of inverse or pro weights (its state would start with "
-        "each variant's window)")
     tqqq = make_spec(TQQQ, {"c1.window": [7, 12], "c2.threshold": [27, 33]})
     assert fused_template(tqqq, short_market, "numba") is not None
     assert sweep_path(tqqq, short_market, "numba") == "fused path, CPU kernel"

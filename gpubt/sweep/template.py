@@ -6,7 +6,8 @@ and groups (a sub-tree whose equity the tree reads, by a function node ranking i
 ticker, has its series computed once, the same for every variant, or, with swept fields
 inside, once per setting of those: the node's picks are then made per function setting ×
 sub-tree setting, the condition's bits per setting of its own fields and the sub-tree's; where inverse or pro weights read the volatility of children with
-conditions, the signals swept inside them are part of the allocation setting), a variant's
+conditions, the signals swept inside them are part of the allocation setting, and so is the
+variant's first day where an altExit node is inside), a variant's
 allocation on a day is fixed by its K
 branch bits that day (an if/else node's truth, a ranked child picked or not, a numbered node's
 item True, and Null where a quantifier counts Nulls, an altExit node's state, which the kernel
@@ -33,7 +34,7 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(an altExit node inside a sub-tree whose equity or volatility is read, more than `MAX_BITS` bits
+(an altExit node inside a sub-tree whose equity is read, more than `MAX_BITS` bits
 or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
@@ -412,6 +413,24 @@ def _pattern_weights_by_day(plan: _Plan, layout: list[Bits], patterns: np.ndarra
         out[i] = Allocator(market, {**levels, **values}, 0, elsewhere=real_of).allocation(root)  # type: ignore[arg-type]
 
 
+def _by_first_day(plans: list[_Plan], alloc_of: np.ndarray, first_day: np.ndarray,
+                  real: Allocator) -> tuple[np.ndarray, list[_Plan], list[Allocator]]:
+    """The allocation settings whose volatile children hold an altExit node split by their
+    variants' first decision day (``first_day``): each variant's new setting, each setting's plan
+    and the Allocator on the real signals its children's series come from (``real``'s signals,
+    its altExit states started on the setting's day, as a single run's)."""
+    timed = np.array([any(isinstance(s, Latch) for c in plan.volatile for s in _reachable(c)) for plan in plans])
+    day = np.where(timed[alloc_of], first_day, -1) + 1  # 0: a setting not split
+    keys, of = _distinct_rows(np.stack([alloc_of, day], axis=1), [len(plans), int(day.max()) + 1])
+    on_day: dict[int, Allocator] = {}
+    reals = []
+    for d in keys[:, 1].tolist():
+        if d and d - 1 not in on_day:
+            on_day[d - 1] = Allocator(real.market, real.values, d - 1)
+        reals.append(on_day[d - 1] if d else real)
+    return of, [plans[a] for a in keys[:, 0].tolist()], reals
+
+
 class NotFused(Exception):
     """A sweep the fused path does not take; the message says why (shown to the user)."""
 
@@ -474,17 +493,15 @@ def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step],
     the swept signals inside them (of ``signalled``: positions of the swept condition fields,
     function nodes' fields and scaling levels). Their weights read each child's trailing
     volatility, which runs through every earlier day's branch bits: the same for the variants
-    of an allocation setting only when those signals are part of the setting, and when no
-    altExit node is inside (its state starts with each variant's window: `NotFused`)."""
+    of an allocation setting only when those signals are part of the setting (and, where an
+    altExit node is inside, whose state starts on the backtest's first day, when they start on
+    the same day: `_by_first_day`)."""
     found: dict[int, Step] = {}
     for step in steps:
         if isinstance(step, Combine) and _varies(step) and _branching(_reachable(step)):
             found.update((id(c), c) for c in step.children)
     children = list(found.values())
     inside = {id(s): s for child in children for s in _reachable(child)}
-    if any(isinstance(s, Latch) for s in inside.values()):
-        raise NotFused("an altExit node is inside a child of inverse or pro weights (its state would start with "
-                       "each variant's window)")
     return children, _swept_inside(spec, compiler, signalled, inside)
 
 
@@ -524,8 +541,10 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
         found = compiler(strategy)
         plan = found.program()
         reached = _reachable(plan.root)
-        if plan.branches and any(isinstance(s, Blend) for s in reached):
-            raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node in a tree that reads a branch series")
+        levels = [s.value for s in reached if isinstance(s, Blend)]
+        if plan.branches and levels and any(_branch_reads(levels).values()):
+            # its branch leaves are its own compile's, not the base's whose equities are made
+            raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node whose level reads a branch series")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
         if {id(s) for s in _branching(reached)} != {id(s) for s in at}:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function, numbered or altExit nodes "
@@ -782,6 +801,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     windows = warmups.astype(np.int64)
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
+    found = _backtest_windows(spec, tmarket, warmups, windows)
+    # an altExit node inside a child of volatility weights starts its state on the backtest's
+    # first day: that child's real series, so its setting's tables, are made per first day
+    reals = [allocator] * len(plans)
+    if any(isinstance(s, Latch) for plan in plans for c in plan.volatile for s in _reachable(c)):
+        alloc_of, plans, reals = _by_first_day(plans, alloc_of, np.asarray(found.starts)[found.of], allocator)
     # the patterns variants can form: a function node picks at most its largest count, an item
     # is not both True and Null
     patterns = np.arange(1 << K)
@@ -810,12 +835,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         weights = np.empty((len(plans), P, T, len(tmarket.tickers)))
         level_values = {node: values[node] for node in levels}
         for a, plan in enumerate(plans):
-            _pattern_weights_by_day(plan, layout, formable, tmarket, level_values, allocator, weights[a])
+            _pattern_weights_by_day(plan, layout, formable, tmarket, level_values, reals[a], weights[a])
     else:
         weights = np.stack([_pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
-    return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), warmups, windows, cost,
-                   formed, alloc_of)
+    return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), found, cost, formed,
+                   alloc_of)
 
 
 class _Rows:
@@ -1219,30 +1244,28 @@ def _turnovers(weights: np.ndarray) -> np.ndarray:
     return turn
 
 
-def _tables(
-    spec: SweepSpec,
-    market: Market,
-    weights: np.ndarray,
-    signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    warmups: np.ndarray,
-    windows: np.ndarray,
-    cost: np.ndarray,
-    formed: np.ndarray,
-    alloc_of: np.ndarray,
-) -> Template:
-    """Per-pattern returns, turnovers and positions of the patterns variants can form
-    (``formed``; ``dense`` maps a day's branch bits to their rows; ``weights``: (allocation
-    settings, formed patterns, tickers), or (settings, patterns, days, tickers) where weights
-    move from day to day; ``alloc_of`` each variant's setting), returns over each
-    mode's periods; per-window (``windows``: a key of each variant's warm-up, mode, dates and
-    benchmark) backtest windows and centred returns of each window's benchmark (their mean is over the
-    window's own days). ``signals``: bits, series, pairs, latches, kinds and rows, as
-    `Template` holds them."""
+@dataclass(frozen=True)
+class _Windows:
+    """The distinct backtest windows of a sweep's variants (``of``: each variant's) and, per
+    window, its first decision day, its stop, mode, benchmark and dates."""
+
+    of: np.ndarray
+    starts: list[int]
+    stops: list[int]
+    modes: list[str]
+    benchmarks: list[str | None]
+    start_dates: list[str]
+    end_dates: list[str | None]
+
+
+def _backtest_windows(spec: SweepSpec, market: Market, warmups: np.ndarray, windows: np.ndarray) -> _Windows:
+    """Each distinct window (``windows``: a key of each variant's warm-up, mode, dates and
+    benchmark) as `backtest_window` makes a single run's."""
     T = market.n_days
     distinct, start_of = _unique(windows)
     first = np.full(distinct.size, windows.size)
     np.minimum.at(first, start_of, np.arange(windows.size))  # a variant of each window
-    starts, stops, start_dates, end_dates, modes, benchmarks = [], [], [], [], [], []
+    found = _Windows(start_of.ravel().astype(np.int32), [], [], [], [], [], [])
     for i in first.tolist():
         variant = spec.strategy(i)  # its own mode, dates and benchmark (the base's when none is swept)
         try:
@@ -1251,13 +1274,34 @@ def _tables(
             raise GpubtError(f"variant {i} ({spec.label(i)}): {exc.message}", exc.path, exc.status) from None
         lag = LAG[variant.request.mode]
         stop = max(start, min(end, T - 1) - lag + 1)
-        starts.append(start)
-        stops.append(stop)
-        modes.append(variant.request.mode)
-        benchmarks.append(variant.request.benchmark if market.has(variant.request.benchmark) else None)
-        start_dates.append(str(market.dates[start]))
-        end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
+        found.starts.append(start)
+        found.stops.append(stop)
+        found.modes.append(variant.request.mode)
+        found.benchmarks.append(variant.request.benchmark if market.has(variant.request.benchmark) else None)
+        found.start_dates.append(str(market.dates[start]))
+        found.end_dates.append(str(market.dates[stop - 1 + lag]) if stop > start else None)
+    return found
 
+
+def _tables(
+    spec: SweepSpec,
+    market: Market,
+    weights: np.ndarray,
+    signals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    found: _Windows,
+    cost: np.ndarray,
+    formed: np.ndarray,
+    alloc_of: np.ndarray,
+) -> Template:
+    """Per-pattern returns, turnovers and positions of the patterns variants can form
+    (``formed``; ``dense`` maps a day's branch bits to their rows; ``weights``: (allocation
+    settings, formed patterns, tickers), or (settings, patterns, days, tickers) where weights
+    move from day to day; ``alloc_of`` each variant's setting), returns over each
+    mode's periods; centred returns of each backtest window's benchmark (``found``; their mean
+    is over the window's own days). ``signals``: bits, series, pairs, latches, kinds and rows, as
+    `Template` holds them."""
+    T = market.n_days
+    starts, stops, modes, benchmarks = found.starts, found.stops, found.modes, found.benchmarks
     A, P, N = weights.shape[0], weights.shape[1], weights.shape[-1]
     dense = np.full(len(formed), P, dtype=np.int32)  # a pattern never formed: never read
     dense[formed] = np.arange(P, dtype=np.int32)
@@ -1298,7 +1342,7 @@ def _tables(
             _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, daily, daily_turn, daily_held, dense, alloc_of.astype(np.int32), gross_at, start_of.ravel().astype(np.int32),
+        *signals, gross, turn, held, daily, daily_turn, daily_held, dense, alloc_of.astype(np.int32), gross_at, found.of,
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
-        cost, tuple(start_dates), tuple(end_dates),
+        cost, tuple(found.start_dates), tuple(found.end_dates),
     )
