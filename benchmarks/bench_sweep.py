@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds twelve sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds thirteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -30,7 +30,9 @@ branch: condition reads swept (`read_parameters`, 16,384 variants; the fused pat
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), the
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
-session 18: an allocation setting per threshold), and one
+session 18: an allocation setting per threshold), the same with the TLT sleeve an altExit node
+and the start date swept (`latched_template`, 16,384 variants; the fused path since session 19:
+an allocation setting per first day), and one
 function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
@@ -197,6 +199,30 @@ def volatile_parameters() -> dict:
             "rp.weighting": ["inverse", "pro"], "costBps": list(range(8))}
 
 
+def latched_template() -> dict:
+    """`volatile_template()` with its TLT sleeve an altExit node (in when TLT crosses above its
+    SMA(100), out when its RSI(14) falls below 35): the sleeve's volatility runs through states
+    that start on each variant's first day."""
+    body = volatile_template()
+    rp = body["payload"]["children"]["else"][0]
+    rp["children"]["next"][1] = {
+        "id": "trend", "kind": "altExit",
+        "entryConditions": [{"id": "te", "metric": "Current Price", "ticker": "TLT", "window": 1,
+                             "comparator": "crossAbove", "expanded": True, "rightMetric": "SMA", "rightWindow": 100}],
+        "exitConditions": [{"id": "tx", "metric": "RSI", "ticker": "TLT", "window": 14, "comparator": "lt",
+                            "threshold": 35}],
+        "children": {"then": [{"id": "tlt", "kind": "position", "positions": ["TLT"]}],
+                     "else": [{"id": "shy", "kind": "position", "positions": ["SHY"]}]}}
+    return body
+
+
+def latched_parameters() -> dict:
+    """g.window (16) × g.threshold (16) × rp.weighting (2) × startDate (4) × costBps (8) = 16,384
+    variants (4 first days, each its sleeves' own volatilities)."""
+    return {"g.window": list(range(5, 21)), "g.threshold": list(range(65, 81)), "rp.weighting": ["inverse", "pro"],
+            "startDate": ["2009-01-02", "2012-01-03", "2016-01-04", "2020-01-02"], "costBps": list(range(8))}
+
+
 def sleeve_parameters() -> dict:
     """`volatile_template()` with a sleeve's threshold swept inside the volatility weights:
     g.window (16) × g.threshold (16) × b.threshold (16) × rp.weighting (2) × costBps (2) = 16,384
@@ -262,6 +288,8 @@ GENERAL_SWEEPS = {
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
     "sleeves": "the same with a sleeve's threshold swept inside the volatility weights: g.window (16) × "
                "g.threshold (16) × b.threshold (16) × rp.weighting (2) × costBps (2) = 16,384 variants",
+    "latched": "the same with the TLT sleeve an altExit node: g.window (16) × g.threshold (16) × "
+               "rp.weighting (2) × startDate (4) × costBps (8) = 16,384 variants",
     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
             "top.window (16) × top.bottom (4) = 64 variants",
 }
@@ -279,6 +307,7 @@ NAMED_SWEEPS = {
     "reads": (subtree_template, read_parameters),
     "volatile": (volatile_template, volatile_parameters),
     "sleeves": (volatile_template, sleeve_parameters),
+    "latched": (latched_template, latched_parameters),
     "wide": (wide_template, lambda: {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]}),
 }
 
