@@ -615,6 +615,50 @@ def test_altexit_inside_volatility_weights_runs_per_first_day(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+# an altExit node whose entry rarely fires: its state started on different days stays apart long
+LATCH = {"id": "trend", "kind": "altExit",
+         "entryConditions": [{"id": "in", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossAbove",
+                              "threshold": 60}],
+         "exitConditions": [{"id": "out", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossBelow",
+                             "threshold": 35}],
+         "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                      "else": [{"id": "safe", "kind": "position", "positions": ["TLT"]}]}}
+
+
+@pytest.mark.parametrize("reader", ["condition", "function"])
+def test_altexit_inside_a_read_subtree_runs_per_first_day(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """A sub-tree the tree reads (a branch: condition on it, or a function node ranking it) with
+    an altExit node inside: its state starts on the backtest's first day, so its equity, the
+    signals on it and the picks do too; the rows reading it are made per first day. Swept: a
+    window outside it that moves the first day, the reading condition's or function node's
+    fields and the start date."""
+    from gpubt.sweep.run import fused_template
+
+    if reader == "condition":
+        payload = {"id": "rd", "kind": "indicator", "conditions": [
+            {"id": "cr", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "gt", "threshold": 50},
+            {"id": "cg", "type": "and", "metric": "RSI", "ticker": "SPY", "window": 14, "comparator": "gt",
+             "threshold": 20}],
+            "children": {"then": [LATCH], "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
+        parameters = {"cg.window": [14, 300], "cr.threshold": [40, 60], "cr.window": [5, 10],
+                      "startDate": ["2010-01-04", "2012-01-03"]}
+    else:
+        payload = {"id": "gate", "kind": "indicator", "conditions": [
+            {"id": "cg", "metric": "RSI", "ticker": "SPY", "window": 14, "comparator": "gt", "threshold": 20}],
+            "children": {"then": [{"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20,
+                                   "rank": "Top", "bottom": 1, "children": {"next": [
+                                       LATCH, {"id": "q", "kind": "position", "positions": ["QQQ"]},
+                                       {"id": "g", "kind": "position", "positions": ["GLD"]}]}}],
+                         "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
+        parameters = {"cg.window": [14, 300], "f.window": [10, 40], "f.bottom": [1, 2],
+                      "startDate": ["2010-01-04", "2012-01-03"]}
+    spec = make_spec({"payload": payload}, parameters)
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
 def test_numbered_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A numbered node's item is a branch bit (True or not), and one more (Null) where a setting's
     quantifier counts Nulls (all, none); its n and quantifier, like weights, pick the pattern

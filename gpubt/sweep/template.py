@@ -33,8 +33,11 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
 3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
-Memory is flat in the number of variants (bits per setting, not per variant). Anything else
-(an altExit node inside a sub-tree whose equity is read, more than `MAX_BITS` bits
+Memory is flat in the number of variants (bits per setting, not per variant); rows reading
+the equity of a sub-tree with an altExit node inside are made per first decision day
+(`_timed_rows`). Anything else (swept fields inside a sub-tree both ranked and read by a
+branch: ticker, or inside one compiled per setting that itself reads branch series, more than
+`MAX_BITS` bits
 or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
 general path of `gpubt.sweep.run`.
 """
@@ -413,6 +416,73 @@ def _pattern_weights_by_day(plan: _Plan, layout: list[Bits], patterns: np.ndarra
         out[i] = Allocator(market, {**levels, **values}, 0, elsewhere=real_of).allocation(root)  # type: ignore[arg-type]
 
 
+def _timed_rows(table: _Rows, signals: tuple[np.ndarray, ...], equities: dict[str, np.ndarray],
+                timed: dict[str, Step], real: Allocator, engine: Backend, market: Market,
+                first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows reading the equity of a sub-tree with an altExit node inside (``timed``: by branch
+    key), made again for each first decision day (``first_day``: each variant's): its state
+    starts there, as a single run's, so the equity, the signals on it and the function node's
+    picks among active children do too. Each day's equities come from an Allocator on the real
+    signals (``real``'s) started that day; the signals reading them from one backend call. The
+    variants' rows (``signals``' last) are pointed at their day's rows, in place; returns the
+    bits, series, pairs and latches with those rows added."""
+    bits, series, pairs, latches, kinds, rows = signals
+    reads = _branch_reads([*table.bits, *table.series_nodes])
+    on_timed = {node for node, keys in reads.items() if keys & timed.keys()}
+    moved_series = [(node, r) for node, r in table.series_nodes.items() if node in on_timed]
+    is_moved = np.zeros(len(series), dtype=bool)
+    is_moved[[r for _, r in moved_series]] = True
+    at, sides, ops, limits = table.compared()
+    compared = np.flatnonzero(is_moved[sides]).tolist()
+    latched = {id(step) for step in timed.values()}
+    picks = [p for p in table.picks if is_moved[p[1]].any() or any(id(c) in latched for c in p[2])]
+    truths = [(truth, r, TRUE) for truth, r in table.bits.items() if truth in on_timed] + [
+        (truth, r, NULL) for truth, r in table.nulls.items() if truth in on_timed]
+    moved_pairs = np.flatnonzero(is_moved[pairs[:, 0]] | is_moved[pairs[:, 1]]) if len(pairs) else np.zeros(0, int)
+    if not (truths or moved_series or picks):
+        return bits, series, pairs, latches
+    added: list[list[np.ndarray]] = [[bits], [series], [pairs], [latches]]
+    sizes = [len(bits), len(series), len(pairs), len(latches)]  # rows so far, of each
+    nodes = list(dict.fromkeys([*(node for node, _ in moved_series), *(truth for truth, _, _ in truths)]))
+    for day in np.unique(first_day).tolist():
+        starting = Allocator(market, real.values, day)
+        found = engine.evaluate(nodes, market, {**equities, **{key: starting.branch_series(step)[0]
+                                                                for key, step in timed.items()}})
+        # each row's row for this day (its own where nothing it reads is timed)
+        bit_of, series_of = np.arange(len(bits)), np.arange(len(series))
+        own = series.copy()  # the series as this day's variants see them
+        for i, (node, r) in enumerate(moved_series):
+            series_of[r], own[r] = sizes[1] + i, found[node]
+        day_bits: list[np.ndarray] = []
+        for truth, r, value in truths:
+            bit_of[r] = sizes[0] + len(day_bits)
+            day_bits.append(found[truth] == value)
+        for u in compared:
+            bit_of[at[u]] = sizes[0] + len(day_bits)
+            day_bits.append(own[sides[u]] > limits[u] if ops[u] == 0 else own[sides[u]] < limits[u])
+        for r, scored, children, top, bottom in picks:
+            active = np.stack([starting.active(c) for c in children], axis=1)
+            bit_of[r : r + len(scored)] = sizes[0] + len(day_bits) + np.arange(len(scored))
+            day_bits.extend(_best(np.ascontiguousarray(own[scored].T), active, top, bottom))
+        pair_of, latch_of = np.arange(len(pairs)), np.arange(len(latches))
+        pair_of[moved_pairs] = sizes[2] + np.arange(len(moved_pairs))
+        day_pairs = np.column_stack([series_of[pairs[moved_pairs, 0]], series_of[pairs[moved_pairs, 1]],
+                                     pairs[moved_pairs, 2]]) if len(pairs) else pairs
+        ends = np.where(latches >= 0, bit_of[np.maximum(latches, 0)], -1)
+        shifted = np.flatnonzero((ends != latches).any(axis=1))
+        latch_of[shifted] = sizes[3] + np.arange(len(shifted))
+        for k, part in enumerate((np.array(day_bits, dtype=np.uint8).reshape(-1, bits.shape[1]),
+                                  own[is_moved], day_pairs, ends[shifted])):
+            added[k].append(part)
+            sizes[k] += len(part)
+        mine = first_day == day
+        for k, of in enumerate((bit_of, pair_of, latch_of)):
+            for column in np.flatnonzero(kinds == k).tolist():
+                old = rows[mine, column]
+                rows[mine, column] = np.where(old >= 0, of[np.maximum(old, 0)], old)
+    return tuple(np.concatenate(part) for part in added)  # type: ignore[return-value]
+
+
 def _by_first_day(plans: list[_Plan], alloc_of: np.ndarray, first_day: np.ndarray,
                   real: Allocator) -> tuple[np.ndarray, list[_Plan], list[Allocator]]:
     """The allocation settings whose volatile children hold an altExit node split by their
@@ -475,12 +545,10 @@ def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Ra
 def _check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int], apart: set[int]) -> None:
     """`NotFused` unless every sub-tree the tree reads (a branch: ticker, a function node
     ranking sub-trees) but those whose equity is made per setting (``apart``: step ids) is the
-    same for every variant, its equity then computed once: where a swept field (``swept``:
-    parameter positions) lies inside one, or where one holds an altExit node (whose state
-    starts with each variant's window)."""
+    same for every variant, its equity then computed once (per first decision day where an
+    altExit node is inside: `_timed_rows`): where a swept field (``swept``: parameter
+    positions) lies inside one."""
     inside = {id(s): s for step in program.branches.values() if id(step) not in apart for s in _reachable(step)}
-    if any(isinstance(s, Latch) for s in inside.values()):
-        raise NotFused("an altExit node is inside a sub-tree whose equity the tree reads")
     found = _swept_inside(spec, base, swept, inside)
     if found:
         raise NotFused(f"{spec.parameters[found[0]].name} is inside a sub-tree whose equity the tree reads (a "
@@ -802,6 +870,18 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
     found = _backtest_windows(spec, tmarket, warmups, windows)
+    latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
+    timed = {key: step for key, step in program.branches.items()
+             if any(isinstance(s, Latch) for s in _reachable(step))}
+    if timed:  # sub-trees read with an altExit node inside: their equities differ by first day
+        inner = [n for step in [*program.branches.values(), *(c for plan in plans for c in plan.volatile)]
+                 for n in walk_steps(step)[1]]
+        if any(reads & timed.keys() for reads in _branch_reads([*levels, *inner]).values()):
+            raise NotFused("a scaling level, or a signal inside a sub-tree whose equity or volatility is read, reads "
+                           "the equity of a sub-tree with an altExit node inside (it differs by first day)")
+        bits, series, pair_rows, latches = _timed_rows(
+            table, (bits, series, pair_rows, latches, kinds, rows), equities, timed, allocator, engine,  # type: ignore[arg-type]
+            tmarket, np.asarray(found.starts)[found.of])
     # an altExit node inside a child of volatility weights starts its state on the backtest's
     # first day: that child's real series, so its setting's tables, are made per first day
     reals = [allocator] * len(plans)
@@ -838,7 +918,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             _pattern_weights_by_day(plan, layout, formable, tmarket, level_values, reals[a], weights[a])
     else:
         weights = np.stack([_pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
-    latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), found, cost, formed,
                    alloc_of)
 
