@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds thirteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds fourteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -26,7 +26,9 @@ variants; the fused path since session 17: the sub-trees' equities computed once
 the ranked if/else sub-tree's condition swept (`ranked_parameters`, 16,384 variants; the fused
 path since session 18: an equity per setting of the sub-tree), the same with the position its
 branch: condition reads swept (`read_parameters`, 16,384 variants; the fused path since session
-18: bit rows per setting of the condition and the read sub-tree), inverse or
+18: bit rows per setting of the condition and the read sub-tree), the same with the ranked
+sub-tree an altExit node and the start date swept (`timed_template`, 16,384 variants; the fused
+path since session 19: its picks per first day), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), the
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
@@ -175,6 +177,30 @@ def subtree_parameters() -> dict:
             "ct.threshold": list(range(50, 82, 2)), "ct.window": list(range(3, 19, 2))}
 
 
+def timed_template() -> dict:
+    """`subtree_template()` with its ranked if/else sub-tree an altExit node (in when RSI(QQQ, 14)
+    crosses above 55, out when it crosses below 45): its equity, so the function node's picks,
+    start on each variant's first day."""
+    body = subtree_template()
+    f = body["payload"]["children"]["next"][0]
+    f["children"]["next"][0] = {
+        "id": "b1", "kind": "altExit",
+        "entryConditions": [{"id": "cx", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                             "comparator": "crossAbove", "threshold": 55}],
+        "exitConditions": [{"id": "cy", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                            "comparator": "crossBelow", "threshold": 45}],
+        "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
+                     "else": [{"id": "y", "kind": "position", "positions": ["IEF"]}]}}
+    return body
+
+
+def timed_parameters() -> dict:
+    """f.window (32) × f.bottom (2) × ct.threshold (16) × ct.window (4) × startDate (4) = 16,384
+    variants (the ranked altExit sub-tree's picks per first day)."""
+    return {"f.window": list(range(5, 165, 5)), "f.bottom": [1, 2], "ct.threshold": list(range(50, 82, 2)),
+            "ct.window": [3, 7, 11, 15], "startDate": ["2009-01-02", "2012-01-03", "2016-01-04", "2020-01-02"]}
+
+
 def volatile_template() -> dict:
     """Risk parity of strategies: the template's if/else node on RSI(SPY) (its condition named g)
     choosing UVXY or inverse-volatility weights over three sleeves, two of them with conditions
@@ -284,6 +310,8 @@ GENERAL_SWEEPS = {
               "cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants",
     "reads": "the same with the position its branch: condition reads swept: lev.positions (4) × "
              "ct.threshold (16) × ct.window (8) × f.window (32) = 16,384 variants",
+    "timed": "the same with the ranked sub-tree an altExit node: f.window (32) × f.bottom (2) × "
+             "ct.threshold (16) × ct.window (4) × startDate (4) = 16,384 variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
     "sleeves": "the same with a sleeve's threshold swept inside the volatility weights: g.window (16) × "
@@ -305,6 +333,7 @@ NAMED_SWEEPS = {
     "subtrees": (subtree_template, subtree_parameters),
     "ranked": (subtree_template, ranked_parameters),
     "reads": (subtree_template, read_parameters),
+    "timed": (timed_template, timed_parameters),
     "volatile": (volatile_template, volatile_parameters),
     "sleeves": (volatile_template, sleeve_parameters),
     "latched": (latched_template, latched_parameters),
