@@ -586,6 +586,16 @@ def test_signals_inside_volatility_weights_are_allocation_settings(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+# an altExit node whose entry rarely fires: its state started on different days stays apart long
+LATCH = {"id": "trend", "kind": "altExit",
+         "entryConditions": [{"id": "in", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossAbove",
+                              "threshold": 60}],
+         "exitConditions": [{"id": "out", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossBelow",
+                             "threshold": 35}],
+         "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
+                      "else": [{"id": "safe", "kind": "position", "positions": ["TLT"]}]}}
+
+
 @pytest.mark.parametrize("weighting", ["inverse", "pro"])
 def test_altexit_inside_volatility_weights_runs_per_first_day(
         short_market: Market, monkeypatch: pytest.MonkeyPatch, weighting: str) -> None:
@@ -595,17 +605,10 @@ def test_altexit_inside_volatility_weights_runs_per_first_day(
     the first day), the altExit's own threshold (an allocation setting) and the start date."""
     from gpubt.sweep.run import fused_template
 
-    trend = {"id": "trend", "kind": "altExit",
-             "entryConditions": [{"id": "in", "metric": "RSI", "ticker": "QQQ", "window": 10,
-                                  "comparator": "crossAbove", "threshold": 60}],
-             "exitConditions": [{"id": "out", "metric": "RSI", "ticker": "QQQ", "window": 10,
-                                 "comparator": "crossBelow", "threshold": 35}],
-             "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
-                          "else": [{"id": "safe", "kind": "position", "positions": ["TLT"]}]}}
     body = {"payload": {"id": "gate", "kind": "indicator", "conditions": [
         {"id": "g", "metric": "RSI", "ticker": "SPY", "window": 14, "comparator": "gt", "threshold": 30}],
         "children": {"then": [{"id": "iv", "kind": "basic", "weighting": weighting, "children": {"next": [
-            trend, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}],
+            LATCH, {"id": "q", "kind": "position", "positions": ["QQQ"]}]}}],
             "else": [{"id": "t", "kind": "position", "positions": ["TLT"]}]}}}
     spec = make_spec(body, {"g.window": [14, 300], "out.threshold": [30, 35],
                             "startDate": ["2010-01-04", "2012-01-03"]})
@@ -613,16 +616,6 @@ def test_altexit_inside_volatility_weights_runs_per_first_day(
     assert template is not None and template.daily.shape[0] > 0
     assert len(np.unique(template.alloc)) == 6  # 2 thresholds × 3 first days (the 2012 start is both windows')
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
-
-
-# an altExit node whose entry rarely fires: its state started on different days stays apart long
-LATCH = {"id": "trend", "kind": "altExit",
-         "entryConditions": [{"id": "in", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossAbove",
-                              "threshold": 60}],
-         "exitConditions": [{"id": "out", "metric": "RSI", "ticker": "QQQ", "window": 10, "comparator": "crossBelow",
-                             "threshold": 35}],
-         "children": {"then": [{"id": "lev", "kind": "position", "positions": ["TQQQ"]}],
-                      "else": [{"id": "safe", "kind": "position", "positions": ["TLT"]}]}}
 
 
 @pytest.mark.parametrize("reader", ["condition", "function"])
