@@ -829,7 +829,9 @@ def test_a_swept_benchmark_the_market_lacks_keeps_the_held_tickers_calendar() ->
                         first=(0, 0, 0), last=(148, 149, 149)).build()
     spec = make_spec({"startDate": "2010-01-11", "benchmark": "QQQ",
                       "payload": {"id": "p1", "kind": "position", "positions": ["SPY"]}}, {"benchmark": ["QQQ", "XYZ"]})
-    assert sweep_path(spec, market, "numba").startswith("general path: the held tickers and the benchmark")
+    assert sweep_path(spec, market, "numba") == (
+        "general path: variant 1 (benchmark='XYZ'): its tickers and benchmark miss days on which other variants' "
+        "tickers trade (variants would have different calendars)")
     table = run_sweep(spec, market=market, backend="numba").table
     assert table["endDate"].to_list() == ["2010-07-30", "2010-07-29"]
     for i in range(2):
@@ -839,6 +841,30 @@ def test_a_swept_benchmark_the_market_lacks_keeps_the_held_tickers_calendar() ->
                        "payload": {"id": "p1", "kind": "position", "positions": ["Empty"]}}, {"benchmark": ["QQQ", "XYZ"]})
     with pytest.raises(GpubtError, match="not enough data"):
         run_sweep(empty, market=market, backend="numba")
+
+
+def test_tickers_read_but_not_held_fill_the_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant's calendar is the days any ticker it reads trades (or its benchmark), not only
+    those it holds: SPY held, missing the last day, and QQQ read by a condition that trades on
+    it share one calendar, so the sweep fuses; swept so that a variant reads SPY alone, that
+    variant would miss the day: the general path, which says so."""
+    from gpubt.sweep.run import fused_template, sweep_path
+    from tests.strategies import MarketSpec
+
+    market = MarketSpec(seed=0, start="2010-01-04", n_days=150, tickers=("SPY", "QQQ", "TLT"), vols=(0.005,) * 3,
+                        first=(0, 0, 0), last=(148, 149, 149)).build()
+    body = {"payload": {"id": "gate", "kind": "indicator", "conditions": [
+        {"id": "c", "metric": "RSI", "ticker": "QQQ", "window": 5, "comparator": "gt", "threshold": 50}],
+        "children": {"then": [{"id": "on", "kind": "position", "positions": ["SPY"]}],
+                     "else": [{"id": "off", "kind": "position", "positions": ["Empty"]}]}}}
+    spec = make_spec(body, {"c.threshold": [30, 50, 70], "c.window": [5, 10]})
+    assert fused_template(spec, market, "numba") is not None
+    _fused_equals_general_and_single(spec, market, monkeypatch, tuple(range(spec.n_variants)))
+    assert run_sweep(spec, market=market, backend="numba").table["endDate"].unique().to_list() == ["2010-07-30"]
+    spec = make_spec(body, {"c.threshold": [30, 50], "c.ticker": ["QQQ", "SPY"]})
+    assert sweep_path(spec, market, "numba") == (
+        "general path: variant 1 (c.threshold=30, c.ticker='SPY'): its tickers and benchmark miss days on which "
+        "other variants' tickers trade (variants would have different calendars)")
 
 
 def test_allocation_tables_beyond_the_budget_take_the_general_path(short_market: Market,

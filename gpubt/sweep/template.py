@@ -483,6 +483,32 @@ def _timed_rows(table: _Rows, signals: tuple[np.ndarray, ...], equities: dict[st
     return tuple(np.concatenate(part) for part in added)  # type: ignore[return-value]
 
 
+# fields whose value can change the market tickers a variant reads (a Date metric reads none;
+# an expanded line also reads its right ticker)
+TICKER_FIELDS = ("ticker", "rightTicker", "metric", "expanded", "positions", "scaleTicker", "cappedFallback",
+                 "cappedFallbackThen", "cappedFallbackElse", "benchmark")
+CALENDAR_CHECKS = 4096  # at most this many distinct settings of them are parsed to check calendars
+
+
+def _check_calendars(spec: SweepSpec, market: Market, indices: np.ndarray) -> None:
+    """`NotFused` unless every variant's calendar (the days any ticker it reads or its
+    benchmark trades, as `prepare_market` selects them) is every day of ``market`` (the
+    selection of every ticker and benchmark any variant reads), so all variants share one date
+    axis. Variants that agree on every field in `TICKER_FIELDS` read the same tickers: one
+    variant per distinct setting of those is parsed."""
+    fields = [j for j, p in enumerate(spec.parameters) if p.path[-1] in TICKER_FIELDS]
+    settings, _, example = _settings_of(spec, indices, fields)
+    if len(settings) > CALENDAR_CHECKS:
+        raise NotFused(f"the held tickers do not trade on every day, and {len(settings):,} settings of swept "
+                       "tickers are too many to check that variants share one calendar")
+    for i in example.tolist():
+        strategy = spec.strategy(i)
+        read = [*strategy.tickers, *([strategy.request.benchmark] if market.has(strategy.request.benchmark) else [])]
+        if not market.observed[:, [market.column(t) for t in read]].any(axis=1).all():
+            raise NotFused(f"variant {i} ({spec.label(i)}): its tickers and benchmark miss days on which other "
+                           "variants' tickers trade (variants would have different calendars)")
+
+
 def _by_first_day(plans: list[_Plan], alloc_of: np.ndarray, first_day: np.ndarray,
                   real: Allocator) -> tuple[np.ndarray, list[_Plan], list[Allocator]]:
     """The allocation settings whose volatile children hold an altExit node split by their
@@ -596,9 +622,7 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
     single backtest's."""
     if not members:
         return np.zeros(spec.n_variants, dtype=np.int64), [base], set()
-    settings, alloc_of = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
-    example = np.full(len(settings), spec.n_variants)
-    np.minimum.at(example, alloc_of, np.arange(spec.n_variants))  # a variant with each setting
+    settings, alloc_of, example = _settings_of(spec, indices, members)
     plans: list[_Plan] = []
     inside: set[int] = set()
     for i in example.tolist():
@@ -723,11 +747,10 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for plan in plans:
         holds = list(dict.fromkeys(t for s in plan.steps if isinstance(s, Hold) for t in s.tickers))
         held_days = tmarket.observed[:, [tmarket.column(t) for t in holds]].any(axis=1)
-        for bench in calendars:
-            days = held_days if bench is None else held_days | tmarket.observed[:, tmarket.column(bench)]
-            if not days.all():  # a swept ticker could add days to some variants' calendars
-                raise NotFused("the held tickers and the benchmark do not all trade on the same days "
-                               "(variants could have different calendars)")
+        if not all((held_days if bench is None else held_days | tmarket.observed[:, tmarket.column(bench)]).all()
+                   for bench in calendars):
+            _check_calendars(spec, tmarket, indices)  # held tickers alone leave days out: every ticker read
+            break
 
     # One row per distinct setting of each condition list (an if/else node's, a numbered node's
     # item's, an altExit node's entry and exit lists): bits, or a pair of series rows.
@@ -1041,9 +1064,7 @@ def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], in
             for c in range(len(r.children)):
                 rows[:, first_bit[id(r)] + c] = row + c
             continue
-        settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
-        example = np.full(len(settings), spec.n_variants)
-        np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
+        settings, inverse, example = _settings_of(spec, indices, members)
         # the node's own settings, each parsed once, and a sub-tree child's, each compiled once
         own, *inner = [_distinct_rows(indices[:, sub], [len(spec.parameters[j].values) for j in sub])[1]
                        if sub else None for sub in (mine, *subs)]
@@ -1080,9 +1101,7 @@ def _read_rows(spec: SweepSpec, indices: np.ndarray, holder: tuple[Any, ...], me
     (``compile_variant``: compiles sharing the base's builder and branch counter, so each
     setting's sub-tree is its own branch leaf); the branch keys the truths read go into
     ``read``."""
-    settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
-    example = np.full(len(settings), spec.n_variants)
-    np.minimum.at(example, inverse, np.arange(spec.n_variants))  # a variant with each setting
+    settings, inverse, example = _settings_of(spec, indices, members)
     found = np.empty(len(settings), dtype=np.int32)
     for u, i in enumerate(example.tolist()):
         variant = compile_variant(spec.strategy(i))
@@ -1253,6 +1272,17 @@ def _distinct_rows(indices: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, n
         return distinct, inverse.ravel()
     keys, inverse = _unique(np.ravel_multi_index(tuple(indices.T), sizes))
     return np.stack(np.unravel_index(keys, sizes), axis=1), inverse
+
+
+def _settings_of(spec: SweepSpec, indices: np.ndarray, members: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct settings of the parameters ``members``, each variant's setting, the first
+    variant with each setting); one setting, variant 0's, where ``members`` is empty."""
+    if not members:
+        return np.zeros((1, 0), dtype=np.int64), np.zeros(spec.n_variants, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    settings, inverse = _distinct_rows(indices[:, members], [len(spec.parameters[j].values) for j in members])
+    example = np.full(len(settings), spec.n_variants)
+    np.minimum.at(example, inverse, np.arange(spec.n_variants))
+    return settings, inverse, example
 
 
 def _runs(keys: np.ndarray) -> list[tuple[int, int]]:
