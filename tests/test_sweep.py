@@ -652,6 +652,36 @@ def test_altexit_inside_a_read_subtree_runs_per_first_day(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+# an if/else node on the RSI of its own then-branch: a sub-tree that reads a branch series
+SELF_READ = {"id": "sr", "kind": "indicator", "conditions": [
+    {"id": "cs2", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "lt", "threshold": 70}],
+    "children": {"then": [{"id": "lev2", "kind": "position", "positions": ["TQQQ"]}],
+                 "else": [{"id": "ief2", "kind": "position", "positions": ["IEF"]}]}}
+
+
+@pytest.mark.parametrize("holder", ["function", "inverse"])
+def test_subtrees_compiled_per_setting_may_read_their_own_branches(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, holder: str) -> None:
+    """A sub-tree compiled per setting of the fields swept inside it (ranked by a function
+    node; a child of inverse weights whose settings differ) may read its own sub-trees'
+    series: every compile numbers its branch leaves from one counter, and their signals are
+    evaluated in stages, the equities they read made first."""
+    from gpubt.sweep.run import fused_template
+
+    others = [{"id": "q", "kind": "position", "positions": ["QQQ"]}, {"id": "g", "kind": "position", "positions": ["GLD"]}]
+    if holder == "function":
+        payload = {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "rank": "Top",
+                   "bottom": 1, "children": {"next": [SELF_READ, *others]}}
+        parameters = {"cs2.threshold": [60, 80], "cs2.window": [5, 10], "f.window": [10, 40]}
+    else:
+        payload = {"id": "iv", "kind": "basic", "weighting": "inverse", "children": {"next": [SELF_READ, *others]}}
+        parameters = {"cs2.threshold": [60, 80], "cs2.window": [5, 10], "iv.volWindow": [10, 30]}
+    spec = make_spec({"payload": payload}, parameters)
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
 def test_numbered_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A numbered node's item is a branch bit (True or not), and one more (Null) where a setting's
     quantifier counts Nulls (all, none); its n and quantifier, like weights, pick the pattern

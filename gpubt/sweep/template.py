@@ -45,6 +45,7 @@ general path of `gpubt.sweep.run`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -416,6 +417,37 @@ def _pattern_weights_by_day(plan: _Plan, layout: list[Bits], patterns: np.ndarra
         out[i] = Allocator(market, {**levels, **values}, 0, elsewhere=real_of).allocation(root)  # type: ignore[arg-type]
 
 
+def _evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Allocator, engine: Backend,
+                    market: Market) -> None:
+    """The signals of sub-trees compiled per setting into ``real``'s values, in stages as
+    `evaluate_signals` stages a single run's: a signal reading branch series (``branches``: by
+    key, every compile's) once those series' sub-trees' signals are in and their equities made.
+    `NotFused` where such a sub-tree holds an altExit node (its equity would differ by first
+    day)."""
+    reads = _branch_reads(signals)
+    equities: dict[str, np.ndarray] = {}
+    pending = dict.fromkeys(signals)
+    while pending:
+        ready = [n for n in pending if reads[n] <= equities.keys()]
+        if ready:
+            real.values.update(engine.evaluate(ready, market, equities))  # type: ignore[attr-defined]
+            for n in ready:
+                del pending[n]
+            continue
+        built = False
+        for key in sorted(set().union(*(reads[n] for n in pending)) - equities.keys()):
+            step = branches[key]
+            if any(isinstance(s, Latch) for s in _reachable(step)):
+                raise NotFused("a sub-tree compiled per setting of the fields swept inside it reads the equity of "
+                               "a sub-tree with an altExit node inside (it differs by first day)")
+            if all(n in real.values for n in walk_steps(step)[1]):
+                equities[key] = real.branch_series(step)[0]
+                built = True
+        if not built:
+            raise NotFused("a sub-tree compiled per setting of the fields swept inside it reads a branch series "
+                           "whose signals are not evaluated before it")
+
+
 def _timed_rows(table: _Rows, signals: tuple[np.ndarray, ...], equities: dict[str, np.ndarray],
                 timed: dict[str, Step], real: Allocator, engine: Backend, market: Market,
                 first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -690,10 +722,14 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     benchmarks = [b for b in spec.benchmarks if market.has(b)]  # every one some variant names
     tmarket = market.select(list(dict.fromkeys([*spec.tickers, *benchmarks])))
 
-    builder, series = Builder(), {}  # shared by every compile below
+    # shared by every compile below; one branch counter, so each compile's sub-trees are their
+    # own branch leaves (a setting's compile may read its own sub-trees' series)
+    builder, series, counter = Builder(), {}, itertools.count()
+    compiles: list[Compiler] = []
 
     def compiler(strategy: Strategy) -> Compiler:
-        return Compiler(strategy, tmarket, builder, _series=series)
+        compiles.append(Compiler(strategy, tmarket, builder, _series=series, branch_counter=counter))
+        return compiles[-1]
 
     base = compiler(strategy0)
     program = base.program()
@@ -773,9 +809,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                 conditioned[key] = found
     read_apart: dict[str, Step] = {}  # branch keys those rows read -> their steps
 
-    def reader(strategy: Strategy) -> Compiler:  # the base's branch counter: its own branch leaves
-        return Compiler(strategy, tmarket, builder, _series=series, branch_counter=base.branch_counter)
-
     def list_rows(holder: tuple[Any, ...], truths: bool) -> tuple[int, np.ndarray]:
         """(kind, each variant's row) of a condition list (-1: an empty list, never True);
         ``truths``: bit rows of graph truths only (whose Nulls are known)."""
@@ -785,7 +818,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             conditioned and truth is not None) else []
         if reads:
             inside = [j for key in reads for j in conditioned[key]]
-            return 0, _read_rows(spec, indices, holder, [*(members or []), *inside], reader, table, read_apart)
+            return 0, _read_rows(spec, indices, holder, [*(members or []), *inside], compiler, table, read_apart)
         if members is None:  # one setting, the base's
             return 0, np.full(spec.n_variants, -1 if truth is None else table.bit(truth, first), dtype=np.int32)
         found = _setting_rows(spec, base, strategy0, holder, members, indices, table, pairs and not truths)
@@ -837,17 +870,15 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
     # Sub-trees compiled per setting (ranked or read by a branch: ticker, and the volatile
-    # children of the settings other than the base's): their signals, in one backend call. Their
-    # branch leaves would be their own compiles', so they may read none.
+    # children of the settings other than the base's): their signals, staged as a single run's
+    # (those reading their own sub-trees' series once those are made).
     apart = [*subtrees, *read_apart.values(),
              *(c for plan in plans if plan.root is not program.root for c in plan.volatile)]
     signals = list(dict.fromkeys(n for step in apart for n in walk_steps(step)[1]))
-    if any(_branch_reads(signals).values()):
-        raise NotFused("a sub-tree compiled per setting of the fields swept inside it (ranked, read by a "
-                       "branch: ticker or weighted by volatility) reads a branch series")
     signals = [n for n in signals if n not in allocator.values]  # type: ignore[union-attr]
     if signals:
-        allocator.values.update(engine.evaluate(signals, tmarket, {}))  # type: ignore[union-attr]
+        _evaluate_apart(signals, {k: v for c in compiles for k, v in c.branches.items()}, allocator,  # type: ignore[arg-type]
+                        engine, tmarket)
     equities = {key: allocator.branch_series(step)[0]  # type: ignore[union-attr]
                 for key, step in {**program.branches, **read_apart}.items()}
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
