@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds fourteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds fifteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the template with its positions swept
@@ -28,7 +28,9 @@ path since session 18: an equity per setting of the sub-tree), the same with the
 branch: condition reads swept (`read_parameters`, 16,384 variants; the fused path since session
 18: bit rows per setting of the condition and the read sub-tree), the same with the ranked
 sub-tree an altExit node and the start date swept (`timed_template`, 16,384 variants; the fused
-path since session 19: its picks per first day), inverse or
+path since session 19: its picks per first day), the ranked sweep with that sub-tree's condition
+on its own then-branch (`self_read_template`, 16,384 variants; the fused path since session 19:
+each setting's signals staged after its own branch series), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), the
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
@@ -177,6 +179,14 @@ def subtree_parameters() -> dict:
             "ct.threshold": list(range(50, 82, 2)), "ct.window": list(range(3, 19, 2))}
 
 
+def self_read_template() -> dict:
+    """`subtree_template()` with its ranked if/else sub-tree's condition on the RSI of that
+    node's own then-branch (branch:then): a sub-tree that reads its own sub-tree's series."""
+    body = subtree_template()
+    body["payload"]["children"]["next"][0]["children"]["next"][0]["conditions"][0]["ticker"] = "branch:then"
+    return body
+
+
 def timed_template() -> dict:
     """`subtree_template()` with its ranked if/else sub-tree an altExit node (in when RSI(QQQ, 14)
     crosses above 55, out when it crosses below 45): its equity, so the function node's picks,
@@ -310,6 +320,8 @@ GENERAL_SWEEPS = {
               "cx.window (8) × cx.threshold (16) × ct.threshold (4) = 16,384 variants",
     "reads": "the same with the position its branch: condition reads swept: lev.positions (4) × "
              "ct.threshold (16) × ct.window (8) × f.window (32) = 16,384 variants",
+    "selfread": "the ranked one with that sub-tree's condition on its own then-branch (branch:then), "
+                "the same 16,384 variants",
     "timed": "the same with the ranked sub-tree an altExit node: f.window (32) × f.bottom (2) × "
              "ct.threshold (16) × ct.window (4) × startDate (4) = 16,384 variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
@@ -333,6 +345,7 @@ NAMED_SWEEPS = {
     "subtrees": (subtree_template, subtree_parameters),
     "ranked": (subtree_template, ranked_parameters),
     "reads": (subtree_template, read_parameters),
+    "selfread": (self_read_template, ranked_parameters),
     "timed": (timed_template, timed_parameters),
     "volatile": (volatile_template, volatile_parameters),
     "sleeves": (volatile_template, sleeve_parameters),
