@@ -618,14 +618,16 @@ def test_altexit_inside_volatility_weights_runs_per_first_day(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+@pytest.mark.parametrize("inside", [False, True])
 @pytest.mark.parametrize("reader", ["condition", "function"])
 def test_altexit_inside_a_read_subtree_runs_per_first_day(
-        short_market: Market, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, reader: str, inside: bool) -> None:
     """A sub-tree the tree reads (a branch: condition on it, or a function node ranking it) with
     an altExit node inside: its state starts on the backtest's first day, so its equity, the
-    signals on it and the picks do too; the rows reading it are made per first day. Swept: a
-    window outside it that moves the first day, the reading condition's or function node's
-    fields and the start date."""
+    signals on it and the picks do too; the rows reading it are made per first day (and per
+    setting of the fields swept inside it, ``inside``: the altExit node's exit threshold).
+    Swept: a window outside it that moves the first day, the reading condition's or function
+    node's fields and the start date."""
     from gpubt.sweep.run import fused_template
 
     if reader == "condition":
@@ -646,6 +648,8 @@ def test_altexit_inside_a_read_subtree_runs_per_first_day(
                          "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
         parameters = {"cg.window": [14, 300], "f.window": [10, 40], "f.bottom": [1, 2],
                       "startDate": ["2010-01-04", "2012-01-03"]}
+    if inside:
+        parameters["out.threshold"] = [30, 40]
     spec = make_spec({"payload": payload}, parameters)
     template = fused_template(spec, short_market, "numba")
     assert template is not None

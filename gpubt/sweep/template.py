@@ -581,9 +581,9 @@ def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Ra
     """For each sub-tree a function node ranks with swept fields inside (of ``swept``:
     parameter positions), by its step id: those parameters. Its equity, and so its score, then
     differs by setting and is made per setting (`_function_rows`; its allocation for a branch
-    pattern is its allocation setting's plan, as anywhere). Left to `_check_read` (so the
-    general path) where it holds an altExit node or where something else reads its equity (a
-    branch: ticker)."""
+    pattern is its allocation setting's plan, as anywhere; with an altExit node inside, its rows
+    are made per first day too: `_timed_rows`). Left to `_check_read` (so the general path)
+    where something else reads its equity (a branch: ticker)."""
     scores = {id(n) for r in ranks for n in r.scores}
     others = [n for n in program.walked[1] if id(n) not in scores]
     elsewhere = set().union(*_branch_reads(others).values()) if program.branches and others else set()
@@ -595,7 +595,7 @@ def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Ra
                 continue  # scored by its ticker, or read by a branch: ticker too
             steps = {id(s): s for s in _reachable(c)}
             found = _swept_inside(spec, base, swept, steps)
-            if found and not any(isinstance(s, Latch) for s in steps.values()):
+            if found:
                 inside[id(c)] = found
     return inside
 
@@ -803,7 +803,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     conditioned: dict[str, list[int]] = {}  # branch key -> the parameters swept inside its sub-tree
     for key, step in program.branches.items():
         below = {id(s): s for s in _reachable(step)}
-        if id(step) not in ranked and not any(isinstance(s, Latch) for s in below.values()):
+        if id(step) not in ranked:
             found = _swept_inside(spec, base, swept, below)
             if found:
                 conditioned[key] = found
@@ -925,7 +925,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
     found = _backtest_windows(spec, tmarket, warmups, windows)
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
-    timed = {key: step for key, step in program.branches.items()
+    timed = {key: step for key, step in {**program.branches, **read_apart}.items()
              if any(isinstance(s, Latch) for s in _reachable(step))}
     if timed:  # sub-trees read with an altExit node inside: their equities differ by first day
         inner = [n for step in [*program.branches.values(), *(c for plan in plans for c in plan.volatile)]
