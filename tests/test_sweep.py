@@ -470,18 +470,21 @@ def test_swept_positions_weights_and_weightings_stay_on_the_fused_path(short_mar
     assert fused["avgHoldings"].n_unique() > 8  # UVXY alone, caps that bind or not, the fallback
 
 
-def test_positions_a_function_node_ranks_are_not_fused(short_market: Market) -> None:
-    """A ranked position's ticker is also its score: that sweep takes the general path."""
-    from gpubt.sweep.run import sweep_path
+def test_positions_a_function_node_ranks_are_scored_per_setting(short_market: Market,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ranked position's tickers are also its score: its pick rows are made per setting of
+    them (one ticker: that ticker's series; several: their branch series), beside the node's
+    own fields; what the pattern holds is the setting's plan. momentum_rotation.json with two
+    of its ranked positions swept (one to two tickers) and the node's window."""
+    from gpubt.sweep.run import fused_template
 
-    spec = make_spec(ROOT / "examples" / "momentum_rotation.json", {"top3.window": [20, 63]})
-    assert sweep_path(spec, short_market, "numba") == "fused path, CPU kernel"
     ranked = json.loads((ROOT / "examples" / "momentum_rotation.json").read_text())
-    child = ranked["payload"]["children"]["then"][0]["children"]["next"][0]
-    spec = make_spec(ranked, {"top3.window": [20, 63], f"{child['id']}.positions": [child["positions"], ["GLD"]]})
-    assert sweep_path(spec, short_market, "numba").startswith("general path: variant 1 (")
-    assert sweep_path(spec, short_market, "numba").endswith(
-        "changes a position a function node ranks (its scores change with it)")
+    first, second = ranked["payload"]["children"]["then"][0]["children"]["next"][:2]
+    spec = make_spec(ranked, {"top3.window": [20, 63], f"{first['id']}.positions": [first["positions"], ["GLD"]],
+                              f"{second['id']}.positions": [second["positions"], ["TLT", "IEF"]]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.alloc.max() + 1 == 4
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
 def test_weights_that_move_by_day_run_on_the_fused_path(short_market: Market,

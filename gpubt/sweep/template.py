@@ -579,7 +579,8 @@ def _swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside:
 def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Rank],
                    swept: list[int]) -> dict[int, list[int]]:
     """For each sub-tree a function node ranks with swept fields inside (of ``swept``:
-    parameter positions), by its step id: those parameters. Its equity, and so its score, then
+    parameter positions), and each position it ranks with swept fields (its tickers are its
+    score), by its step id: those parameters. Its equity, and so its score, then
     differs by setting and is made per setting (`_function_rows`; its allocation for a branch
     pattern is its allocation setting's plan, as anywhere; with an altExit node inside, its rows
     are made per first day too: `_timed_rows`). Left to `_check_read` (so the general path)
@@ -591,8 +592,13 @@ def _ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Ra
     for r in ranks:
         for c in r.children:
             key = base._branch_keys.get(id(c))
-            if key is None or key in elsewhere:
-                continue  # scored by its ticker, or read by a branch: ticker too
+            if key in elsewhere:
+                continue  # read by a branch: ticker too
+            if key is None:  # a position scored by its ticker: its swept tickers are its settings
+                found = _swept_inside(spec, base, swept, {id(c): c})
+                if found:
+                    inside[id(c)] = found
+                continue
             steps = {id(s): s for s in _reachable(c)}
             found = _swept_inside(spec, base, swept, steps)
             if found:
@@ -644,14 +650,15 @@ class _Plan:
 
 
 def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base: _Plan, paths: list[tuple[Any, ...]],
-                 compiler: Any, signalled: list[int]) -> tuple[np.ndarray, list[_Plan], set[int]]:
+                 compiler: Any, signalled: list[int], scored: dict[int, list[int]]) -> tuple[np.ndarray, list[_Plan], set[int]]:
     """Each variant's allocation setting (its values of the swept positions, weights,
     weightings, numbered nodes' counts and scaling fields, and of the signals inside the
     children of volatility weights: ``members``), each setting's plan (the base's: ``base``,
     of the nodes at ``paths``) and the swept signals inside the children of the plans'
     volatility weights (``signalled``: see `_volatile`). One compile per setting, whose plan the
     Allocator then runs on the branch patterns, so every weighting and counting rule is a
-    single backtest's."""
+    single backtest's. A position a function node ranks may change only where its scores are
+    made per setting (``scored``: `_ranked_inside`, by the base's step id)."""
     if not members:
         return np.zeros(spec.n_variants, dtype=np.int64), [base], set()
     settings, alloc_of, example = _settings_of(spec, indices, members)
@@ -674,7 +681,8 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function, numbered or altExit nodes "
                            "than the base")
         for mine, step in zip(at, base.at):
-            if isinstance(step, Rank) and _ranked(mine) != _ranked(step):  # type: ignore[arg-type]
+            if isinstance(step, Rank) and any(
+                    a != b and id(c) not in scored for a, b, c in zip(_ranked(mine), _ranked(step), step.children)):  # type: ignore[arg-type]
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
         children, signals = _volatile(spec, found, reached, signalled)
@@ -750,10 +758,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     # allocation setting too, its children's real series made from its own signals (found again
     # where a setting's weighting is volatile and the base's is not).
     children, volatile = _volatile(spec, base, steps, signalled)
+    inside = _ranked_inside(spec, base, program, ranks, swept)
     while True:
         alloc_of, plans, found = _allocations(spec, indices, [*allocations, *volatile],
                                               _Plan(program.root, steps, branching, children), paths, compiler,
-                                              signalled)
+                                              signalled, inside)
         if found <= set(volatile):
             break
         volatile += sorted(found - set(volatile))
@@ -856,7 +865,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                 for plan in plans):
             raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
-    inside = _ranked_inside(spec, base, program, ranks, swept) if read else {}
     most, subtrees = _function_rows(spec, base, functions, inside, indices, ranks, first_bit,
                                     dict(zip(map(id, branching), paths)), table, rows, compiler)
 
@@ -866,7 +874,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         _check_read(spec, base, program, swept,
                     {*inside, *map(id, subtrees), *(id(program.branches[key]) for key in conditioned)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
-    if read or any(plan.volatile for plan in plans):
+    if program.branches or any(plan.volatile for plan in plans):  # with the ranked positions' branch series
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
     # Sub-trees compiled per setting (ranked or read by a branch: ticker, and the volatile
@@ -1090,7 +1098,7 @@ def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], in
         members = [*mine, *(j for sub in subs for j in sub)]
         if not members:
             node = _node_at(request, node_path)
-            row = _picks(compiler, node, r, list(r.children), table)
+            row = _picks(compiler, node, r, list(r.children), node.slot("next"), table)
             most[id(r)] = node.bottom
             for c in range(len(r.children)):
                 rows[:, first_bit[id(r)] + c] = row + c
@@ -1100,24 +1108,25 @@ def _function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], in
         own, *inner = [_distinct_rows(indices[:, sub], [len(spec.parameters[j].values) for j in sub])[1]
                        if sub else None for sub in (mine, *subs)]
         nodes: dict[int, FlowNode] = {}
-        compiled: dict[tuple[int, int], Step] = {}
+        compiled: dict[tuple[int, int], tuple[Step, FlowNode]] = {}
         firsts = np.empty(len(settings), dtype=np.int64)
         for u, i in enumerate(example.tolist()):
             setting = 0 if own is None else int(own[i])
             node = nodes.get(setting)
             if node is None:  # variant i has the setting
                 node = nodes[setting] = _node_at(spec.strategy(i).request, node_path)
-            children = list(r.children)
+            children, child_nodes = list(r.children), list(node.slot("next"))
             for c, setting_of in enumerate(inner):
                 if setting_of is not None:
                     key = (c, int(setting_of[i]))
                     if key not in compiled:  # variant i has the setting
                         found = compile_variant(spec.strategy(i))
                         found.program()
-                        compiled[key] = found._steps[id(_node_at(found.strategy.request, node_path).slot("next")[c])]
-                        subtrees.append(compiled[key])
-                    children[c] = compiled[key]
-            firsts[u] = _picks(compiler, node, r, children, table)
+                        child = _node_at(found.strategy.request, node_path).slot("next")[c]
+                        compiled[key] = (found._steps[id(child)], child)
+                        subtrees.append(compiled[key][0])
+                    children[c], child_nodes[c] = compiled[key]
+            firsts[u] = _picks(compiler, node, r, children, child_nodes, table)
         most[id(r)] = max(node.bottom for node in nodes.values())
         for c in range(len(r.children)):
             rows[:, first_bit[id(r)] + c] = firsts[inverse] + c
@@ -1143,12 +1152,14 @@ def _read_rows(spec: SweepSpec, indices: np.ndarray, holder: tuple[Any, ...], me
     return found[inverse]
 
 
-def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step], table: _Rows) -> int:
+def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step], child_nodes: Sequence[FlowNode],
+           table: _Rows) -> int:
     """The bit rows of a function node's setting (``node``: the parsed node with it; ``step``:
-    its step; ``children``: its children's steps, a sub-tree's of that setting), its children
-    scored as `Compiler._function` scores them (a sub-tree by its branch series)."""
+    its step; ``children`` and ``child_nodes``: its children's steps and nodes, a sub-tree's or
+    a position's of that setting), its children scored as `Compiler._function` scores them (a
+    position of one ticker by that ticker's series, anything else by its branch series)."""
     window = DEFAULT_FUNCTION_WINDOW if node.window is None else node.window
-    scored = [compiler.score(node, window, child, c) for child, c in zip(node.slot("next"), children)]
+    scored = [compiler.score(node, window, child, c) for child, c in zip(child_nodes, children)]
     # the combine's first day, as `Compiler.slot` makes it from these children
     combined = step.combine.warmup
     if children != list(step.children):
