@@ -543,9 +543,10 @@ def test_scaling_settings_beside_branch_reads_run_on_the_fused_path(
         short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A scaling node swept in a tree that reads a branch series elsewhere (an if/else node on
     the RSI of its own then-branch): each scaling setting's level is a market series, the
-    branch equity the base's. A setting whose level reads a branch series stays general (its
-    branch leaves are its own compile's)."""
-    from gpubt.sweep.run import fused_template, sweep_path
+    branch equity the base's. A setting's level may read a branch series too (its own
+    compile's sub-tree: a then-branch whose position is swept), its equity made like a read
+    sub-tree's."""
+    from gpubt.sweep.run import fused_template
 
     scaling = {"id": "lift", "kind": "scaling", "scaleMetric": "Relative Strength Index", "scaleWindow": 14,
                "scaleTicker": "QQQ", "scaleFrom": 30, "scaleTo": 70, "children": {
@@ -561,10 +562,10 @@ def test_scaling_settings_beside_branch_reads_run_on_the_fused_path(
     template = fused_template(spec, short_market, "numba")
     assert template is not None and template.alloc.max() + 1 == 8  # 2 × 2 × 2 scaling settings
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
-    spec = make_spec(body, {"lift.scaleTicker": ["QQQ", "branch:then"], "cr.threshold": [40, 60]})
-    assert sweep_path(spec, short_market, "numba") == (
-        "general path: variant 2 (lift.scaleTicker='branch:then', cr.threshold=40) has a scaling node whose level "
-        "reads a branch series")
+    spec = make_spec(body, {"lift.scaleTicker": ["QQQ", "branch:then", "branch:else"], "cr.threshold": [40, 60],
+                            "up.positions": [["SPY"], ["GLD"]]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
 @pytest.mark.parametrize("body, parameters", [

@@ -672,10 +672,6 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
         found = compiler(strategy)
         plan = found.program()
         reached = _reachable(plan.root)
-        levels = [s.value for s in reached if isinstance(s, Blend)]
-        if plan.branches and levels and any(_branch_reads(levels).values()):
-            # its branch leaves are its own compile's, not the base's whose equities are made
-            raise NotFused(f"variant {i} ({spec.label(i)}) has a scaling node whose level reads a branch series")
         at = [found._steps.get(id(_node_at(strategy.request, path))) for path in paths]
         if {id(s) for s in _branching(reached)} != {id(s) for s in at}:
             raise NotFused(f"variant {i} ({spec.label(i)}) has other if/else, function, numbered or altExit nodes "
@@ -868,25 +864,28 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     most, subtrees = _function_rows(spec, base, functions, inside, indices, ranks, first_bit,
                                     dict(zip(map(id, branching), paths)), table, rows, compiler)
 
-    # a scaling node's level (its branches have no conditions: a series per allocation setting)
+    # a scaling node's level (its branches have no conditions: a series per allocation setting;
+    # one on a branch: ticker reads its setting's own sub-tree)
     levels = list(dict.fromkeys(s.value for plan in plans for s in plan.steps if isinstance(s, Blend)))
+    branches = {k: v for c in compiles for k, v in c.branches.items()}  # every compile's, by key
+    leveled = {key: branches[key] for key in set().union(*_branch_reads(levels).values())} if levels else {}
     if read:
         _check_read(spec, base, program, swept,
                     {*inside, *map(id, subtrees), *(id(program.branches[key]) for key in conditioned)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
-    if program.branches or any(plan.volatile for plan in plans):  # with the ranked positions' branch series
+    if program.branches or leveled or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
         evaluate_signals(program, base.market, engine, allocator)
-    # Sub-trees compiled per setting (ranked or read by a branch: ticker, and the volatile
-    # children of the settings other than the base's): their signals, staged as a single run's
-    # (those reading their own sub-trees' series once those are made).
-    apart = [*subtrees, *read_apart.values(),
+    # Sub-trees compiled per setting (ranked or read by a branch: ticker or a scaling level, and
+    # the volatile children of the settings other than the base's): their signals, staged as a
+    # single run's (those reading their own sub-trees' series once those are made).
+    apart = [*subtrees, *read_apart.values(), *leveled.values(),
              *(c for plan in plans if plan.root is not program.root for c in plan.volatile)]
     signals = list(dict.fromkeys(n for step in apart for n in walk_steps(step)[1]))
     signals = [n for n in signals if n not in allocator.values]  # type: ignore[union-attr]
     if signals:
-        _evaluate_apart(signals, {k: v for c in compiles for k, v in c.branches.items()}, allocator,  # type: ignore[arg-type]
-                        engine, tmarket)
+        _evaluate_apart(signals, branches, allocator, engine, tmarket)  # type: ignore[arg-type]
+    read_apart.update(leveled)  # their equities are made like the read sub-trees'
     equities = {key: allocator.branch_series(step)[0]  # type: ignore[union-attr]
                 for key, step in {**program.branches, **read_apart}.items()}
     values = engine.evaluate([*table.bits, *table.series_nodes, *levels], tmarket, equities)
