@@ -568,6 +568,33 @@ def test_scaling_settings_beside_branch_reads_run_on_the_fused_path(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+def test_signals_inside_a_sub_tree_a_scaling_level_reads_are_allocation_settings(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scaling level on a branch: ticker reads that slot's equity, which moves with the fields
+    swept inside it (a function node's metric, a condition's threshold): they join the
+    allocation setting, each setting's compile making its level (found by the random-tree
+    property: the level was the first variant's for every variant)."""
+    from gpubt.sweep.run import fused_template
+
+    body = {"payload": {"id": "sc", "kind": "scaling", "scaleMetric": "Relative Strength Index", "scaleWindow": 5,
+                        "scaleTicker": "branch:else", "scaleFrom": 30, "scaleTo": 70, "children": {
+                            "then": [{"id": "t", "kind": "position", "positions": ["TLT"]}],
+                            "else": [{"id": "fu", "kind": "function", "metric": "Relative Strength Index",
+                                      "window": 5, "rank": "Top", "bottom": 1, "children": {"next": [
+                                          {"id": "s", "kind": "position", "positions": ["SPY"]},
+                                          {"id": "q", "kind": "position", "positions": ["QQQ"]}]}},
+                                     {"id": "g", "kind": "indicator", "conditions": [
+                                         {"id": "cg", "metric": "RSI", "ticker": "GLD", "window": 10, "comparator": "gt",
+                                          "threshold": 50}],
+                                      "children": {"then": [{"id": "gl", "kind": "position", "positions": ["GLD"]}],
+                                                   "else": [{"id": "ie", "kind": "position", "positions": ["IEF"]}]}}]}}}
+    spec = make_spec(body, {"fu.metric": ["Cumulative Return", "Relative Strength Index"], "cg.threshold": [40, 60],
+                            "sc.scaleTo": [60, 80]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.alloc.max() + 1 == 8
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
 @pytest.mark.parametrize("body, parameters", [
     ({"payload": FUSED_TREE}, {"ca.window": [5, 10], "root.weighting": ["defined", "inverse"], "costBps": [0, 10]}),
     ({"payload": FUSED_TREE}, {"cb.window": [5, 10], "cs.threshold": [-2, 3], "root.weighting": ["pro"],

@@ -637,6 +637,16 @@ def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step],
     return children, _swept_inside(spec, compiler, signalled, inside)
 
 
+def _level_reads(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled: list[int]) -> list[int]:
+    """The swept signals (of ``signalled``) inside the sub-trees that the scaling levels in
+    ``steps`` read (a branch: ticker): the level differs by their setting, so they join the
+    allocation setting, whose compile makes the level."""
+    levels = [s.value for s in steps if isinstance(s, Blend)]
+    keys = set().union(*_branch_reads(levels).values()) if levels else set()
+    inside = {id(x): x for key in keys for x in _reachable(compiler.branches[key])}
+    return _swept_inside(spec, compiler, signalled, inside)
+
+
 @dataclass(frozen=True, eq=False)
 class _Plan:
     """One allocation setting's plan: its root, its reachable steps, its branching steps (those
@@ -682,7 +692,7 @@ def _allocations(spec: SweepSpec, indices: np.ndarray, members: list[int], base:
                 raise NotFused(f"variant {i} ({spec.label(i)}) changes a position a function node ranks "
                                "(its scores change with it)")
         children, signals = _volatile(spec, found, reached, signalled)
-        inside.update(signals)
+        inside.update(signals, _level_reads(spec, found, reached, signalled))
         plans.append(_Plan(plan.root, reached, at, children))  # type: ignore[arg-type]
     return alloc_of, plans, inside
 
@@ -754,6 +764,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     # allocation setting too, its children's real series made from its own signals (found again
     # where a setting's weighting is volatile and the base's is not).
     children, volatile = _volatile(spec, base, steps, signalled)
+    volatile = sorted({*volatile, *_level_reads(spec, base, steps, signalled)})
     inside = _ranked_inside(spec, base, program, ranks, swept)
     while True:
         alloc_of, plans, found = _allocations(spec, indices, [*allocations, *volatile],
