@@ -399,19 +399,20 @@ def test_function_nodes_over_positions_run_on_the_fused_path(short_market: Marke
                              spec.label(i))
 
 
-def test_a_function_window_that_is_also_a_cap_takes_the_general_path(short_market: Market) -> None:
+def test_a_function_window_that_is_also_a_cap_is_an_allocation_setting(short_market: Market,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A child's window is its cap in a capped group (its weight in a defined one): sweeping a
     function node's window there changes the allocation of every pattern (found by the
-    random-tree property), which the fused plan keeps one of."""
-    from gpubt.sweep.run import sweep_path
+    random-tree property), so it is an allocation setting as well as the score's window."""
+    from gpubt.sweep.run import fused_template, sweep_path
 
     body = {"payload": {"id": "in1", "kind": "indicator", "weighting": "capped", "conditions": [
         {"id": "c7", "ticker": "QQQ/SPY", "comparator": "lt", "metric": "RSI", "window": 5, "threshold": 40}],
         "children": {"then": [{"id": "fu2", "kind": "function", "metric": "RSI", "bottom": 1, "rank": "Top",
                                "children": {"next": [{"id": "p3", "kind": "position", "positions": ["SPY"]}]}}]}}}
     spec = make_spec(body, {"fu2.window": [3, 12]})
-    assert sweep_path(spec, short_market, "numba") == (
-        "general path: fu2.window is also the node's weight in its parent's defined or capped weighting")
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.alloc.max() + 1 == 2
     table = run_sweep(spec, market=short_market, backend="numba").table
     for i in range(2):
         assert_metrics_equal(table.row(i, named=True), run_backtest(spec.strategy(i), short_market, "numba").metrics,
@@ -419,6 +420,14 @@ def test_a_function_window_that_is_also_a_cap_takes_the_general_path(short_marke
     equal = json.loads(json.dumps(body))
     equal["payload"]["weighting"] = "equal"
     assert sweep_path(make_spec(equal, {"fu2.window": [3, 12]}), short_market, "numba") == "fused path, CPU kernel"
+    defined = {"payload": {"id": "root", "kind": "basic", "weighting": "defined", "children": {"next": [
+        {"id": "fu", "kind": "function", "metric": "Cumulative Return", "window": 10, "bottom": 1, "rank": "Top",
+         "children": {"next": [{"id": "s", "kind": "position", "positions": ["SPY"]},
+                               {"id": "q", "kind": "position", "positions": ["QQQ"]}]}},
+        {"id": "g", "kind": "position", "positions": ["GLD"], "window": 20}]}}}
+    spec = make_spec(defined, {"fu.window": [5, 20, 60], "fu.bottom": [1, 2], "root.weighting": ["defined", "equal"]})
+    assert fused_template(spec, short_market, "numba") is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
 def test_swept_dates_modes_and_benchmarks_stay_on_the_fused_path(short_market: Market,

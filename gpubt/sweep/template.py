@@ -637,6 +637,23 @@ def _volatile(spec: SweepSpec, compiler: Compiler, steps: list[Step],
     return children, _swept_inside(spec, compiler, signalled, inside)
 
 
+def _function_weights(spec: SweepSpec, functions: list[int], paths: list[tuple[Any, ...]],
+                      plans: list[_Plan]) -> set[int]:
+    """The swept function-node windows (of ``functions``) that are also the node's weight (or
+    cap) in a defined or capped group of some plan (``paths``: the wire paths of its branching
+    steps): they change what a pattern holds, so they join the allocation setting too."""
+    found = set()
+    for j in functions:
+        p = spec.parameters[j]
+        b = paths.index(p.path[:-1]) if p.path[:-1] in paths else None
+        if p.path[-1] == "window" and b is not None and any(
+                id(plan.at[b]) in {id(c) for s in plan.steps if isinstance(s, Combine)
+                                   and s.weighting != "equal" for c in s.children}
+                for plan in plans):
+            found.add(j)
+    return found
+
+
 def _level_reads(spec: SweepSpec, compiler: Compiler, steps: list[Step], signalled: list[int]) -> list[int]:
     """The swept signals (of ``signalled``) inside the sub-trees that the scaling levels in
     ``steps`` read (a branch: ticker): the level differs by their setting, so they join the
@@ -760,19 +777,22 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     node_of = {id(step): flow[key][0] for key, step in base._steps.items()
                if key in flow and flow[key][0].kind != "call"}
     paths = [flow[id(node_of[id(s)])][1] for s in branching]
-    # Signals swept inside the children of volatility weights: each setting of them is an
-    # allocation setting too, its children's real series made from its own signals (found again
-    # where a setting's weighting is volatile and the base's is not).
-    children, volatile = _volatile(spec, base, steps, signalled)
-    volatile = sorted({*volatile, *_level_reads(spec, base, steps, signalled)})
+    # Other fields that change what a pattern holds join the allocation setting: signals swept
+    # inside the children of volatility weights (each setting's children keep the real series of
+    # its own signals) or inside the sub-trees scaling levels read, and function windows that are
+    # also weights; found again on every setting's plan (a setting's weighting may be volatile
+    # where the base's is not).
+    children, joined = _volatile(spec, base, steps, signalled)
+    joined = sorted({*joined, *_level_reads(spec, base, steps, signalled)})
     inside = _ranked_inside(spec, base, program, ranks, swept)
     while True:
-        alloc_of, plans, found = _allocations(spec, indices, [*allocations, *volatile],
+        alloc_of, plans, found = _allocations(spec, indices, [*allocations, *joined],
                                               _Plan(program.root, steps, branching, children), paths, compiler,
                                               signalled, inside)
-        if found <= set(volatile):
+        found |= _function_weights(spec, functions, paths, plans)
+        if found <= set(joined):
             break
-        volatile += sorted(found - set(volatile))
+        joined += sorted(found - set(joined))
     # Branch bits: one per if/else or altExit node, one per child of a function node, one per item of a
     # numbered node, and one more per item for Null where some setting's quantifier counts Nulls
     # (all, none; the others count Trues only).
@@ -863,14 +883,6 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             raise NotFused(f"{spec.parameters[members[0]].name} is a condition of a node that is not an if/else, "
                            "numbered or altExit node")
         # an unreachable node: its settings change nothing
-    for j in functions:  # a child's window is also its weight (or cap) in a defined or capped group
-        p = spec.parameters[j]
-        b = paths.index(p.path[:-1]) if p.path[:-1] in paths else None
-        if p.path[-1] == "window" and b is not None and any(
-                id(plan.at[b]) in {id(c) for s in plan.steps if isinstance(s, Combine)
-                                   and s.weighting != "equal" for c in s.children}
-                for plan in plans):
-            raise NotFused(f"{p.name} is also the node's weight in its parent's defined or capped weighting")
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
     most, subtrees = _function_rows(spec, base, functions, inside, indices, ranks, first_bit,
                                     dict(zip(map(id, branching), paths)), table, rows, compiler)
