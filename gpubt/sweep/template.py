@@ -45,9 +45,10 @@ general path of `gpubt.sweep.run`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -449,13 +450,13 @@ def _evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Alloca
 
 
 def _timed_rows(table: _Rows, signals: tuple[np.ndarray, ...], equities: dict[str, np.ndarray],
-                timed: dict[str, Step], real: Allocator, engine: Backend, market: Market,
+                timed: dict[str, Step], on_day: Callable[[int], Allocator], engine: Backend, market: Market,
                 first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows reading the equity of a sub-tree with an altExit node inside (``timed``: by branch
     key), made again for each first decision day (``first_day``: each variant's): its state
     starts there, as a single run's, so the equity, the signals on it and the function node's
-    picks among active children do too. Each day's equities come from an Allocator on the real
-    signals (``real``'s) started that day; the signals reading them from one backend call. The
+    picks among active children do too. Each day's equities come from the Allocator on the real
+    signals started that day (``on_day``); the signals reading them from one backend call. The
     variants' rows (``signals``' last) are pointed at their day's rows, in place; returns the
     bits, series, pairs and latches with those rows added."""
     bits, series, pairs, latches, kinds, rows = signals
@@ -477,7 +478,7 @@ def _timed_rows(table: _Rows, signals: tuple[np.ndarray, ...], equities: dict[st
     sizes = [len(bits), len(series), len(pairs), len(latches)]  # rows so far, of each
     nodes = list(dict.fromkeys([*(node for node, _ in moved_series), *(truth for truth, _, _ in truths)]))
     for day in np.unique(first_day).tolist():
-        starting = Allocator(market, real.values, day)
+        starting = on_day(day)
         found = engine.evaluate(nodes, market, {**equities, **{key: starting.branch_series(step)[0]
                                                                 for key, step in timed.items()}})
         # each row's row for this day (its own where nothing it reads is timed)
@@ -541,22 +542,18 @@ def _check_calendars(spec: SweepSpec, market: Market, indices: np.ndarray) -> No
                            "variants' tickers trade (variants would have different calendars)")
 
 
-def _by_first_day(plans: list[_Plan], alloc_of: np.ndarray, first_day: np.ndarray,
-                  real: Allocator) -> tuple[np.ndarray, list[_Plan], list[Allocator]]:
+def _by_first_day(plans: list[_Plan], alloc_of: np.ndarray, first_day: np.ndarray, real: Allocator | None,
+                  on_day: Callable[[int], Allocator]) -> tuple[np.ndarray, list[_Plan], list[Allocator | None]]:
     """The allocation settings whose volatile children hold an altExit node split by their
     variants' first decision day (``first_day``): each variant's new setting, each setting's plan
-    and the Allocator on the real signals its children's series come from (``real``'s signals,
-    its altExit states started on the setting's day, as a single run's)."""
+    and the Allocator on the real signals its children's series come from (``real``, or for a
+    split setting ``on_day`` of its day: altExit states started there, as a single run's)."""
     timed = np.array([any(isinstance(s, Latch) for c in plan.volatile for s in _reachable(c)) for plan in plans])
+    if not timed.any():
+        return alloc_of, plans, [real] * len(plans)
     day = np.where(timed[alloc_of], first_day, -1) + 1  # 0: a setting not split
     keys, of = _distinct_rows(np.stack([alloc_of, day], axis=1), [len(plans), int(day.max()) + 1])
-    on_day: dict[int, Allocator] = {}
-    reals = []
-    for d in keys[:, 1].tolist():
-        if d and d - 1 not in on_day:
-            on_day[d - 1] = Allocator(real.market, real.values, d - 1)
-        reals.append(on_day[d - 1] if d else real)
-    return of, [plans[a] for a in keys[:, 0].tolist()], reals
+    return of, [plans[a] for a in keys[:, 0].tolist()], [on_day(d - 1) if d else real for d in keys[:, 1].tolist()]
 
 
 class NotFused(Exception):
@@ -954,6 +951,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     for j in windowed:
         windows = windows * len(spec.parameters[j].values) + indices[:, j]
     found = _backtest_windows(spec, tmarket, warmups, windows)
+    first_day = np.asarray(found.starts)[found.of]
+    # the Allocator on the real signals with altExit states started on a day, once per day
+    on_day = functools.cache(lambda day: Allocator(tmarket, allocator.values, day))  # type: ignore[union-attr]
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     timed = {key: step for key, step in {**program.branches, **read_apart}.items()
              if any(isinstance(s, Latch) for s in _reachable(step))}
@@ -964,13 +964,11 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
             raise NotFused("a scaling level, or a signal inside a sub-tree whose equity or volatility is read, reads "
                            "the equity of a sub-tree with an altExit node inside (it differs by first day)")
         bits, series, pair_rows, latches = _timed_rows(
-            table, (bits, series, pair_rows, latches, kinds, rows), equities, timed, allocator, engine,  # type: ignore[arg-type]
-            tmarket, np.asarray(found.starts)[found.of])
+            table, (bits, series, pair_rows, latches, kinds, rows), equities, timed, on_day, engine, tmarket,
+            first_day)
     # an altExit node inside a child of volatility weights starts its state on the backtest's
     # first day: that child's real series, so its setting's tables, are made per first day
-    reals = [allocator] * len(plans)
-    if any(isinstance(s, Latch) for plan in plans for c in plan.volatile for s in _reachable(c)):
-        alloc_of, plans, reals = _by_first_day(plans, alloc_of, np.asarray(found.starts)[found.of], allocator)
+    alloc_of, plans, reals = _by_first_day(plans, alloc_of, first_day, allocator, on_day)
     # the patterns variants can form: a function node picks at most its largest count, an item
     # is not both True and Null
     patterns = np.arange(1 << K)
