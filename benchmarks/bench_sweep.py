@@ -12,12 +12,14 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds sixteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds seventeen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the same with one of its ranked positions
 swept (`universe_parameters`, 16,384 variants; the fused path since session 19: picks per
-setting of the positions), the template with its positions swept
+setting of the positions), the same with two ranked positions swept (`pair_parameters`, 16,384
+variants; the fused path since session 20: a setting's patterns holding the same weights share
+their tables' rows), the template with its positions swept
 beside two conditions (`allocation_parameters`, 16,384 variants; the fused path since session
 17), a numbered-node sweep of examples/regime_ladder.json (`ladder_parameters`, 16,384 variants;
 the fused path since session 17), an altExit sweep (`altexit_template`, 16,384 variants; the
@@ -123,9 +125,19 @@ def momentum_parameters() -> dict:
 def universe_parameters() -> dict:
     """momentum_rotation.json with one of its ranked positions swept: p-dbc.positions (4, one of
     them two tickers) × top3.window (64) × top3.bottom (4) × trend.window (16) = 16,384 variants
-    (4 allocation settings: each a copy of the 1,304 patterns' tables)."""
+    (4 allocation settings, each of the 1,304 patterns' 166 distinct allocations)."""
     return {"p-dbc.positions": [["DBC"], ["XLU"], ["UUP"], ["GLD", "TIP"]],
             "top3.window": list(range(10, 266, 4)), "top3.bottom": [1, 2, 3, 4],
+            "trend.window": list(range(50, 210, 10))}
+
+
+def pair_parameters() -> dict:
+    """momentum_rotation.json with two of its ranked positions swept: p-dbc.positions (4) ×
+    p-gld.positions (4) × top3.window (16) × top3.bottom (4) × trend.window (16) = 16,384
+    variants (16 allocation settings; each a full copy of the patterns' tables took 0.9 GiB)."""
+    return {"p-dbc.positions": [["DBC"], ["XLU"], ["UUP"], ["GLD", "TIP"]],
+            "p-gld.positions": [["GLD"], ["TLT"], ["IEF"], ["SHY"]],
+            "top3.window": list(range(10, 266, 16)), "top3.bottom": [1, 2, 3, 4],
             "trend.window": list(range(50, 210, 10))}
 
 
@@ -319,6 +331,8 @@ GENERAL_SWEEPS = {
                 "defense.window (8) = 16,384 variants",
     "universe": "momentum_rotation.json with a ranked position swept: p-dbc.positions (4) × "
                 "top3.window (64) × top3.bottom (4) × trend.window (16) = 16,384 variants",
+    "pair": "momentum_rotation.json with two ranked positions swept: p-dbc.positions (4) × p-gld.positions (4) "
+            "× top3.window (16) × top3.bottom (4) × trend.window (16) = 16,384 variants",
     "allocations": "the template with hedge.positions (4) × bounce.positions (4) × a.window (16) × "
                    "a.threshold (16) × b.threshold (4) = 16,384 variants",
     "ladder": "regime_ladder.json: n2.window (16) × n3.threshold (16) × n4.threshold (8) × "
@@ -352,6 +366,7 @@ GENERAL_SWEEPS = {
 NAMED_SWEEPS = {
     "momentum": (lambda: MOMENTUM, momentum_parameters),
     "universe": (lambda: MOMENTUM, universe_parameters),
+    "pair": (lambda: MOMENTUM, pair_parameters),
     "allocations": (template, allocation_parameters),
     "ladder": (lambda: ROOT / "examples" / "regime_ladder.json", ladder_parameters),
     "altexit": (altexit_template, altexit_parameters),

@@ -472,7 +472,11 @@ def test_swept_positions_weights_and_weightings_stay_on_the_fused_path(short_mar
     spec = make_spec({"costBps": 7, "payload": FUSED_TREE}, parameters)
     template = fused_template(spec, short_market, "numba")
     assert template is not None and template.alloc.max() + 1 == 48
-    assert len(template.held) == 48 * len(template.turn[0]) and template.turn.shape[0] == 48 * (template.turn.shape[1] + 1)
+    # patterns holding the same weights share their rows; turnovers are between distinct allocations
+    settings, patterns = template.table_row.shape
+    widths = template.setting_at[:, 2]
+    assert settings == 48 and (widths < patterns).all() and (template.table_row.max(axis=1) + 1 == widths).all()
+    assert len(template.held) == widths.sum() and len(template.turn) == ((widths + 1) * widths).sum()
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 23)))
     fused = run_sweep(spec, market=short_market, backend="numba", chunk_size=9).table
     assert fused.group_by("hedge.positions", "s1.window").agg(pl.col("cagr").mean())["cagr"].n_unique() == 6
@@ -949,8 +953,8 @@ def test_allocation_tables_beyond_the_budget_take_the_general_path(short_market:
     monkeypatch.setattr(template, "TABLE_BYTES", 1 << 20)
     spec = make_spec({"payload": FUSED_TREE}, {"s1.window": list(range(5, 45))})
     assert sweep_path(spec, short_market, "numba") == (
-        "general path: the tables of 40 allocation settings × 8 branch patterns would take 0.0 GiB (the fused "
-        "path keeps them within 0.0 GiB)")
+        "general path: the tables of 40 allocation settings × 8 branch patterns (240 distinct allocations) would "
+        "take 2.4 MiB (the fused path keeps them within 1 MiB)")
 
 
 def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
@@ -989,7 +993,7 @@ def test_a_function_node_over_many_children_forms_few_patterns(short_market: Mar
                                               for j, t in enumerate(tickers)]}}}
     spec = make_spec(body, {"f.window": [20, 60, 120], "f.bottom": [1, 2], "f.rank": ["Top", "Bottom"]})
     template = fused_template(spec, short_market, "numba")
-    assert template is not None and template.rows.shape[1] == 16 and template.turn.shape[1] == 137
+    assert template is not None and template.rows.shape[1] == 16 and template.table_row.shape[1] == 137
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
 
 

@@ -30,8 +30,8 @@ DEVICE_REL = 1e-12
 
 
 def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: ignore[no-untyped-def]
-    """A fused sweep over bits, series pairs, forDays, two warm-ups, two allocation settings and
-    costs, with its market."""
+    """A fused sweep over bits, series pairs, forDays, two warm-ups, two allocation settings (whose
+    patterns without the hedge share their tables' rows) and costs, with its market."""
     from gpubt.backends import get_backend
     from gpubt.data.synthetic import synthetic_market
     from gpubt.sweep import make_spec
@@ -45,6 +45,7 @@ def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: i
                       "hedge.positions": [["TLT", "GLD"], ["IEF"]]})
     template = prepare(spec, market, get_backend("numba"))
     assert template is not None and template.kinds.tolist() == [0, 0, 1] and template.alloc.max() == 1
+    assert len(template.held) < template.table_row.size  # patterns holding the same share their rows
     return spec, template
 
 
@@ -117,8 +118,8 @@ def test_the_kernel_compiles_for_hopper() -> None:
     _, template = small_sweep()
     device._compiled.cache_clear()
     t = template
-    arrays = (t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.gross, t.turn, t.held, t.daily, t.daily_turn,
-              t.daily_held, t.dense, t.alloc, t.gross_at, t.start_of,
+    arrays = (t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.table_row, t.setting_at, t.gross, t.turn,
+              t.held, t.daily, t.daily_turn, t.daily_held, t.dense, t.alloc, t.gross_at, t.start_of,
               t.starts, t.stops, t.bench, t.bench_squares, t.cost, np.empty((4, 2), np.int32), np.empty((4, 2)),
               np.empty((16, 2)))
     with exact_arithmetic():

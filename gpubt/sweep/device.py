@@ -31,14 +31,14 @@ from gpubt.sweep.template import Template, variant_metrics
 THREADS = 128
 
 
-def _kernel(bits, series, pairs, latches, kinds, rows, gross, turn, held, daily,  # type: ignore[no-untyped-def]
-            daily_turn, daily_held, dense, alloc, gross_at, start_of, starts, stops, bench, bench_squares, cost,
-            pattern, net, out):
+def _kernel(bits, series, pairs, latches, kinds, rows, table_row, setting_at,  # type: ignore[no-untyped-def]
+            gross, turn, held, daily, daily_turn, daily_held, dense, alloc, gross_at, start_of, starts,
+            stops, bench, bench_squares, cost, pattern, net, out):
     s = cuda.grid(1)
     if s < rows.shape[0]:
-        variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, daily, daily_turn,
-                        daily_held, dense, alloc, gross_at, start_of, starts, stops, bench, bench_squares, cost,
-                        pattern[:, s], net[:, s], out[:, s])
+        variant_metrics(s, bits, series, pairs, latches, kinds, rows, table_row, setting_at, gross, turn, held,
+                        daily, daily_turn, daily_held, dense, alloc, gross_at, start_of, starts, stops, bench,
+                        bench_squares, cost, pattern[:, s], net[:, s], out[:, s])
 
 
 @functools.cache
@@ -79,8 +79,9 @@ class DeviceTemplate:
     def __post_init__(self) -> None:
         t = self.template
         began = time.perf_counter()
-        self._tables = upload([t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.gross, t.turn, t.held, t.daily,
-                               t.daily_turn, t.daily_held, t.dense, t.alloc, t.gross_at, t.start_of, t.starts, t.stops,
+        self._tables = upload([t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.table_row, t.setting_at,
+                               t.gross, t.turn, t.held, t.daily, t.daily_turn, t.daily_held, t.dense, t.alloc,
+                               t.gross_at, t.start_of, t.starts, t.stops,
                                t.bench, t.bench_squares, t.cost])
         cuda.synchronize()
         self.seconds["to_device"] += time.perf_counter() - began
@@ -97,8 +98,8 @@ class DeviceTemplate:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order.
         ``meanwhile`` runs on the host while the first launch computes."""
         kernel = _compiled(self.inline_pattern)._kernel
-        (bits, series, pairs, latches, kinds, rows, gross, turn, held, daily, daily_turn, daily_held, dense, alloc,
-         gross_at, start_of, starts, stops, bench, squares, cost) = self._tables
+        (bits, series, pairs, latches, kinds, rows, table_row, setting_at, gross, turn, held, daily, daily_turn,
+         daily_held, dense, alloc, gross_at, start_of, starts, stops, bench, squares, cost) = self._tables
         out = np.empty((N_KEYS, hi - lo))
         size = min(self.chunk, hi - lo)
         pattern, net = self._scratch(size)
@@ -108,9 +109,9 @@ class DeviceTemplate:
             values = cuda.device_array((N_KEYS, b - a))
             with exact_arithmetic():
                 kernel[(b - a + THREADS - 1) // THREADS, THREADS](
-                    bits, series, pairs, latches, kinds, rows[a:b], gross, turn, held, daily, daily_turn, daily_held,
-                    dense, alloc[a:b], gross_at, start_of[a:b], starts, stops, bench, squares, cost[a:b], pattern, net,
-                    values)
+                    bits, series, pairs, latches, kinds, rows[a:b], table_row, setting_at, gross, turn, held,
+                    daily, daily_turn, daily_held, dense, alloc[a:b], gross_at, start_of[a:b], starts, stops, bench,
+                    squares, cost[a:b], pattern, net, values)
             if meanwhile is not None:
                 waited = time.perf_counter()
                 meanwhile()

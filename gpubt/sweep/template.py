@@ -29,7 +29,9 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    on every day, the turnover between two patterns, its number of positions (where weights move
    by day: the Allocator on the market itself with the bits held, the children of volatility
    weights keeping their real series, and the pattern's weights, turnover and positions by
-   day);
+   day); a setting's patterns holding the same weights share one row of returns and its
+   turnovers are between its distinct allocations (momentum_rotation.json's 1,304 patterns
+   hold 166: while its trend is down, what its top node would pick changes nothing);
 3. one parallel Numba kernel walks every variant's days: the pattern from its K bits, the net
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
@@ -88,8 +90,8 @@ ALLOCATION_FIELDS = ("positions", "weighting", "weightingThen", "weightingElse",
                      "volWindowElse", "cappedFallback", "cappedFallbackThen", "cappedFallbackElse", "scaleMetric",
                      "scaleWindow", "scaleTicker", "scaleFrom", "scaleTo")
 LEVEL_FIELDS = ("scaleMetric", "scaleWindow", "scaleTicker")  # of ALLOCATION_FIELDS: a scaling node's level series
-# At most this many bytes of per-pattern tables (returns per mode and turnovers, for each
-# allocation setting); a sweep that needs more takes the general path.
+# At most this many bytes of tables (returns per mode of each allocation setting's distinct
+# allocations, and their turnovers); a sweep that needs more takes the general path.
 TABLE_BYTES = 512 << 20
 
 
@@ -103,17 +105,20 @@ class Template:
     latches: np.ndarray  # (L, 2) int64: the entry and exit `bits` rows of an altExit setting (-1: never)
     kinds: np.ndarray  # (K,) int8: 0 when bit k's rows are `bits` rows, 1 `pairs` rows, 2 `latches` rows
     rows: np.ndarray  # (n_variants, K) int32: each variant's row (of `bits`, `pairs` or `latches`) for branch bit k
-    # with A allocation settings (values of swept positions, weights, weightings, counts, scaling) and P
-    # patterns variants can form:
-    gross: np.ndarray  # (M·A·P, T) return of pattern p's allocation over the period decided on day t (M modes)
-    turn: np.ndarray  # (A·(P + 1), P) turnover from pattern a (P = all cash) to b, per setting
-    held: np.ndarray  # (A·P,) positions of pattern p, per setting
+    # with A allocation settings (values of swept positions, weights, weightings, counts, scaling), P
+    # patterns variants can form and V_a distinct allocations among setting a's patterns (patterns
+    # holding the same weights share their rows), U = Σ V_a rows in all:
+    table_row: np.ndarray  # (A, P) int32: the allocation v of pattern p among setting a's
+    setting_at: np.ndarray  # (A, 3) int64: setting a's first row of U, its first entry in `turn`, V_a
+    gross: np.ndarray  # (M·U, T) return of allocation u over the period decided on day t (M modes)
+    turn: np.ndarray  # (Σ (V_a + 1)·V_a,) setting a's turnover from its allocation v (V_a: all cash) to w
+    held: np.ndarray  # (U,) positions of allocation u
     # where some allocation changes from day to day (a scaling node, inverse or pro weights), the
-    # pattern's weights, turnover from the day before and positions by day instead of `turn` and
-    # `held`, (0, 0, 0) and (0, 0) otherwise:
-    daily: np.ndarray  # (A·P, T, N) weights of pattern p decided on day t
-    daily_turn: np.ndarray  # (A·P, T) ½ Σ |w(t) − w(t − 1)| of pattern p
-    daily_held: np.ndarray  # (A·P, T) positions of pattern p on day t
+    # allocation's weights, turnover from the day before and positions by day instead of `turn`
+    # and `held`, (0, 0, 0) and (0, 0) otherwise (each pattern its own allocation):
+    daily: np.ndarray  # (U, T, N) weights of allocation u decided on day t
+    daily_turn: np.ndarray  # (U, T) ½ Σ |w(t) − w(t − 1)| of allocation u
+    daily_held: np.ndarray  # (U, T) positions of allocation u on day t
     dense: np.ndarray  # (2^K,) int32: the row p of the patterns variants can form, by branch bits
     alloc: np.ndarray  # (n_variants,) int32: the allocation setting of each variant
     gross_at: np.ndarray  # (n_starts,) int64: the first row of `gross` for each window's mode
@@ -129,8 +134,9 @@ class Template:
     def run(self, lo: int, hi: int) -> np.ndarray:
         """(N_KEYS, hi − lo) metrics of variants lo..hi-1: one row per metric, in `KEYS` order."""
         out = np.empty((N_KEYS, hi - lo))
-        _fused(self.bits, self.series, self.pairs, self.latches, self.kinds, self.rows[lo:hi], self.gross, self.turn,
-               self.held, self.daily, self.daily_turn, self.daily_held, self.dense, self.alloc[lo:hi], self.gross_at,
+        _fused(self.bits, self.series, self.pairs, self.latches, self.kinds, self.rows[lo:hi], self.table_row,
+               self.setting_at, self.gross, self.turn, self.held, self.daily, self.daily_turn,
+               self.daily_held, self.dense, self.alloc[lo:hi], self.gross_at,
                self.start_of[lo:hi], self.starts, self.stops, self.bench, self.bench_squares, self.cost[lo:hi], out)
         return out
 
@@ -147,10 +153,11 @@ INLINE_PATTERN = False
 
 @numba.njit(**_JIT)
 def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray,
-                    kinds: np.ndarray, rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
-                    daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray,
-                    dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray,
-                    starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
+                    kinds: np.ndarray, rows: np.ndarray, table_row: np.ndarray, setting_at: np.ndarray,
+                    gross: np.ndarray, turn: np.ndarray, held: np.ndarray,
+                    daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray, dense: np.ndarray,
+                    alloc: np.ndarray, gross_at: np.ndarray, start_of: np.ndarray, starts: np.ndarray,
+                    stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
                     cost: np.ndarray, pattern: np.ndarray, net: np.ndarray, out: np.ndarray) -> None:
     """Every metric of variant s (a row of ``rows``, ``alloc``, ``start_of`` and ``cost``) into
     ``out`` (its column of the (N_KEYS, variants) result);
@@ -158,11 +165,13 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     where INLINE_PATTERN). Written in the subset that also compiles for CUDA: the CPU kernel and
     the GPU kernel run this one source."""
     K = rows.shape[1]
-    cash = turn.shape[1]  # patterns per allocation setting; the row of cash in its turnovers
-    setting = alloc[s] * cash
+    a = alloc[s]
+    allocation = table_row[a]  # of each pattern, among the setting's
+    first_row = setting_at[a, 0]
+    turn_first = setting_at[a, 1]
+    width = setting_at[a, 2]  # the setting's distinct allocations; all cash in its turnovers
     which = start_of[s]
-    mode_rows = gross_at[which] + setting
-    turn_rows = setting + alloc[s]  # the first turnover row of the setting: alloc[s] · (P + 1)
+    mode_rows = gross_at[which] + first_row
     lo = starts[which]
     n = stops[which] - lo
     if not INLINE_PATTERN:
@@ -202,10 +211,10 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
     # other's tests (a test per day cost the fixed tables 10–20 %): with weights fixed per pattern
     # the day loop only copies returns; with weights that move by day (`daily`) it books each
     # day's turnover and positions too.
-    prev = cash
+    prev = width  # the allocation held the day before (width: all cash)
     prev_bits = np.int32(-1)
     b = np.int32(0)  # inline: the day before's bits, whose altExit bits are their states
-    p = 0
+    v = 0
     row = 0
     since = 0
     turnover = 0.0
@@ -215,37 +224,37 @@ def variant_metrics(s: int, bits: np.ndarray, series: np.ndarray, pairs: np.ndar
             b = day_bits(s, lo + i, rows, kinds, bits, series, pairs, latches, b) if INLINE_PATTERN else pattern[i]
             if b != prev_bits:  # a new pattern (distinct bits are distinct rows)
                 prev_bits = b
-                p = dense[b]
-                row = mode_rows + p
-                traded = turn[turn_rows + prev, p]
+                v = allocation[dense[b]]
+                row = mode_rows + v
+                traded = turn[turn_first + prev * width + v]
                 net[i] = gross[row, lo + i] - traded * cost[s]
                 turnover += traded
-                if prev != cash:
-                    positions += held[setting + prev] * (i - since)
+                if prev != width:
+                    positions += held[first_row + prev] * (i - since)
                 since = i
-                prev = p
+                prev = v
             else:
                 net[i] = gross[row, lo + i]
-        if prev != cash:
-            positions += held[setting + prev] * (n - since)
+        if prev != width:
+            positions += held[first_row + prev] * (n - since)
     else:
         for i in range(n):
             b = day_bits(s, lo + i, rows, kinds, bits, series, pairs, latches, b) if INLINE_PATTERN else pattern[i]
             if b != prev_bits:  # ½ Σ |w_p(t) − w_prev(t − 1)| in column order (from cash on the first day)
                 prev_bits = b
-                p = dense[b]
-                row = mode_rows + p
+                v = allocation[dense[b]]
+                row = mode_rows + v
                 moved = 0.0
                 for j in range(daily.shape[2]):
-                    before = daily[setting + prev, lo + i - 1, j] if prev != cash else 0.0
-                    moved += abs(daily[setting + p, lo + i, j] - before)
+                    before = daily[first_row + prev, lo + i - 1, j] if prev != width else 0.0
+                    moved += abs(daily[first_row + v, lo + i, j] - before)
                 traded = 0.5 * moved
-                prev = p
+                prev = v
             else:
-                traded = daily_turn[setting + p, lo + i]
+                traded = daily_turn[first_row + v, lo + i]
             net[i] = gross[row, lo + i] - traded * cost[s]
             turnover += traded
-            positions += daily_held[setting + p, lo + i]
+            positions += daily_held[first_row + v, lo + i]
     row_metrics(net[:n], turnover, positions, bench[which, lo : lo + n], bench_squares[which], out)
 
 
@@ -277,15 +286,16 @@ def day_bits(s: int, t: int, rows: np.ndarray, kinds: np.ndarray, bits: np.ndarr
 
 @parallel_kernel(**_JIT)
 def _fused(bits: np.ndarray, series: np.ndarray, pairs: np.ndarray, latches: np.ndarray, kinds: np.ndarray,
-           rows: np.ndarray, gross: np.ndarray, turn: np.ndarray, held: np.ndarray, daily: np.ndarray,
-           daily_turn: np.ndarray, daily_held: np.ndarray, dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray,
+           rows: np.ndarray, table_row: np.ndarray, setting_at: np.ndarray, gross: np.ndarray, turn: np.ndarray,
+           held: np.ndarray, daily: np.ndarray, daily_turn: np.ndarray, daily_held: np.ndarray,
+           dense: np.ndarray, alloc: np.ndarray, gross_at: np.ndarray,
            start_of: np.ndarray, starts: np.ndarray, stops: np.ndarray, bench: np.ndarray, bench_squares: np.ndarray,
            cost: np.ndarray, out: np.ndarray) -> None:
     T = gross.shape[1]
     for s in numba.prange(rows.shape[0]):
-        variant_metrics(s, bits, series, pairs, latches, kinds, rows, gross, turn, held, daily, daily_turn,
-                        daily_held, dense, alloc, gross_at, start_of, starts, stops, bench, bench_squares, cost,
-                        np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
+        variant_metrics(s, bits, series, pairs, latches, kinds, rows, table_row, setting_at, gross, turn, held,
+                        daily, daily_turn, daily_held, dense, alloc, gross_at, start_of, starts, stops, bench,
+                        bench_squares, cost, np.empty(T, dtype=np.int32), np.empty(T), out[:, s])
 
 
 # -- eligibility and preparation ------------------------------------------------------------------
@@ -985,23 +995,27 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                        f"most {MAX_PATTERNS:,}")
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
     varying = any(_varies(s) for plan in plans for s in plan.steps)
-    P, T = int(formed.sum()), tmarket.n_days
-    per_setting = P * (modes * T + (T * (len(tmarket.tickers) + 2) if varying else P + 1))
-    size = len(plans) * per_setting * 8
-    if size > TABLE_BYTES:
-        raise NotFused(f"the tables of {len(plans)} allocation settings × {P} branch patterns "
-                       f"would take {size / 2**30:.1f} GiB (the fused path keeps them within "
-                       f"{TABLE_BYTES / 2**30:.1f} GiB)")
+    A, P, T, N = len(plans), int(formed.sum()), tmarket.n_days, len(tmarket.tickers)
     formable = np.flatnonzero(formed)
     if varying:  # each pattern's weights on every day, by the Allocator on the market itself
-        weights = np.empty((len(plans), P, T, len(tmarket.tickers)))
+        _check_tables(A, P, A * P, A * P * (modes * T + T * (N + 2)))
+        weights = np.empty((A, P, T, N))
         level_values = {node: values[node] for node in levels}
         for a, plan in enumerate(plans):
             _pattern_weights_by_day(plan, layout, formable, tmarket, level_values, reals[a], weights[a])
-    else:
+    else:  # `_tables` checks their size once patterns holding the same weights share their rows
+        _check_tables(A, P, A * P, A * P * N)
         weights = np.stack([_pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     return _tables(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), found, cost, formed,
                    alloc_of)
+
+
+def _check_tables(settings: int, patterns: int, distinct: int, words: int) -> None:
+    """`NotFused` where tables of ``words`` float64 values would take over `TABLE_BYTES`."""
+    if words * 8 > TABLE_BYTES:
+        raise NotFused(f"the tables of {settings} allocation settings × {patterns} branch patterns ({distinct:,} "
+                       f"distinct allocations) would take {words * 8 / 2**20:,.1f} MiB (the fused path keeps them "
+                       f"within {TABLE_BYTES / 2**20:,.0f} MiB)")
 
 
 class _Rows:
@@ -1397,9 +1411,9 @@ _TURN_BLOCK = 1 << 17  # pairs of patterns `_turnovers` sums at once (1 MiB of d
 
 
 def _turnovers(weights: np.ndarray) -> np.ndarray:
-    """(P + 1, P) turnover from pattern a (a = P: all cash) to pattern b, 0.5 Σ|w_a − w_b| summed
-    over the tickers in column order, as `simulate` sums a day's (so equal to the bit), a block
-    of rows at a time: all (P + 1, P) pairs at once took 1.6 GB for 2^12 patterns of 12
+    """(P + 1, P) turnover from allocation a (a = P: all cash) to allocation b, 0.5 Σ|w_a − w_b|
+    summed over the tickers in column order, as `simulate` sums a day's (so equal to the bit), a
+    block of rows at a time: all (P + 1, P) pairs at once took 1.6 GB for 2^12 patterns of 12
     tickers."""
     P, N = weights.shape
     cash = np.vstack([weights, np.zeros((1, N))])
@@ -1413,6 +1427,14 @@ def _turnovers(weights: np.ndarray) -> np.ndarray:
             block += np.abs(d, out=d)
         block *= 0.5
     return turn
+
+
+def _distinct_allocations(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the first of each distinct row of ``weights`` (patterns × tickers), equal to the bit,
+    each row's index among them)."""
+    keys = np.ascontiguousarray(weights).view(np.dtype((np.void, weights.shape[1] * 8))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.ravel().astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -1467,41 +1489,56 @@ def _tables(
     """Per-pattern returns, turnovers and positions of the patterns variants can form
     (``formed``; ``dense`` maps a day's branch bits to their rows; ``weights``: (allocation
     settings, formed patterns, tickers), or (settings, patterns, days, tickers) where weights
-    move from day to day; ``alloc_of`` each variant's setting), returns over each
-    mode's periods; centred returns of each backtest window's benchmark (``found``; their mean
-    is over the window's own days). ``signals``: bits, series, pairs, latches, kinds and rows, as
-    `Template` holds them."""
+    move from day to day; ``alloc_of`` each variant's setting), returns over each mode's
+    periods; centred returns of each backtest window's benchmark (``found``; their mean is over
+    the window's own days). A setting's patterns holding the same weights share their rows
+    (`table_row`). ``signals``: bits, series, pairs, latches, kinds and rows, as `Template`
+    holds them."""
     T = market.n_days
     starts, stops, modes, benchmarks = found.starts, found.stops, found.modes, found.benchmarks
     A, P, N = weights.shape[0], weights.shape[1], weights.shape[-1]
     dense = np.full(len(formed), P, dtype=np.int32)  # a pattern never formed: never read
     dense[formed] = np.arange(P, dtype=np.int32)
-    if weights.ndim == 4:  # (A, P, T, N): weights that move from day to day
-        daily = weights.reshape(A * P, T, N)
-        daily_turn = np.zeros((A * P, T))
+    if weights.ndim == 4:  # (A, P, T, N): weights that move from day to day, each pattern its own
+        table_row = np.tile(np.arange(P, dtype=np.int32), (A, 1))
+        setting_at = np.stack([np.arange(A) * P, np.zeros(A, dtype=np.int64), np.full(A, P)], axis=1)
+        distinct = daily = weights.reshape(A * P, T, N)
+        U = A * P
+        daily_turn = np.zeros((U, T))
         for n in range(N):  # ½ Σ |w(t) − w(t − 1)|, summed over the tickers in column order
             daily_turn[:, 1:] += np.abs(daily[:, 1:, n] - daily[:, :-1, n])
         daily_turn *= 0.5
         daily_held = (np.abs(daily) >= MIN_WEIGHT).sum(axis=2).astype(np.float64)
-        turn, held = np.zeros((0, P)), np.zeros(0)
+        turn, held = np.zeros(0), np.zeros(0)
     else:
         daily, daily_turn, daily_held = np.zeros((0, 0, 0)), np.zeros((0, 0)), np.zeros((0, 0))
-        turn = np.concatenate([_turnovers(w) for w in weights])
-        held = (np.abs(weights) >= MIN_WEIGHT).sum(axis=2).astype(np.float64).ravel()
-    # returns of every pattern over each period, a block of rows per mode the windows use and
-    # within it per allocation setting
+        table_row = np.empty((A, P), dtype=np.int32)
+        firsts = []
+        for a in range(A):
+            first, table_row[a] = _distinct_allocations(weights[a])
+            firsts.append(first)
+        widths = np.array([len(f) for f in firsts], dtype=np.int64)
+        sizes = (widths + 1) * widths
+        U = int(widths.sum())
+        _check_tables(A, P, U, U * len(set(modes)) * T + int(sizes.sum()))
+        setting_at = np.stack([np.cumsum(widths) - widths, np.cumsum(sizes) - sizes, widths], axis=1)
+        distinct = np.concatenate([w[f] for w, f in zip(weights, firsts)])
+        turn = np.concatenate([_turnovers(w[f]).ravel() for w, f in zip(weights, firsts)])
+        held = (np.abs(distinct) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
+    # returns of every distinct allocation over each period, a block of rows per mode the
+    # windows use
     distinct_modes = list(dict.fromkeys(modes))
-    gross = np.zeros((len(distinct_modes) * A * P, T))
+    gross = np.zeros((len(distinct_modes) * U, T))
     for b, mode in enumerate(distinct_modes):
         _, _, R = period_returns(market.open, market.close, mode)
         returns = np.where(np.isfinite(R), R, 0.0)
-        for a in range(A):  # into the table, without a temporary as large as it
-            at = (b * A + a) * P
+        for at in range(0, U, P):  # into the table, without a temporary as large as it
+            rows = slice(b * U + at, b * U + min(U, at + P))
             if weights.ndim == 4:
-                gross[at : at + P, : R.shape[0]] = np.einsum("ptn,tn->pt", weights[a, :, : R.shape[0]], returns)
+                gross[rows, : R.shape[0]] = np.einsum("ptn,tn->pt", distinct[at : at + P, : R.shape[0]], returns)
             else:
-                np.matmul(weights[a], returns.T, out=gross[at : at + P, : R.shape[0]])
-    gross_at = np.array([distinct_modes.index(m) * A * P for m in modes], dtype=np.int64)
+                np.matmul(distinct[at : at + P], returns.T, out=gross[rows, : R.shape[0]])
+    gross_at = np.array([distinct_modes.index(m) * U for m in modes], dtype=np.int64)
 
     # a window whose benchmark has no data keeps a row of zeros with no variance: beta and
     # treynor come out missing, as without a benchmark
@@ -1513,7 +1550,8 @@ def _tables(
             _, _, Rb = period_returns(market.open[:, j : j + 1], market.close[:, j : j + 1], mode)
             squares[k] = centre(np.ascontiguousarray(Rb[start:stop, 0]), bench[k, start:stop])
     return Template(
-        *signals, gross, turn, held, daily, daily_turn, daily_held, dense, alloc_of.astype(np.int32), gross_at, found.of,
+        *signals, table_row, setting_at, gross, turn, held, daily, daily_turn, daily_held, dense,
+        alloc_of.astype(np.int32), gross_at, found.of,
         np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64), bench, squares,
         cost, tuple(found.start_dates), tuple(found.end_dates),
     )
