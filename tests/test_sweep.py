@@ -202,7 +202,7 @@ def test_later_variants_take_unchanged_sub_trees_compiled(short_market: Market) 
     assert {id(p.root.then.children[0]) for p in programs} == {id(programs[0].root.then.children[0])}
 
 
-# -- the fused path (gpubt.sweep.template) ------------------------------------------------------
+# -- the fused path (gpubt.sweep.fused) ---------------------------------------------------------
 
 FUSED_TREE = {"id": "root", "kind": "basic", "weighting": "defined", "children": {"next": [
     {"id": "a", "kind": "indicator", "window": 60, "conditions": [
@@ -278,16 +278,16 @@ def test_window_grids_on_both_sides_run_as_series_pairs(
     the kernel; equal to the general path, to the same sweep with condition bits, and to
     single runs."""
     from gpubt.sweep import run as runner
-    from gpubt.sweep import template
+    from gpubt.sweep import fused
     from gpubt.backends import get_backend
 
     tree = json.loads(json.dumps(FUSED_TREE))
     tree["children"]["next"][0]["children"]["else"][0]["conditions"][0]["comparator"] = comparator
     body = {"costBps": 3, "payload": tree}
     spec = make_spec(body, {"cb.window": [3, 8, 21], "cb.rightWindow": [30, 55], "ca.threshold": [60, 75]})
-    plan = template.prepare(spec, short_market, get_backend("numba"))
+    plan = fused.prepare(spec, short_market, get_backend("numba"))
     assert plan is not None and plan.kinds.tolist().count(1) == 1 and len(plan.series) == 5
-    bits_plan = template.prepare(spec, short_market, get_backend("numba"), pairs=False)
+    bits_plan = fused.prepare(spec, short_market, get_backend("numba"), pairs=False)
     assert bits_plan is not None and not bits_plan.kinds.any()
     np.testing.assert_array_equal(plan.run(0, spec.n_variants), bits_plan.run(0, spec.n_variants))
     _fused_equals_general_and_single(spec, short_market, monkeypatch, (0, 5, 11))
@@ -299,7 +299,7 @@ def test_threshold_grids_run_from_one_series_per_window(short_market: Market, mo
     from the series for every threshold; equal to condition bits from the graph, to the general
     path and to single runs."""
     from gpubt.backends import get_backend
-    from gpubt.sweep import template
+    from gpubt.sweep import fused
 
     tree = {"id": "root", "kind": "indicator", "conditions": [
         {"id": "a", "metric": "Relative Strength Index", "ticker": "SPY", "window": 10, "comparator": "gt",
@@ -312,10 +312,10 @@ def test_threshold_grids_run_from_one_series_per_window(short_market: Market, mo
                                       "else": [{"id": "s", "kind": "position", "positions": ["SPY"]}]}}]}}
     spec = make_spec({"costBps": 4, "payload": tree}, {"a.window": [5, 14, 30], "a.threshold": [55, 65, 75],
                                                        "b.window": [10, 40], "b.threshold": [50.5, 70.25]})
-    plan = template.prepare(spec, short_market, get_backend("numba"))
+    plan = fused.prepare(spec, short_market, get_backend("numba"))
     assert plan is not None and not plan.kinds.any()
     assert len(plan.series) == 5 and len(plan.bits) == 3 * 3 + 2 * 2  # a series per window, a bit row per setting
-    graph = template.prepare(spec, short_market, get_backend("numba"), pairs=False)
+    graph = fused.prepare(spec, short_market, get_backend("numba"), pairs=False)
     assert graph is not None and len(graph.series) == 0
     np.testing.assert_array_equal(plan.bits, graph.bits)
     np.testing.assert_array_equal(plan.run(0, spec.n_variants), graph.run(0, spec.n_variants))
@@ -325,12 +325,12 @@ def test_threshold_grids_run_from_one_series_per_window(short_market: Market, mo
 def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
     """A backend answers ±inf as missing, which a comparison inside the graph would see as a
     number: a series with a gap on a day a decision reads sends the sweep back to graph bits."""
-    from gpubt.sweep.template import _finite_from
+    from gpubt.sweep.fused.rows import finite_from
 
     series = np.array([[np.nan, 1.0, 2.0, 3.0], [np.nan, 1.0, np.nan, 3.0]])
-    assert _finite_from(series, [0, 0], [1, 3])
-    assert _finite_from(series, [1], [3]) and not _finite_from(series, [1], [1])
-    assert _finite_from(series, [], [])
+    assert finite_from(series, [0, 0], [1, 3])
+    assert finite_from(series, [1], [3]) and not finite_from(series, [1], [1])
+    assert finite_from(series, [], [])
 
 
 @pytest.mark.parametrize(("patterns", "tickers"), [(1, 1), (3, 12), (64, 40), (1025, 12), (4096, 33)])
@@ -338,7 +338,7 @@ def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, ticker
     """Between every two patterns (and from all cash), computed a block of rows at a time, each
     equal to `simulate`'s turnover of a day moving from one to the other."""
     from gpubt.sim.simulate import simulate
-    from gpubt.sweep.template import _turnovers
+    from gpubt.sweep.fused.tables import _turnovers
 
     rng = np.random.default_rng(patterns)
     weights = rng.random((patterns, tickers)) * (rng.random((patterns, tickers)) < 0.4)
@@ -947,10 +947,10 @@ def test_tickers_read_but_not_held_fill_the_calendar(monkeypatch: pytest.MonkeyP
 
 def test_allocation_tables_beyond_the_budget_take_the_general_path(short_market: Market,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpubt.sweep import template
+    from gpubt.sweep.fused import tables
     from gpubt.sweep.run import sweep_path
 
-    monkeypatch.setattr(template, "TABLE_BYTES", 1 << 20)
+    monkeypatch.setattr(tables, "TABLE_BYTES", 1 << 20)
     spec = make_spec({"payload": FUSED_TREE}, {"s1.window": list(range(5, 45))})
     assert sweep_path(spec, short_market, "numba") == (
         "general path: the tables of 40 allocation settings × 8 branch patterns (240 distinct allocations) would "

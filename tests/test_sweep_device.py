@@ -35,7 +35,7 @@ def small_sweep(first: str = "2010-03-01", last: str = "2011-06-30"):  # type: i
     from gpubt.backends import get_backend
     from gpubt.data.synthetic import synthetic_market
     from gpubt.sweep import make_spec
-    from gpubt.sweep.template import prepare
+    from gpubt.sweep.fused import prepare
     from tests.test_sweep import FUSED_TREE, market_slice
 
     market = market_slice(synthetic_market(), first, last)
@@ -55,7 +55,7 @@ def latch_sweep():  # type: ignore[no-untyped-def]
     from gpubt.backends import get_backend
     from gpubt.data.synthetic import synthetic_market
     from gpubt.sweep import make_spec
-    from gpubt.sweep.template import prepare
+    from gpubt.sweep.fused import prepare
     from tests.test_sweep import ROOT, market_slice
 
     market = market_slice(synthetic_market(), "2010-03-01", "2011-06-30")
@@ -203,10 +203,10 @@ def test_a_cuda_failure_runs_the_variants_on_the_cpu_kernel(monkeypatch: pytest.
 def test_a_twin_constant_must_name_a_global_of_a_twins_module() -> None:
     """`twins(constants=...)` replaces globals the twins read; a name none of their modules has
     (a typo) would silently change nothing, so it is refused."""
-    from gpubt.sweep import template
+    from gpubt.sweep.fused import kernel
 
     with pytest.raises(NameError, match="INLINE_PATERN"):
-        twins(template.variant_metrics, constants={"INLINE_PATERN": True})
+        twins(kernel.variant_metrics, constants={"INLINE_PATERN": True})
 
 
 def test_auto_runs_a_small_fused_sweep_on_the_cpu_kernel(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

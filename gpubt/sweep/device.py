@@ -1,6 +1,6 @@
 """The fused sweep kernel on a CUDA GPU: one thread per variant.
 
-The kernel runs `gpubt.sweep.template.variant_metrics` and `gpubt.metrics.core.row_metrics`
+The kernel runs `gpubt.sweep.fused.kernel.variant_metrics` and `gpubt.metrics.core.row_metrics`
 compiled for the device from the same source as the CPU kernel (`gpubt.backends.twins`), with
 every operation rounded as on the CPU, so a variant's metrics differ from the CPU kernel's only
 where CUDA's pow (the CAGR's root) differs from the CPU's by an ulp. The template's tables
@@ -25,8 +25,8 @@ from numba import cuda
 from gpubt.backends.twins import exact_arithmetic, memory_budget, twins
 from gpubt.metrics import core
 from gpubt.metrics.core import N_KEYS
-from gpubt.sweep import template as fused
-from gpubt.sweep.template import Template, variant_metrics
+from gpubt.sweep.fused import kernel
+from gpubt.sweep.fused.kernel import Template, variant_metrics
 
 THREADS = 128
 
@@ -44,7 +44,7 @@ def _kernel(bits, series, pairs, latches, kinds, rows, table_row, setting_at,  #
 @functools.cache
 def _compiled(inline: bool) -> Any:
     """The CUDA kernel, with its twins, made once per process (``inline``: `INLINE_PATTERN`)."""
-    return twins(core._ratio, core._squares, core._dot, core.row_metrics, fused.day_bits, fused.variant_metrics,
+    return twins(core._ratio, core._squares, core._dot, core.row_metrics, kernel.day_bits, kernel.variant_metrics,
                  kernels=(_kernel,), constants={"INLINE_PATTERN": inline})
 
 

@@ -66,7 +66,7 @@ from gpubt.schema.response import MIN_WEIGHT
 from gpubt.sim.period import LAG, backtest_window
 from gpubt.sim.simulate import period_returns, simulate
 from gpubt.sweep.spec import WINDOW_COLUMNS, SweepSpec, load_spec, make_spec, parse_memory
-from gpubt.sweep.template import NotFused, Template, prepare
+from gpubt.sweep.fused import NotFused, Template, prepare
 
 METRIC_COLUMNS = (*WINDOW_COLUMNS, *METRIC_KEYS)
 VARIANT = "variant"
@@ -87,7 +87,7 @@ MAX_CHUNK = 256
 # their indicators and conditions), and a bound on the shared graph (a sweep of a million
 # distinct thresholds makes a million nodes: the graph starts afresh beyond this).
 SIGNAL_CACHE_BYTES = 128 * 2**20
-# Variants per chunk on the fused path (`gpubt.sweep.template`): its memory does not grow with
+# Variants per chunk on the fused path (`gpubt.sweep.fused`): its memory does not grow with
 # the chunk (one day series per thread), so chunks are sized for progress and resume only; on a
 # GPU a chunk is one launch, which needs hundreds of thousands of threads to fill the device.
 FUSED_CHUNK = 16_384
@@ -362,7 +362,7 @@ _TEMPLATES: weakref.WeakKeyDictionary[Market, dict[tuple[str, str], Template | s
 
 
 def fused_plan(spec: SweepSpec, market: Market, backend: str) -> Template | str:
-    """The fused plan of the sweep (`gpubt.sweep.template`), or why its variants take the
+    """The fused plan of the sweep (`gpubt.sweep.fused`), or why its variants take the
     general path."""
     if backend == "reference":
         return "the reference backend runs every variant whole"
