@@ -91,6 +91,8 @@ def _best_by_argsort(scores: np.ndarray, active: np.ndarray, top: bool, bottom: 
 
 @pytest.mark.parametrize("k", [1, 3, 8, 40])
 def test_function_selection_is_the_stable_ranking(k: int) -> None:
+    """The b best active children with a finite score, by `_best` and by `best_places`' places,
+    as a stable argsort of the scores ranks them."""
     rng = np.random.default_rng(k)
     days = 500
     scores = rng.integers(-3, 4, (days, k)).astype(np.float64)  # many ties, and -0.0 beside 0.0
@@ -99,10 +101,13 @@ def test_function_selection_is_the_stable_ranking(k: int) -> None:
     scores[rng.random((days, k)) < 0.05] = -0.0
     active = rng.random((days, k)) < 0.8
     for top in (True, False):
+        places = allocate.best_places(scores, active, top, k)  # once, at the largest count
         for bottom in sorted({0, 1, 2, k - 1, k, k + 3}):
+            want = _best_by_argsort(scores, active, top, bottom)
             got = allocate._best(scores, active, top, max(0, min(bottom, k)))
-            np.testing.assert_array_equal(got, _best_by_argsort(scores, active, top, bottom),
-                                          err_msg=f"top={top} bottom={bottom}")
+            np.testing.assert_array_equal(got, want, err_msg=f"top={top} bottom={bottom}")
+            # the b best are the children placed below b (how a sweep ranks once for every count)
+            np.testing.assert_array_equal(places < min(bottom, k), want, err_msg=f"places, top={top} bottom={bottom}")
 
 
 def test_function_node_equal_weights_equal_the_general_path_bit_for_bit(market) -> None:

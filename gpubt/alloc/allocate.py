@@ -454,14 +454,21 @@ def _add_choices(truths: np.ndarray, inv: np.ndarray, a_start: np.ndarray, a_row
                 row[t] += 0.0 if truth[t] == 1 else inv[t] * v
 
 
-@numba.njit(cache=True, nogil=True)
 def _best(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.ndarray:
     """Children × days: from days × children scores and activity, the `bottom` best active
-    children with a finite score on each day, best = highest score when `top`, else lowest;
-    equal scores rank in child order (a stable sort's order). One pass over the children per
-    day keeps the best so far, sorted."""
+    children with a finite score on each day (`best_places`)."""
+    return best_places(scores, active, top, bottom) < bottom
+
+
+@numba.njit(cache=True, nogil=True)
+def best_places(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.ndarray:
+    """Children × days int32: from days × children scores and activity, each child's place
+    among the `bottom` best active children with a finite score that day (0: the best), `bottom`
+    where it is not among them; best = highest score when `top`, else lowest; equal scores rank
+    in child order (a stable sort's order), so the b best for any b < `bottom` are the children
+    placed below b. One pass over the children per day keeps the best so far, sorted."""
     n, k = scores.shape
-    out = np.zeros((k, n), dtype=np.bool_)
+    out = np.full((k, n), bottom, dtype=np.int32)
     best = np.empty(max(bottom, 1), dtype=np.int64)
     for t in range(n):
         day, on = scores[t], active[t]
@@ -480,7 +487,7 @@ def _best(scores: np.ndarray, active: np.ndarray, top: bool, bottom: int) -> np.
             best[p] = i
             m = min(m + 1, bottom)
         for q in range(m):
-            out[best[q], t] = True
+            out[best[q], t] = q
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gpubt.alloc.allocate import Allocator, _best
+from gpubt.alloc.allocate import Allocator
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import Compiler
 from gpubt.compiler.execute import _branch_reads, evaluate_signals
@@ -39,6 +39,7 @@ from gpubt.sweep.fused.rows import (
     evaluate_apart,
     finite_from,
     function_rows,
+    picked,
     read_rows,
     timed_rows,
 )
@@ -267,11 +268,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         bits[r] = values[truth] == TRUE
     for truth, r in table.nulls.items():
         bits[r] = values[truth] == NULL
-    for r, scored, children, top, bottom in table.picks:  # the children a function node picks, as the Allocator
-        scores = np.ascontiguousarray(series[scored].T)
-        active = np.ones(scores.shape, dtype=np.bool_) if allocator is None else np.stack(
-            [allocator.active(c) for c in children], axis=1)
-        bits[r : r + len(scored)] = _best(scores, active, top, bottom)
+    for r, found in picked(table.picks, series, allocator):  # the children a function node picks, as the Allocator
+        bits[r : r + len(found)] = found
     # comparisons with thresholds, as the graph's (the series is finite where read): one
     # broadcast comparison per series and comparator
     order = np.lexsort((ops, sides))
@@ -319,8 +317,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     patterns = np.arange(1 << K)
     formed = np.ones(1 << K, dtype=bool)
     for r in ranks:
-        picked = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
-        formed &= np.bitwise_count(picked) <= most[id(r)]
+        chosen = (patterns >> first_bit[id(r)]) & ((1 << len(r.children)) - 1)
+        formed &= np.bitwise_count(chosen) <= most[id(r)]
     for bits_of in layout:
         for item in bits_of:
             if isinstance(item, tuple) and item[1] is not None:

@@ -3,12 +3,12 @@ condition list or function node, made from one backend call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from gpubt.alloc.allocate import Allocator, _best
+from gpubt.alloc.allocate import Allocator, best_places
 from gpubt.backends.base import NULL, TRUE, Backend
 from gpubt.compiler.compile import DEFAULT_FUNCTION_WINDOW, Compiler
 from gpubt.compiler.execute import _branch_reads
@@ -108,10 +108,9 @@ def timed_rows(table: Rows, signals: tuple[np.ndarray, ...], equities: dict[str,
         for u in compared:
             bit_of[at[u]] = sizes[0] + len(day_bits)
             day_bits.append(own[sides[u]] > limits[u] if ops[u] == 0 else own[sides[u]] < limits[u])
-        for r, scored, children, top, bottom in picks:
-            active = np.stack([starting.active(c) for c in children], axis=1)
-            bit_of[r : r + len(scored)] = sizes[0] + len(day_bits) + np.arange(len(scored))
-            day_bits.extend(_best(np.ascontiguousarray(own[scored].T), active, top, bottom))
+        for r, found in picked(picks, own, starting):
+            bit_of[r : r + len(found)] = sizes[0] + len(day_bits) + np.arange(len(found))
+            day_bits.extend(found)
         pair_of, latch_of = np.arange(len(pairs)), np.arange(len(latches))
         pair_of[moved_pairs] = sizes[2] + np.arange(len(moved_pairs))
         day_pairs = np.column_stack([series_of[pairs[moved_pairs, 0]], series_of[pairs[moved_pairs, 1]],
@@ -314,6 +313,25 @@ def _picks(compiler: Compiler, node: FlowNode, step: Rank, children: list[Step],
     first = max([combined, *(f for _, f in scored)])
     return table.pick([s for s, _ in scored], children, node.rank == "Top", max(0, min(node.bottom, len(children))),
                       first)
+
+
+def picked(picks: list[tuple[int, np.ndarray, list[Step], bool, int]], series: np.ndarray,
+           allocator: Allocator | None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, children × days bits) of each pick of `Rows.picks`: the children a function
+    node picks, as the Allocator (``allocator``: whose children are active; None: all are).
+    Picks differing only in their count share one ranking, at the largest count (a node's
+    bottom swept over 1..4 ranks its children once, not four times)."""
+    shared: dict[tuple[bytes, tuple[int, ...], bool], list[tuple[int, np.ndarray, list[Step], int]]] = {}
+    for r, scored, children, top, bottom in picks:
+        shared.setdefault((scored.tobytes(), tuple(map(id, children)), top), []).append((r, scored, children, bottom))
+    for (_, _, top), members in shared.items():
+        _, scored, children, _ = members[0]
+        scores = np.ascontiguousarray(series[scored].T)
+        active = np.ones(scores.shape, dtype=np.bool_) if allocator is None else np.stack(
+            [allocator.active(c) for c in children], axis=1)
+        places = best_places(scores, active, top, max(bottom for *_, bottom in members))
+        for r, _, _, bottom in members:
+            yield r, places < bottom
 
 
 def finite_from(series: np.ndarray, rows: Sequence[int] | np.ndarray, firsts: Sequence[int]) -> bool:
