@@ -48,6 +48,6 @@ from __future__ import annotations
 
 from gpubt.sweep.fused.kernel import Template
 from gpubt.sweep.fused.plans import NotFused
-from gpubt.sweep.fused.prepare import prepare
+from gpubt.sweep.fused.preparation import prepare
 
 __all__ = ["NotFused", "Template", "prepare"]
