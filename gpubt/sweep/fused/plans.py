@@ -66,7 +66,7 @@ def check_calendars(spec: SweepSpec, market: Market, indices: np.ndarray) -> Non
 
 
 def by_first_day(plans: list[Plan], alloc_of: np.ndarray, first_day: np.ndarray, real: Allocator | None,
-                  on_day: Callable[[int], Allocator]) -> tuple[np.ndarray, list[Plan], list[Allocator | None]]:
+                 on_day: Callable[[int], Allocator]) -> tuple[np.ndarray, list[Plan], list[Allocator | None]]:
     """The allocation settings whose volatile children hold an altExit node split by their
     variants' first decision day (``first_day``): each variant's new setting, each setting's plan
     and the Allocator on the real signals its children's series come from (``real``, or for a
@@ -97,7 +97,7 @@ def swept_inside(spec: SweepSpec, compiler: Compiler, swept: list[int], inside: 
 
 
 def ranked_inside(spec: SweepSpec, base: Compiler, program: Any, ranks: list[Rank],
-                   swept: list[int]) -> dict[int, list[int]]:
+                  swept: list[int]) -> dict[int, list[int]]:
     """For each sub-tree a function node ranks with swept fields inside (of ``swept``:
     parameter positions), and each position it ranks with swept fields (its tickers are its
     score), by its step id: those parameters. Its equity, and so its score, then
@@ -140,7 +140,7 @@ def check_read(spec: SweepSpec, base: Compiler, program: Any, swept: list[int], 
 
 
 def volatile_children(spec: SweepSpec, compiler: Compiler, steps: list[Step],
-              signalled: list[int]) -> tuple[list[Step], list[int]]:
+                      signalled: list[int]) -> tuple[list[Step], list[int]]:
     """The children of inverse or pro weights in ``steps`` that have conditions below them, and
     the swept signals inside them (of ``signalled``: positions of the swept condition fields,
     function nodes' fields and scaling levels). Their weights read each child's trailing
@@ -158,7 +158,7 @@ def volatile_children(spec: SweepSpec, compiler: Compiler, steps: list[Step],
 
 
 def function_weights(spec: SweepSpec, functions: list[int], paths: list[tuple[Any, ...]],
-                      plans: list[Plan]) -> set[int]:
+                     plans: list[Plan]) -> set[int]:
     """The swept function-node windows (of ``functions``) that are also the node's weight (or
     cap) in a defined or capped group of some plan (``paths``: the wire paths of its branching
     steps): they change what a pattern holds, so they join the allocation setting too."""
@@ -196,8 +196,9 @@ class Plan:
     volatile: list[Step]
 
 
-def allocation_plans(spec: SweepSpec, indices: np.ndarray, members: list[int], base: Plan, paths: list[tuple[Any, ...]],
-                 compiler: Any, signalled: list[int], scored: dict[int, list[int]]) -> tuple[np.ndarray, list[Plan], set[int]]:
+def allocation_plans(spec: SweepSpec, indices: np.ndarray, members: list[int], base: Plan,
+                     paths: list[tuple[Any, ...]], compiler: Any, signalled: list[int],
+                     scored: dict[int, list[int]]) -> tuple[np.ndarray, list[Plan], set[int]]:
     """Each variant's allocation setting (its values of the swept positions, weights,
     weightings, numbered nodes' counts and scaling fields, and of the signals inside the
     children of volatility weights: ``members``), each setting's plan (the base's: ``base``,

@@ -130,8 +130,8 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     inside = ranked_inside(spec, base, program, ranks, swept)
     while True:
         alloc_of, plans, found = allocation_plans(spec, indices, [*allocations, *joined],
-                                              Plan(program.root, steps, branching, children), paths, compiler,
-                                              signalled, inside)
+                                                  Plan(program.root, steps, branching, children), paths, compiler,
+                                                  signalled, inside)
         found |= function_weights(spec, functions, paths, plans)
         if found <= set(joined):
             break
@@ -228,7 +228,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         # an unreachable node: its settings change nothing
     first_bit = {id(step): bits[0] for step, bits in zip(branching, layout) if isinstance(step, Rank)}
     most, subtrees = function_rows(spec, base, functions, inside, indices, ranks, first_bit,
-                                    dict(zip(map(id, branching), paths)), table, rows, compiler)
+                                   dict(zip(map(id, branching), paths)), table, rows, compiler)
 
     # a scaling node's level (its branches have no conditions: a series per allocation setting;
     # one on a branch: ticker reads its setting's own sub-tree)
@@ -237,7 +237,7 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     leveled = {key: branches[key] for key in set().union(*_branch_reads(levels).values())} if levels else {}
     if read:
         check_read(spec, base, program, swept,
-                    {*inside, *map(id, subtrees), *(id(program.branches[key]) for key in conditioned)})
+                   {*inside, *map(id, subtrees), *(id(program.branches[key]) for key in conditioned)})
     allocator = None  # on the base's signals, for the real series of the sub-trees read and of volatile children
     if program.branches or leveled or any(plan.volatile for plan in plans):
         allocator = Allocator(base.market, {}, 0)
@@ -340,4 +340,4 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
         check_tables(A, P, A * P, A * P * N)
         weights = np.stack([pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     return build_template(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), found, cost, formed,
-                   alloc_of)
+                          alloc_of)

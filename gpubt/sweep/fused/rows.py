@@ -34,7 +34,7 @@ from gpubt.sweep.spec import SweepSpec, dict_at
 
 
 def evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Allocator, engine: Backend,
-                    market: Market) -> None:
+                   market: Market) -> None:
     """The signals of sub-trees compiled per setting into ``real``'s values, in stages as
     `evaluate_signals` stages a single run's: a signal reading branch series (``branches``: by
     key, every compile's) once those series' sub-trees' signals are in and their equities made.
@@ -65,8 +65,8 @@ def evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Allocat
 
 
 def timed_rows(table: Rows, signals: tuple[np.ndarray, ...], equities: dict[str, np.ndarray],
-                timed: dict[str, Step], on_day: Callable[[int], Allocator], engine: Backend, market: Market,
-                first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               timed: dict[str, Step], on_day: Callable[[int], Allocator], engine: Backend, market: Market,
+               first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows reading the equity of a sub-tree with an altExit node inside (``timed``: by branch
     key), made again for each first decision day (``first_day``: each variant's): its state
     starts there, as a single run's, so the equity, the signals on it and the function node's
@@ -217,9 +217,9 @@ class Rows:
 
 
 def function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], inside: dict[int, list[int]],
-                   indices: np.ndarray, ranks: list[Rank], first_bit: dict[int, int],
-                   path_of: dict[int, tuple[Any, ...]], table: Rows, rows: np.ndarray,
-                   compile_variant: Any) -> tuple[dict[int, int], list[Step]]:
+                  indices: np.ndarray, ranks: list[Rank], first_bit: dict[int, int],
+                  path_of: dict[int, tuple[Any, ...]], table: Rows, rows: np.ndarray,
+                  compile_variant: Any) -> tuple[dict[int, int], list[Step]]:
     """Each function node's columns of ``rows`` (from ``first_bit``, one per child): a bit row per
     child and setting, picked that day or not. A setting is the node's swept fields
     (``functions``: parameter positions) with those inside each sub-tree child it ranks
@@ -280,7 +280,7 @@ def function_rows(spec: SweepSpec, compiler: Compiler, functions: list[int], ins
 
 
 def read_rows(spec: SweepSpec, indices: np.ndarray, holder: tuple[Any, ...], members: list[int],
-               compile_variant: Any, table: Rows, read: dict[str, Step]) -> np.ndarray:
+              compile_variant: Any, table: Rows, read: dict[str, Step]) -> np.ndarray:
     """Each variant's bit row of a condition list (at ``holder``) that reads the equity of a
     sub-tree with swept fields inside: one per setting of ``members`` (its own swept fields and
     those inside the sub-trees it reads), its truth compiled from a variant with that setting

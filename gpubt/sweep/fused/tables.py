@@ -98,7 +98,7 @@ def _stand_ins(steps: list[Step], layout: list[Bits], patterns: np.ndarray, days
 
 
 def pattern_weights(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray,
-                     tickers: tuple[str, ...]) -> np.ndarray:
+                    tickers: tuple[str, ...]) -> np.ndarray:
     """(P, N) allocation of each of ``patterns``, by the Allocator itself: on pseudo-day p an
     if/else node is True (an altExit node in) exactly when its bit of p is set; a function node
     picks a child exactly when that child's bit is set (its children are positions: what it
@@ -114,7 +114,7 @@ def pattern_weights(root: Step, steps: list[Step], layout: list[Bits], patterns:
 
 
 def pattern_weights_by_day(plan: Plan, layout: list[Bits], patterns: np.ndarray, market: Market,
-                            levels: dict[Node, np.ndarray], real: Allocator | None, out: np.ndarray) -> None:
+                           levels: dict[Node, np.ndarray], real: Allocator | None, out: np.ndarray) -> None:
     """The (P, T, N) allocation of each of ``patterns`` on every day of the market into ``out``,
     where weights move from day to day (scaling nodes' ``levels``, volatilities): the Allocator
     on the market with the branch bits held at the pattern's. The children of volatility
