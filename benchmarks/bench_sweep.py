@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds seventeen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds eighteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the same with one of its ranked positions
@@ -40,7 +40,9 @@ variants; the fused path since session 18: the sleeves' real volatilities comput
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
 session 18: an allocation setting per threshold), the same with the TLT sleeve an altExit node
 and the start date swept (`latched_template`, 16,384 variants; the fused path since session 19:
-an allocation setting per first day), and one
+an allocation setting per first day), a ladder of 14 nested if/else nodes (`deep_template`,
+16,384 variants and branch patterns; the fused path since session 20: at most 65,536 patterns,
+the Allocator building them a block at a time), and one
 function node's window and count on a 601-node tree (`wide_template`, 64 variants,
 the general path: what is per variant scales with what a variant changes, not with the tree).
 The note says which path each took.
@@ -305,6 +307,29 @@ def ranked_parameters() -> dict:
             "cx.threshold": list(range(40, 72, 2)), "ct.threshold": [65, 70, 75, 80]}
 
 
+DEEP_NODES = 14
+
+
+def deep_template() -> dict:
+    """A regime ladder of 14 nested if/else nodes: if RSI(ticker i) > threshold then a sleeve, else
+    the next test, SHY at the bottom (16,384 branch patterns, 8 distinct allocations)."""
+    tickers = ["SPY", "QQQ", "TLT", "GLD", "IEF", "EFA", "EEM"]
+    node: dict = {"id": "floor", "kind": "position", "positions": ["SHY"]}
+    for i in reversed(range(DEEP_NODES)):
+        node = {"id": f"d{i}", "kind": "indicator", "conditions": [
+            {"id": f"dc{i}", "metric": "Relative Strength Index", "ticker": tickers[i % 7], "window": 10 + i,
+             "comparator": "gt", "threshold": 55}],
+            "children": {"then": [{"id": f"dt{i}", "kind": "position", "positions": [tickers[(i + 3) % 7]]}],
+                         "else": [node]}}
+    return {"mode": "CC", "costBps": 2, "benchmark": "SPY", "payload": node}
+
+
+def deep_parameters() -> dict:
+    """dc0.window (16) × dc0.threshold (16) × dc1.threshold (8) × dc2.window (8) = 16,384 variants."""
+    return {"dc0.window": list(range(5, 21)), "dc0.threshold": list(range(40, 72, 2)),
+            "dc1.threshold": list(range(40, 80, 5)), "dc2.window": [5, 7, 10, 14, 20, 28, 40, 60]}
+
+
 WIDE_NODES = 200
 
 
@@ -357,6 +382,8 @@ GENERAL_SWEEPS = {
                "g.threshold (16) × b.threshold (16) × rp.weighting (2) × costBps (2) = 16,384 variants",
     "latched": "the same with the TLT sleeve an altExit node: g.window (16) × g.threshold (16) × "
                "rp.weighting (2) × startDate (4) × costBps (8) = 16,384 variants",
+    "deep": f"a ladder of {DEEP_NODES} nested if/else nodes (16,384 patterns): dc0.window (16) × dc0.threshold (16) "
+            "× dc1.threshold (8) × dc2.window (8) = 16,384 variants",
     "wide": f"a {WIDE_NODES}-node if/else group beside a function node (601 nodes): "
             "top.window (16) × top.bottom (4) = 64 variants",
 }
@@ -379,6 +406,7 @@ NAMED_SWEEPS = {
     "volatile": (volatile_template, volatile_parameters),
     "sleeves": (volatile_template, sleeve_parameters),
     "latched": (latched_template, latched_parameters),
+    "deep": (deep_template, deep_parameters),
     "wide": (wide_template, lambda: {"top.window": list(range(20, 276, 16)), "top.bottom": [1, 2, 3, 4]}),
 }
 

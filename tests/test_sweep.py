@@ -974,9 +974,45 @@ def test_trees_the_fused_path_cannot_take(short_market: Market) -> None:
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
         "general path: the tree has 21 if/else and altExit nodes, 0 children of function nodes and 0 numbered "
         "items: 21 branch bits; the fused path takes at most 20")
-    many["payload"]["children"]["next"] = many["payload"]["children"]["next"][:13]
+    many["payload"]["children"]["next"] = many["payload"]["children"]["next"][:17]
     assert sweep_path(make_spec(many, {"c0.window": [5, 6]}), short_market, "numba") == (
-        "general path: the tree's 13 branch bits form 8,192 patterns; the fused path takes at most 4,096")
+        "general path: the tree's 17 branch bits form 131,072 patterns; the fused path takes at most 65,536")
+
+
+def _ladder_of_conditions(depth: int) -> dict:
+    """if RSI(t_i) > 50 then a position, else the next such node: ``depth`` if/else nodes, 2^depth
+    branch patterns holding one of 6 single-ticker positions."""
+    tickers = ["SPY", "QQQ", "TLT", "GLD", "IEF", "SHY"]
+    node: dict = {"id": "last", "kind": "position", "positions": ["SHY"]}
+    for i in reversed(range(depth)):
+        node = {"id": f"n{i}", "kind": "indicator", "conditions": [
+            {"id": f"c{i}", "metric": "RSI", "ticker": tickers[i % 6], "window": 5 + i, "comparator": "gt",
+             "threshold": 50}], "children": {"then": [
+                 {"id": f"t{i}", "kind": "position", "positions": [tickers[(i + 2) % 6]]}], "else": [node]}}
+    return {"costBps": 5, "payload": node}
+
+
+def test_trees_of_many_conditions_fuse_through_their_distinct_allocations(short_market: Market,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """14 nested if/else nodes form 16,384 branch patterns (more than the 4,096 the fused path
+    took before session 20) but hold 6 allocations: the Allocator builds the patterns a block at
+    a time and the tables keep the distinct allocations; equal to the general path and to single
+    runs. A sweep needing more pattern allocations than `MAX_ALLOCATIONS` says so."""
+    from gpubt.sweep.fused import preparation, tables
+    from gpubt.sweep.run import fused_template, sweep_path
+
+    monkeypatch.setattr(tables, "PATTERN_BLOCK", 1000)  # 17 blocks
+    spec = make_spec(_ladder_of_conditions(14), {"c0.window": [5, 14], "c3.threshold": [40, 60], "t5.positions": [
+        ["GLD"], ["QQQ", "TLT"]], "costBps": [0, 10]})
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None and template.table_row.shape == (2, 1 << 14)
+    assert template.setting_at[:, 2].tolist() == [6, 7] and len(template.held) == 13  # 6 tickers; QQQ + TLT
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(0, spec.n_variants, 3)))
+    monkeypatch.setattr(preparation, "MAX_ALLOCATIONS", 1 << 14)
+    spec = make_spec(_ladder_of_conditions(14), {"c0.window": [5, 14], "t5.positions": [["GLD"], ["QQQ", "TLT"]]})
+    assert sweep_path(spec, short_market, "numba") == (
+        "general path: 2 allocation settings × 16,384 branch patterns are 32,768 allocations to build; the fused "
+        "path builds at most 16,384")
 
 
 def test_a_function_node_over_many_children_forms_few_patterns(short_market: Market,

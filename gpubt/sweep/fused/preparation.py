@@ -55,11 +55,14 @@ from gpubt.sweep.fused.tables import (
 from gpubt.sweep.spec import SweepSpec, dict_at
 
 
-# At most MAX_BITS branch bits (the map from a day's bits to a pattern's row has 2^K entries) and
+# At most MAX_BITS branch bits (the map from a day's bits to a pattern's row has 2^K entries),
 # MAX_PATTERNS patterns variants can form (a function node forms only picks of at most its count,
-# a numbered item is never both True and Null); a tree with more takes the general path.
+# a numbered item is never both True and Null) and MAX_ALLOCATIONS pattern allocations for the
+# Allocator to build (patterns × allocation settings, about 3 µs each here); a sweep that needs
+# more takes the general path.
 MAX_BITS = 20
-MAX_PATTERNS = 4096
+MAX_PATTERNS = 1 << 16
+MAX_ALLOCATIONS = 1 << 18
 FUNCTION_FIELDS = ("window", "metric", "bottom", "rank")  # of a function node, on the fused path
 # request fields that only choose a variant's backtest window (its days, periods and benchmark)
 WINDOW_FIELDS = (("startDate",), ("endDate",), ("mode",), ("benchmark",))
@@ -329,6 +332,9 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     modes = next((len(spec.parameters[j].values) for j in windowed if spec.parameters[j].path == ("mode",)), 1)
     varying = any(varies(s) for plan in plans for s in plan.steps)
     A, P, T, N = len(plans), int(formed.sum()), tmarket.n_days, len(tmarket.tickers)
+    if A * P > MAX_ALLOCATIONS:
+        raise NotFused(f"{A:,} allocation settings × {P:,} branch patterns are {A * P:,} allocations to build; the "
+                       f"fused path builds at most {MAX_ALLOCATIONS:,}")
     formable = np.flatnonzero(formed)
     if varying:  # each pattern's weights on every day, by the Allocator on the market itself
         check_tables(A, P, A * P, A * P * (modes * T + T * (N + 2)))

@@ -97,13 +97,20 @@ def _stand_ins(steps: list[Step], layout: list[Bits], patterns: np.ndarray, days
     return truths, values
 
 
+PATTERN_BLOCK = 4096  # patterns `pattern_weights` allocates at once
+
+
 def pattern_weights(root: Step, steps: list[Step], layout: list[Bits], patterns: np.ndarray,
                     tickers: tuple[str, ...]) -> np.ndarray:
     """(P, N) allocation of each of ``patterns``, by the Allocator itself: on pseudo-day p an
     if/else node is True (an altExit node in) exactly when its bit of p is set; a function node
     picks a child exactly when that child's bit is set (its children are positions: what it
     holds depends on which it picks alone); a numbered node's item is True when its True bit is
-    set, else Null when its Null bit is."""
+    set, else Null when its Null bit is. Made `PATTERN_BLOCK` patterns at a time: the Allocator
+    keeps a (pseudo-days × tickers) matrix per step."""
+    if len(patterns) > PATTERN_BLOCK:
+        return np.concatenate([pattern_weights(root, steps, layout, patterns[at : at + PATTERN_BLOCK], tickers)
+                               for at in range(0, len(patterns), PATTERN_BLOCK)])
     P, N = len(patterns), len(tickers)
     truths, values = _stand_ins(steps, layout, patterns, 1)
     plan = _with_truths(root, truths, {})
