@@ -730,6 +730,42 @@ def test_subtrees_compiled_per_setting_may_read_their_own_branches(
     _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
 
 
+# SELF_READ with an altExit node as its then-branch: a sub-tree reading the equity of one
+LATCH_READ = {**SELF_READ, "children": {"then": [LATCH], "else": SELF_READ["children"]["else"]}}
+
+
+@pytest.mark.parametrize("holder", ["function", "condition"])
+def test_signals_reading_an_altexit_subtree_run_per_first_day(
+        short_market: Market, monkeypatch: pytest.MonkeyPatch, holder: str) -> None:
+    """A sub-tree whose condition reads the equity of its own then-branch, an altExit node: the
+    altExit state starts on the backtest's first day, so that signal, the sub-tree's equity and
+    whatever reads it differ by first day. Ranked by a function node with the condition swept
+    (compiled per setting) or read by a branch: condition (the base's compile); its signals
+    are evaluated again per first day, in stages. Swept: a window outside that moves the
+    first day and the start date."""
+    from gpubt.sweep.run import fused_template
+
+    gate = {"id": "cg", "metric": "RSI", "ticker": "SPY", "window": 14, "comparator": "gt", "threshold": 20}
+    if holder == "function":
+        payload = {"id": "gate", "kind": "indicator", "conditions": [gate], "children": {"then": [
+            {"id": "f", "kind": "function", "metric": "Cumulative Return", "window": 20, "rank": "Top", "bottom": 1,
+             "children": {"next": [LATCH_READ, {"id": "q", "kind": "position", "positions": ["QQQ"]},
+                                   {"id": "g", "kind": "position", "positions": ["GLD"]}]}}],
+            "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
+        parameters = {"cg.window": [14, 300], "cs2.threshold": [60, 80], "f.window": [10, 40],
+                      "startDate": ["2010-01-04", "2012-01-03"]}
+    else:
+        payload = {"id": "rd", "kind": "indicator", "conditions": [
+            {"id": "cr", "metric": "RSI", "ticker": "branch:then", "window": 10, "comparator": "gt", "threshold": 50},
+            {**gate, "type": "and"}],
+            "children": {"then": [LATCH_READ], "else": [{"id": "lo", "kind": "position", "positions": ["IEF"]}]}}
+        parameters = {"cg.window": [14, 300], "cr.threshold": [40, 60], "startDate": ["2010-01-04", "2012-01-03"]}
+    spec = make_spec({"payload": payload}, parameters)
+    template = fused_template(spec, short_market, "numba")
+    assert template is not None
+    _fused_equals_general_and_single(spec, short_market, monkeypatch, tuple(range(spec.n_variants)))
+
+
 def test_numbered_nodes_run_on_the_fused_path(short_market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A numbered node's item is a branch bit (True or not), and one more (Null) where a setting's
     quantifier counts Nulls (all, none); its n and quantifier, like weights, pick the pattern

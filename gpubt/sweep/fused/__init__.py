@@ -36,12 +36,12 @@ window/metric/bottom/rank, or a request field (costs, mode, dates, benchmark). T
    return from its setting's tables, then `row_metrics` on those returns while they are in cache.
 
 Memory is flat in the number of variants (bits per setting, not per variant); rows reading
-the equity of a sub-tree with an altExit node inside are made per first decision day
-(`timed_rows`). Anything else (swept fields inside a sub-tree both ranked and read by a
-branch: ticker, or inside one compiled per setting that itself reads branch series, more than
-`MAX_BITS` bits
-or `MAX_PATTERNS` patterns, variants whose tickers trade on different calendars) takes the
-general path of `gpubt.sweep.run`.
+the equity of a sub-tree with an altExit node inside, or of one whose signals read such an
+equity, are made per first decision day (`timed_rows`). Anything else (swept fields inside a
+sub-tree both ranked and read by a branch: ticker, a scaling level or a signal inside a child
+of volatility weights reading such an equity, more than `MAX_BITS` bits, `MAX_PATTERNS`
+patterns or `MAX_ALLOCATIONS` pattern allocations, tables over `TABLE_BYTES`, variants whose
+tickers trade on different calendars) takes the general path of `gpubt.sweep.run`.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from gpubt.sweep.fused.rows import (
     evaluate_apart,
     finite_from,
     function_rows,
+    on_altexit,
     picked,
     read_rows,
     timed_rows,
@@ -301,17 +302,19 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     # the Allocator on the real signals with altExit states started on a day, once per day
     on_day = functools.cache(lambda day: Allocator(tmarket, allocator.values, day))  # type: ignore[union-attr]
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
-    timed = {key: step for key, step in {**program.branches, **read_apart}.items()
-             if any(isinstance(s, Latch) for s in reachable_steps(step))}
-    if timed:  # sub-trees read with an altExit node inside: their equities differ by first day
-        inner = [n for step in [*program.branches.values(), *(c for plan in plans for c in plan.volatile)]
-                 for n in walk_steps(step)[1]]
+    # sub-trees with an altExit node inside, or reading the equity of one: their equities differ
+    # by first day
+    read_keys = {*program.branches, *read_apart,
+                 *set().union(*_branch_reads([*table.bits, *table.series_nodes]).values())}
+    timed, again = on_altexit({**branches, **program.branches, **read_apart}, read_keys)
+    if timed:
+        inner = [n for step in (c for plan in plans for c in plan.volatile) for n in walk_steps(step)[1]]
         if any(reads & timed.keys() for reads in _branch_reads([*levels, *inner]).values()):
-            raise NotFused("a scaling level, or a signal inside a sub-tree whose equity or volatility is read, reads "
-                           "the equity of a sub-tree with an altExit node inside (it differs by first day)")
+            raise NotFused("a scaling level, or a signal inside a child of inverse or pro weights, reads the equity "
+                           "of a sub-tree with an altExit node inside (it differs by first day)")
         bits, series, pair_rows, latches = timed_rows(
-            table, (bits, series, pair_rows, latches, kinds, rows), equities, timed, on_day, engine, tmarket,
-            first_day)
+            table, (bits, series, pair_rows, latches, kinds, rows), equities, timed, again, branches, on_day,
+            engine, tmarket, first_day)
     # an altExit node inside a child of volatility weights starts its state on the backtest's
     # first day: that child's real series, so its setting's tables, are made per first day
     alloc_of, plans, reals = by_first_day(plans, alloc_of, first_day, allocator, on_day)

@@ -35,11 +35,11 @@ from gpubt.sweep.spec import SweepSpec, dict_at
 
 def evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Allocator, engine: Backend,
                    market: Market) -> None:
-    """The signals of sub-trees compiled per setting into ``real``'s values, in stages as
-    `evaluate_signals` stages a single run's: a signal reading branch series (``branches``: by
-    key, every compile's) once those series' sub-trees' signals are in and their equities made.
-    `NotFused` where such a sub-tree holds an altExit node (its equity would differ by first
-    day)."""
+    """The ``signals`` (of sub-trees compiled per setting, or read again per first day) into
+    ``real``'s values, in stages as `evaluate_signals` stages a single run's: a signal reading
+    branch series (``branches``: by key, every compile's) once those series' sub-trees' signals
+    are in and their equities made by ``real`` (an altExit node's state started on its first
+    day: `timed_rows` makes what reads such an equity again per first decision day)."""
     reads = _branch_reads(signals)
     equities: dict[str, np.ndarray] = {}
     pending = dict.fromkeys(signals)
@@ -52,28 +52,51 @@ def evaluate_apart(signals: list[Node], branches: dict[str, Step], real: Allocat
             continue
         built = False
         for key in sorted(set().union(*(reads[n] for n in pending)) - equities.keys()):
-            step = branches[key]
-            if any(isinstance(s, Latch) for s in reachable_steps(step)):
-                raise NotFused("a sub-tree compiled per setting of the fields swept inside it reads the equity of "
-                               "a sub-tree with an altExit node inside (it differs by first day)")
-            if all(n in real.values for n in walk_steps(step)[1]):
-                equities[key] = real.branch_series(step)[0]
+            inside = walk_steps(branches[key])[1]
+            if all(n in real.values and n not in pending for n in inside):
+                equities[key] = real.branch_series(branches[key])[0]
                 built = True
         if not built:
             raise NotFused("a sub-tree compiled per setting of the fields swept inside it reads a branch series "
                            "whose signals are not evaluated before it")
 
 
+def on_altexit(branches: dict[str, Step], read: set[str]) -> tuple[dict[str, Step], list[Node]]:
+    """Of the sub-trees read (``read``: keys of ``branches``, every compile's) and those their
+    signals read, the ones whose equity differs by first decision day: with an altExit node
+    inside, or with a signal reading such an equity; and those signals, which `timed_rows`
+    evaluates again per first day."""
+    inside: dict[str, list[Node]] = {}
+    frontier = list(read)
+    while frontier:
+        key = frontier.pop()
+        if key not in inside:
+            inside[key] = walk_steps(branches[key])[1]
+            frontier.extend(set().union(*_branch_reads(inside[key]).values()))
+    reads = _branch_reads([n for nodes in inside.values() for n in nodes])
+    timed = {key for key in inside if any(isinstance(s, Latch) for s in reachable_steps(branches[key]))}
+    grown = True
+    while grown:
+        found = {key for key, nodes in inside.items() if key not in timed and any(reads[n] & timed for n in nodes)}
+        timed |= found
+        grown = bool(found)
+    again = list(dict.fromkeys(n for key in timed for n in inside[key] if reads[n] & timed))
+    return {key: branches[key] for key in timed}, again
+
+
 def timed_rows(table: Rows, signals: tuple[np.ndarray, ...], equities: dict[str, np.ndarray],
-               timed: dict[str, Step], on_day: Callable[[int], Allocator], engine: Backend, market: Market,
+               timed: dict[str, Step], again: list[Node], branches: dict[str, Step],
+               on_day: Callable[[int], Allocator], engine: Backend, market: Market,
                first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows reading the equity of a sub-tree with an altExit node inside (``timed``: by branch
-    key), made again for each first decision day (``first_day``: each variant's): its state
-    starts there, as a single run's, so the equity, the signals on it and the function node's
-    picks among active children do too. Each day's equities come from the Allocator on the real
-    signals started that day (``on_day``); the signals reading them from one backend call. The
-    variants' rows (``signals``' last) are pointed at their day's rows, in place; returns the
-    bits, series, pairs and latches with those rows added."""
+    """Rows reading the equity of a sub-tree with an altExit node inside, or of one reading such
+    an equity (``timed``: by branch key, `on_altexit`), made again for each first decision day
+    (``first_day``: each variant's): its state starts there, as a single run's, so the equity,
+    the signals on it and the function node's picks among active children do too. Each day's
+    equities come from the Allocator on the real signals started that day (``on_day``), with
+    the signals inside those sub-trees that read them (``again``) evaluated again for the day
+    (``branches``: every compile's sub-trees, by key); the rows' signals reading them from one
+    backend call. The variants' rows (``signals``' last) are pointed at their day's rows, in
+    place; returns the bits, series, pairs and latches with those rows added."""
     bits, series, pairs, latches, kinds, rows = signals
     reads = _branch_reads([*table.bits, *table.series_nodes])
     on_timed = {node for node, keys in reads.items() if keys & timed.keys()}
@@ -94,6 +117,11 @@ def timed_rows(table: Rows, signals: tuple[np.ndarray, ...], equities: dict[str,
     nodes = list(dict.fromkeys([*(node for node, _ in moved_series), *(truth for truth, _, _ in truths)]))
     for day in np.unique(first_day).tolist():
         starting = on_day(day)
+        if again:  # the day's own values of the signals reading a timed equity
+            starting = Allocator(market, dict(starting.values), day)  # type: ignore[attr-defined]
+            for n in again:
+                starting.values.pop(n, None)  # type: ignore[attr-defined]
+            evaluate_apart(again, branches, starting, engine, market)
         found = engine.evaluate(nodes, market, {**equities, **{key: starting.branch_series(step)[0]
                                                                 for key, step in timed.items()}})
         # each row's row for this day (its own where nothing it reads is timed)
