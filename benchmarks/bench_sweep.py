@@ -12,7 +12,7 @@ evaluate, allocate, simulate, metrics, table) comes from `gpubt.sweep.run.PHASES
 
 --huge adds the 32⁴ = 1,048,576-variant grid; --batch adds the backend issue's batch case
 (1,000 random strategies of 10 indicator nodes each, compiled together: `batch_template`);
---general adds eighteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
+--general adds nineteen sweeps beyond the template's fused grid: the template's 1,024-variant pilot
 grid with the fused path switched off (the general path: each variant parsed, compiled,
 allocated and simulated in batches), a function-node sweep of examples/momentum_rotation.json
 (16,384 variants; the fused path since session 16), the same with one of its ranked positions
@@ -34,7 +34,9 @@ branch: condition reads swept (`read_parameters`, 16,384 variants; the fused pat
 sub-tree an altExit node and the start date swept (`timed_template`, 16,384 variants; the fused
 path since session 19: its picks per first day), the ranked sweep with that sub-tree's condition
 on its own then-branch (`self_read_template`, 16,384 variants; the fused path since session 19:
-each setting's signals staged after its own branch series), inverse or
+each setting's signals staged after its own branch series), the same with that then-branch an
+altExit node (`latch_read_template`, 16,384 variants; the fused path since session 20: the
+condition evaluated again per first day), inverse or
 pro weights over sleeves with conditions under a swept if/else gate (`volatile_template`, 16,384
 variants; the fused path since session 18: the sleeves' real volatilities computed once), the
 same with a sleeve's threshold swept (`sleeve_parameters`, 16,384 variants; the fused path since
@@ -236,6 +238,33 @@ def timed_parameters() -> dict:
             "ct.window": [3, 7, 11, 15], "startDate": ["2009-01-02", "2012-01-03", "2016-01-04", "2020-01-02"]}
 
 
+def latch_read_template() -> dict:
+    """`subtree_template()` with its ranked if/else sub-tree's condition on the RSI of its own
+    then-branch (branch:then), an altExit node (in when RSI(QQQ, 14) crosses above 55, out when
+    it crosses below 45): the condition, so the sub-tree's equity and the picks, differ by first
+    day."""
+    body = subtree_template()
+    b1 = body["payload"]["children"]["next"][0]["children"]["next"][0]
+    b1["conditions"][0]["ticker"] = "branch:then"
+    b1["children"]["then"] = [{
+        "id": "lt", "kind": "altExit",
+        "entryConditions": [{"id": "lx", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                             "comparator": "crossAbove", "threshold": 55}],
+        "exitConditions": [{"id": "ly", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                            "comparator": "crossBelow", "threshold": 45}],
+        "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
+                     "else": [{"id": "z", "kind": "position", "positions": ["TLT"]}]}}]
+    return body
+
+
+def latch_read_parameters() -> dict:
+    """f.window (32) × f.bottom (2) × cx.threshold (8, inside the ranked sub-tree: an equity per
+    setting) × ct.threshold (8) × startDate (4) = 16,384 variants."""
+    return {"f.window": list(range(5, 165, 5)), "f.bottom": [1, 2], "cx.threshold": list(range(40, 80, 5)),
+            "ct.threshold": list(range(50, 82, 4)),
+            "startDate": ["2009-01-02", "2012-01-03", "2016-01-04", "2020-01-02"]}
+
+
 def volatile_template() -> dict:
     """Risk parity of strategies: the template's if/else node on RSI(SPY) (its condition named g)
     choosing UVXY or inverse-volatility weights over three sleeves, two of them with conditions
@@ -376,6 +405,9 @@ GENERAL_SWEEPS = {
                 "the same 16,384 variants",
     "timed": "the same with the ranked sub-tree an altExit node: f.window (32) × f.bottom (2) × "
              "ct.threshold (16) × ct.window (4) × startDate (4) = 16,384 variants",
+    "latchread": "the ranked sweep with that sub-tree's condition on its own then-branch, an altExit node: "
+                 "f.window (32) × f.bottom (2) × cx.threshold (8) × ct.threshold (8) × startDate (4) = 16,384 "
+                 "variants",
     "volatile": "inverse or pro weights over sleeves with conditions under a swept gate: g.window (16) × "
                 "g.threshold (16) × rp.volWindow (4) × rp.weighting (2) × costBps (8) = 16,384 variants",
     "sleeves": "the same with a sleeve's threshold swept inside the volatility weights: g.window (16) × "
@@ -403,6 +435,7 @@ NAMED_SWEEPS = {
     "reads": (subtree_template, read_parameters),
     "selfread": (self_read_template, ranked_parameters),
     "timed": (timed_template, timed_parameters),
+    "latchread": (latch_read_template, latch_read_parameters),
     "volatile": (volatile_template, volatile_parameters),
     "sleeves": (volatile_template, sleeve_parameters),
     "latched": (latched_template, latched_parameters),
