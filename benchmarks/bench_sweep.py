@@ -219,16 +219,20 @@ def timed_template() -> dict:
     crosses above 55, out when it crosses below 45): its equity, so the function node's picks,
     start on each variant's first day."""
     body = subtree_template()
-    f = body["payload"]["children"]["next"][0]
-    f["children"]["next"][0] = {
-        "id": "b1", "kind": "altExit",
-        "entryConditions": [{"id": "cx", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
-                             "comparator": "crossAbove", "threshold": 55}],
-        "exitConditions": [{"id": "cy", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
-                            "comparator": "crossBelow", "threshold": 45}],
-        "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
-                     "else": [{"id": "y", "kind": "position", "positions": ["IEF"]}]}}
+    body["payload"]["children"]["next"][0]["children"]["next"][0] = qqq_latch("b1", ("cx", "cy"), ("y", "IEF"))
     return body
+
+
+def qqq_latch(node: str, lines: tuple[str, str], out: tuple[str, str]) -> dict:
+    """An altExit node (ids: ``node``, its entry and exit ``lines``): in when RSI(QQQ, 14) crosses
+    above 55, out when it crosses below 45; QQQ while in, ``out`` (id, ticker) while out."""
+    return {"id": node, "kind": "altExit",
+            "entryConditions": [{"id": lines[0], "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                                 "comparator": "crossAbove", "threshold": 55}],
+            "exitConditions": [{"id": lines[1], "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
+                                "comparator": "crossBelow", "threshold": 45}],
+            "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
+                         "else": [{"id": out[0], "kind": "position", "positions": [out[1]]}]}}
 
 
 def timed_parameters() -> dict:
@@ -246,14 +250,7 @@ def latch_read_template() -> dict:
     body = subtree_template()
     b1 = body["payload"]["children"]["next"][0]["children"]["next"][0]
     b1["conditions"][0]["ticker"] = "branch:then"
-    b1["children"]["then"] = [{
-        "id": "lt", "kind": "altExit",
-        "entryConditions": [{"id": "lx", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
-                             "comparator": "crossAbove", "threshold": 55}],
-        "exitConditions": [{"id": "ly", "metric": "Relative Strength Index", "ticker": "QQQ", "window": 14,
-                            "comparator": "crossBelow", "threshold": 45}],
-        "children": {"then": [{"id": "x", "kind": "position", "positions": ["QQQ"]}],
-                     "else": [{"id": "z", "kind": "position", "positions": ["TLT"]}]}}]
+    b1["children"]["then"] = [qqq_latch("lt", ("lx", "ly"), ("z", "TLT"))]
     return body
 
 
