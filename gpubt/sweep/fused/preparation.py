@@ -14,7 +14,7 @@ from gpubt.compiler.compile import Compiler
 from gpubt.compiler.execute import _branch_reads, evaluate_signals
 from gpubt.compiler.plan import Blend, Choose, Count, Hold, Latch, Rank, Step, walk_steps
 from gpubt.data.market import Market
-from gpubt.ir.nodes import Builder
+from gpubt.ir.nodes import Builder, Node
 from gpubt.schema.parse import Strategy
 from gpubt.sweep.fused.kernel import Template
 from gpubt.sweep.fused.plans import (
@@ -304,9 +304,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     # sub-trees with an altExit node inside, or reading the equity of one: their equities differ
     # by first day
-    read_keys = {*program.branches, *read_apart,
-                 *set().union(*_branch_reads([*table.bits, *table.series_nodes]).values())}
-    timed, again = on_altexit({**branches, **program.branches, **read_apart}, read_keys)
+    every = {**branches, **program.branches, **read_apart}
+    timed: dict[str, Step] = {}
+    again: list[Node] = []
+    if every:
+        read_keys = {*program.branches, *read_apart,
+                     *set().union(*_branch_reads([*table.bits, *table.series_nodes]).values())}
+        timed, again = on_altexit(every, read_keys)
     if timed:
         inner = [n for step in (c for plan in plans for c in plan.volatile) for n in walk_steps(step)[1]]
         if any(reads & timed.keys() for reads in _branch_reads([*levels, *inner]).values()):
