@@ -304,13 +304,12 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
     latches = np.array(list(table.latches), dtype=np.int64).reshape(-1, 2)
     # sub-trees with an altExit node inside, or reading the equity of one: their equities differ
     # by first day
-    every = {**branches, **program.branches, **read_apart}
     timed: dict[str, Step] = {}
     again: list[Node] = []
-    if every:
+    if branches:  # every compile's, the base's and the read sub-trees' among them
         read_keys = {*program.branches, *read_apart,
                      *set().union(*_branch_reads([*table.bits, *table.series_nodes]).values())}
-        timed, again = on_altexit(every, read_keys)
+        timed, again = on_altexit(branches, read_keys)
     if timed:
         inner = [n for step in (c for plan in plans for c in plan.volatile) for n in walk_steps(step)[1]]
         if any(reads & timed.keys() for reads in _branch_reads([*levels, *inner]).values()):
@@ -344,13 +343,13 @@ def prepare(spec: SweepSpec, market: Market, engine: Backend, pairs: bool = True
                        f"fused path builds at most {MAX_ALLOCATIONS:,}")
     formable = np.flatnonzero(formed)
     if varying:  # each pattern's weights on every day, by the Allocator on the market itself
-        check_tables(A, P, A * P, A * P * (modes * T + T * (N + 2)))
+        check_tables(A, P, A * P * (modes * T + T * (N + 2)), A * P)
         weights = np.empty((A, P, T, N))
         level_values = {node: values[node] for node in levels}
         for a, plan in enumerate(plans):
             pattern_weights_by_day(plan, layout, formable, tmarket, level_values, reals[a], weights[a])
     else:  # `build_template` checks their size once patterns holding the same weights share their rows
-        check_tables(A, P, A * P, A * P * N)
+        check_tables(A, P, A * P * N)
         weights = np.stack([pattern_weights(plan.root, plan.at, layout, formable, tmarket.tickers) for plan in plans])
     return build_template(spec, tmarket, weights, (bits, series, pair_rows, latches, kinds, rows), found, cost, formed,
                           alloc_of)

@@ -67,13 +67,15 @@ def on_altexit(branches: dict[str, Step], read: set[str]) -> tuple[dict[str, Ste
     inside, or with a signal reading such an equity; and those signals, which `timed_rows`
     evaluates again per first day."""
     inside: dict[str, list[Node]] = {}
+    reads: dict[Node, set[str]] = {}
     frontier = list(read)
     while frontier:
         key = frontier.pop()
         if key not in inside:
             inside[key] = walk_steps(branches[key])[1]
-            frontier.extend(set().union(*_branch_reads(inside[key]).values()))
-    reads = _branch_reads([n for nodes in inside.values() for n in nodes])
+            found = _branch_reads(inside[key])
+            reads.update(found)
+            frontier.extend(set().union(*found.values()))
     timed = {key for key in inside if any(isinstance(s, Latch) for s in reachable_steps(branches[key]))}
     grown = True
     while grown:

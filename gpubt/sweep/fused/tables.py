@@ -135,12 +135,14 @@ def pattern_weights_by_day(plan: Plan, layout: list[Bits], patterns: np.ndarray,
         out[i] = Allocator(market, {**levels, **values}, 0, elsewhere=real_of).allocation(root)  # type: ignore[arg-type]
 
 
-def check_tables(settings: int, patterns: int, distinct: int, words: int) -> None:
-    """`NotFused` where tables of ``words`` float64 values would take over `TABLE_BYTES`."""
+def check_tables(settings: int, patterns: int, words: int, distinct: int | None = None) -> None:
+    """`NotFused` where tables of ``words`` float64 values would take over `TABLE_BYTES`
+    (``distinct``: the distinct allocations among the patterns, where known)."""
     if words * 8 > TABLE_BYTES:
-        raise NotFused(f"the tables of {settings} allocation settings × {patterns} branch patterns ({distinct:,} "
-                       f"distinct allocations) would take {words * 8 / 2**20:,.1f} MiB (the fused path keeps them "
-                       f"within {TABLE_BYTES / 2**20:,.0f} MiB)")
+        among = "" if distinct is None else f" ({distinct:,} distinct allocations)"
+        raise NotFused(f"the tables of {settings} allocation settings × {patterns} branch patterns{among} would take "
+                       f"{words * 8 / 2**20:,.1f} MiB (the fused path keeps them within "
+                       f"{TABLE_BYTES / 2**20:,.0f} MiB)")
 
 
 _TURN_BLOCK = 1 << 17  # pairs of patterns `_turnovers` sums at once (1 MiB of differences)
@@ -256,10 +258,10 @@ def build_template(
         widths = np.array([len(f) for f in firsts], dtype=np.int64)
         sizes = (widths + 1) * widths
         U = int(widths.sum())
-        check_tables(A, P, U, U * len(set(modes)) * T + int(sizes.sum()))
+        check_tables(A, P, U * len(set(modes)) * T + int(sizes.sum()), U)
         setting_at = np.stack([np.cumsum(widths) - widths, np.cumsum(sizes) - sizes, widths], axis=1)
         distinct = np.concatenate([w[f] for w, f in zip(weights, firsts)])
-        turn = np.concatenate([_turnovers(w[f]).ravel() for w, f in zip(weights, firsts)])
+        turn = np.concatenate([_turnovers(distinct[at : at + width]).ravel() for at, _, width in setting_at.tolist()])
         held = (np.abs(distinct) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
     # returns of every distinct allocation over each period, a block of rows per mode the
     # windows use
