@@ -409,8 +409,11 @@ class Gen(NamedTuple):
 
 
 def py_apply(op: str, a: float, b: float) -> float:
-    """Python's float arithmetic with the formula rules: anything not finite is missing."""
+    """Python's float arithmetic with the formula rules: anything not finite is missing. The
+    operands are made floats first: Python's exact integers would compute 7 ** 823543 whole and
+    fail converting it, where the engine's float64 overflows to missing."""
     try:
+        a, b = float(a), float(b)
         if op == "+":
             out = a + b
         elif op == "-":
