@@ -1184,6 +1184,9 @@ def test_grid_zip_random_and_ranges() -> None:
 
     for spec in (grid, zipped, a):
         assert spec.value_indices(0, spec.n_variants).tolist() == positions(spec, 0, spec.n_variants)
+    cube = make_spec(TQQQ, {"c1.window": range(2, 9), "c1.threshold": range(50, 61), "c2.threshold": range(10, 15)})
+    for lo, hi in ((0, 1), (5, 37), (13, 14), (54, 385), (cube.n_variants - 3, cube.n_variants), (7, 7)):
+        assert cube.value_indices(lo, hi).tolist() == positions(cube, lo, hi)  # runs cut at both ends
     # random picks in a grid of 10**30 combinations (past int64): cut into int64-sized digits
     wide = dataclasses.replace(a, parameters=tuple(dataclasses.replace(q, values=tuple(range(10**6)))
                                                    for q in (*a.parameters, a.parameters[0], a.parameters[1])))

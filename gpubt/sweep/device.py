@@ -44,7 +44,7 @@ def _kernel(bits, series, pairs, latches, kinds, rows, table_row, setting_at,  #
 @functools.cache
 def _compiled(inline: bool) -> Any:
     """The CUDA kernel, with its twins, made once per process (``inline``: `INLINE_PATTERN`)."""
-    return twins(core._ratio, core._squares, core._dot, core.row_metrics, kernel.day_bits, kernel.variant_metrics,
+    return twins(core._ratio, core._squares, core.row_metrics, kernel.day_bits, kernel.variant_metrics,
                  kernels=(_kernel,), constants={"INLINE_PATTERN": inline})
 
 
@@ -79,7 +79,8 @@ class DeviceTemplate:
     def __post_init__(self) -> None:
         t = self.template
         began = time.perf_counter()
-        self._tables = upload([t.bits, t.series, t.pairs, t.latches, t.kinds, t.rows, t.table_row, t.setting_at,
+        series = t.series if len(t.pairs) else t.series[:0]  # read through pair rows alone
+        self._tables = upload([t.bits, series, t.pairs, t.latches, t.kinds, t.rows, t.table_row, t.setting_at,
                                t.gross, t.turn, t.held, t.daily, t.daily_turn, t.daily_held, t.dense, t.alloc,
                                t.gross_at, t.start_of, t.starts, t.stops,
                                t.bench, t.bench_squares, t.cost])
