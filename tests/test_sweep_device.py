@@ -83,8 +83,14 @@ for inline in (True, False):  # the pattern formed in the day loop (the GPU's), 
 from gpubt.sweep.device import upload
 mixed = [np.arange(5, dtype=np.int8), np.empty((0, 3), np.int64), np.random.default_rng(1).random((3, 7)),
          np.array([True, False]), np.arange(6, dtype=np.int32).reshape(2, 3)[:, ::2], np.zeros((2, 0))]
-for a, d in zip(mixed, upload(mixed), strict=True):  # one allocation, a typed view each
+first = upload(mixed)
+for a, d in zip(mixed, first, strict=True):  # one allocation, a typed view each
     assert d.shape == a.shape and d.dtype == a.dtype and np.array_equal(d.copy_to_host(), a), (a, d)
+from gpubt.sweep import device as kit
+staging = kit._STAGING[0]
+assert np.array_equal(upload([np.full(9, 3.0)])[0].copy_to_host(), np.full(9, 3.0))
+assert kit._STAGING[0] is staging  # the host buffer is kept for the next upload,
+assert all(np.array_equal(d.copy_to_host(), a) for a, d in zip(mixed, first))  # which leaves the last one's copy be
 print("uploaded", len(mixed))
 from tests.test_sweep_device import latch_sweep
 spec, template = latch_sweep()
