@@ -91,6 +91,11 @@ staging = kit._STAGING[0]
 assert np.array_equal(upload([np.full(9, 3.0)])[0].copy_to_host(), np.full(9, 3.0))
 assert kit._STAGING[0] is staging  # the host buffer is kept for the next upload,
 assert all(np.array_equal(d.copy_to_host(), a) for a, d in zip(mixed, first))  # which leaves the last one's copy be
+def refused(*args, **kwargs):
+    raise MemoryError("no page-locked memory")
+kit._STAGING.clear()
+kit.cuda.pinned_array = refused  # a memlock limit: a pageable buffer is kept instead
+assert np.array_equal(upload([np.arange(5.0)])[0].copy_to_host(), np.arange(5.0)) and len(kit._STAGING) == 1
 print("uploaded", len(mixed))
 from tests.test_sweep_device import latch_sweep
 spec, template = latch_sweep()

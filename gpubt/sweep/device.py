@@ -75,7 +75,10 @@ def upload(arrays: list[np.ndarray]) -> list[Any]:
             packed = np.empty(end, dtype=np.uint8)
         else:
             if not _STAGING or _STAGING[0].size < end:
-                _STAGING[:] = [cuda.pinned_array(end, dtype=np.uint8)]
+                try:
+                    _STAGING[:] = [cuda.pinned_array(end, dtype=np.uint8)]
+                except Exception:  # page-locked memory refused (a memlock limit): a pageable one is kept
+                    _STAGING[:] = [np.empty(end, dtype=np.uint8)]
             packed = _STAGING[0][:end]
         for a, at in zip(arrays, offsets):
             packed[at : at + a.nbytes] = a.reshape(-1).view(np.uint8)
