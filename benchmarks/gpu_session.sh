@@ -10,7 +10,9 @@
 # updated RESULTS.md are written under $OUT.
 #   run: bash benchmarks/gpu_session.sh            (carry: [".whl"])
 #   STEPS="check tests" bash benchmarks/gpu_session.sh runs only those steps, in that order
-#   (check, tests, parity, sweep, dist: --local-gpus on dask-cuda).
+#   (check, tests, parity, sweep, dist: --local-gpus on dask-cuda, profile: where a sweep of the
+#   65,536 template spends its time and the kernel alone by block size, counters: ncu on that
+#   kernel; the last two are not in the default list).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpubt-gpu}
 mkdir -p "$OUT"
@@ -50,6 +52,23 @@ dist() {
 parity() {
     step "parity on cupy"
     PARITY_EXAMPLES=${PARITY_EXAMPLES:-30} timeout "${PARITY_S:-60}" python3 -m pytest -q -p no:cacheprovider -x -k cupy tests/test_parity.py 2>&1 | tee "$OUT/parity.log" | tail -15
+}
+
+profile() {
+    step "sweep profile"
+    timeout "${PROFILE_S:-120}" python3 benchmarks/gpu_sweep_profile.py --grid full 2>&1 | tee "$OUT/profile.log" | grep -v -i warn
+    timeout "${PROFILE_S:-120}" python3 benchmarks/gpu_sweep_profile.py --grid huge --sweeps 3 2>&1 | tee "$OUT/profile_huge.log" | grep -v -i warn
+}
+
+counters() {
+    step "ncu on the sweep kernel"
+    local ncu
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    timeout "${COUNTERS_S:-150}" "$ncu" --clock-control none --kernel-name regex:_kernel --launch-skip 1 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        --section MemoryWorkloadAnalysis --section SchedulerStats \
+        python3 benchmarks/gpu_sweep_profile.py --launch > "$OUT/ncu.txt" 2>&1
+    grep -E "Duration|Registers Per Thread|Achieved Occupancy|DRAM Throughput|Issued Warp" "$OUT/ncu.txt"
 }
 
 for s in ${STEPS:-check tests parity sweep dist}; do "$s"; done

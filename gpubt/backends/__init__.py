@@ -76,8 +76,8 @@ AUTO_GPU_MIN_VARIANTS = 4096
 def gpu_sweeps(name: str, variants: int | None = None) -> bool:
     """Whether a fused sweep of ``variants`` asked to run on ``name`` runs its per-variant kernel
     on the GPU: when asked for a GPU backend, or for auto where one is usable and the sweep has
-    at least AUTO_GPU_MIN_VARIANTS (one thread per variant: 5.5x the 16-core CPU kernel for
-    65,536 variants and 10.5x for a million on an H100, benchmarks/RESULTS.md)."""
+    at least AUTO_GPU_MIN_VARIANTS (one thread per variant: 7-9x the 16-core CPU kernel for
+    65,536 variants and 10x for a million on an H100, session 21, benchmarks/RESULTS.md)."""
     if name in GPU_BACKENDS:
         return True
     if name != "auto" or (variants is not None and variants < AUTO_GPU_MIN_VARIANTS):
