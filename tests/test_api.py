@@ -483,7 +483,9 @@ def _mutate(body: dict[str, Any], data: st.DataObject) -> None:
         target = data.draw(st.sampled_from(containers), label="container")
         keys = list(target) if isinstance(target, dict) else list(range(len(target)))
         op = data.draw(st.sampled_from(["set", "delete", "duplicate", "add"]), label="op")
-        new = data.draw(_INTERESTING | _json_scalars, label="value")
+        # a copy: `sampled_from` hands out the same [] and {} each time, which an "add" could put
+        # inside itself (a cycle) and which would carry one example's mutations into the next
+        new = copy.deepcopy(data.draw(_INTERESTING | _json_scalars, label="value"))
         if op == "add" or not keys:
             if isinstance(target, dict):
                 target[data.draw(_field_names, label="key")] = new
