@@ -335,7 +335,7 @@ def test_series_compared_outside_the_graph_must_be_finite_where_read() -> None:
 
 @pytest.mark.parametrize(("patterns", "tickers"), [(1, 1), (3, 12), (64, 40), (1025, 12), (4096, 33)])
 def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, tickers: int) -> None:
-    """Between every two patterns (and from all cash), computed a block of rows at a time, each
+    """Between every two patterns (and from all cash), a row per thread, each
     equal to `simulate`'s turnover of a day moving from one to the other."""
     from gpubt.sim.simulate import simulate
     from gpubt.sweep.fused.tables import _turnovers
@@ -343,8 +343,8 @@ def test_pattern_turnovers_are_the_simulation_s_to_the_bit(patterns: int, ticker
     rng = np.random.default_rng(patterns)
     weights = rng.random((patterns, tickers)) * (rng.random((patterns, tickers)) < 0.4)
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
-    turn = _turnovers(weights)
-    assert turn.shape == (patterns + 1, patterns)
+    turn = np.full((patterns + 1, patterns), np.nan)
+    _turnovers(weights, turn)
     cash = np.vstack([weights, np.zeros((1, tickers))])
     prices = np.ones((3, tickers))
     for a in {0, patterns // 2, patterns}:

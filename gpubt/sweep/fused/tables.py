@@ -147,19 +147,12 @@ def check_tables(settings: int, patterns: int, words: int, distinct: int | None 
                        f"{TABLE_BYTES / 2**20:,.0f} MiB)")
 
 
-def _turnovers(weights: np.ndarray) -> np.ndarray:
-    """(P + 1, P) turnover from allocation a (a = P: all cash) to allocation b, 0.5 Σ|w_a − w_b|
-    summed over the tickers in column order, as `simulate` sums a day's (so equal to the bit)."""
-    P = len(weights)
-    turn = np.empty((P + 1, P))
-    _turnover_rows(np.ascontiguousarray(weights, dtype=np.float64), turn)
-    return turn
-
-
 @parallel_kernel(cache=True, nogil=True, error_model="numpy")
-def _turnover_rows(weights: np.ndarray, turn: np.ndarray) -> None:
-    """`_turnovers` into ``turn``, a row a thread (NumPy's passes over the pairs, a ticker at a
-    time, took 19 ms for 2^10 patterns of 12 tickers; they kept the same order)."""
+def _turnovers(weights: np.ndarray, turn: np.ndarray) -> None:
+    """Into ``turn`` (P + 1, P): the turnover from allocation a (a = P: all cash) to allocation b
+    of ``weights`` (P, tickers), 0.5 Σ|w_a − w_b| summed over the tickers in column order, as
+    `simulate` sums a day's (so equal to the bit); a row a thread (NumPy's passes over the pairs,
+    a ticker at a time, took 19 ms for 2^10 patterns of 12 tickers)."""
     P, N = weights.shape
     for a in numba.prange(P + 1):
         for b in range(P):
@@ -263,7 +256,9 @@ def build_template(
         check_tables(A, P, U * len(set(modes)) * T + int(sizes.sum()), U)
         setting_at = np.stack([np.cumsum(widths) - widths, np.cumsum(sizes) - sizes, widths], axis=1)
         distinct = np.concatenate([w[f] for w, f in zip(weights, firsts)])
-        turn = np.concatenate([_turnovers(distinct[at : at + width]).ravel() for at, _, width in setting_at.tolist()])
+        turn = np.empty(int(sizes.sum()))
+        for at, first, width in setting_at.tolist():  # each setting's table in place
+            _turnovers(distinct[at : at + width], turn[first : first + (width + 1) * width].reshape(width + 1, width))
         held = (np.abs(distinct) >= MIN_WEIGHT).sum(axis=1).astype(np.float64)
     # returns of every distinct allocation over each period, a block of rows per mode the
     # windows use
